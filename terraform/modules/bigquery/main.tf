@@ -65,7 +65,7 @@ resource "google_bigquery_table" "run_metrics" {
   dataset_id          = google_bigquery_dataset.metrics.dataset_id
   table_id            = var.metrics_table
   description         = "One row per metric per step per run."
-  deletion_protection = var.deletion_protection
+  deletion_protection = true
   labels              = var.labels
   schema              = jsonencode(local.run_metrics_schema)
   clustering          = ["pipeline", "step", "metric"]
@@ -76,7 +76,8 @@ resource "google_bigquery_table" "run_metrics" {
   }
 }
 
-# One export table per recommender: add a name to var.recommenders and apply.
+# One export table per recommender: add a name to var.recommenders and apply. Published data is always
+# protected: removing a name fails the plan until the table is dropped on purpose (see terraform/README.md).
 resource "google_bigquery_table" "recommendations" {
   #checkov:skip=CKV_GCP_80:Google-managed encryption keys are used; CMEK is out of scope.
   for_each = toset(var.recommenders)
@@ -85,7 +86,7 @@ resource "google_bigquery_table" "recommendations" {
   dataset_id          = google_bigquery_dataset.export.dataset_id
   table_id            = "${var.recommendations_table_prefix}${each.value}"
   description         = "Recommendations of ${each.value}, one partition per session date (dt)."
-  deletion_protection = var.deletion_protection
+  deletion_protection = true
   labels              = merge(var.labels, { recommender = each.value })
   schema              = jsonencode(local.recommendations_schema)
   clustering          = ["user_id"]

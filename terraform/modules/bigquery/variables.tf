@@ -52,7 +52,7 @@ variable "export_partition_expiration_days" {
 
 variable "deletion_protection" {
   type        = bool
-  description = "Whether Terraform refuses to delete the export and metrics tables."
+  description = "When false, destroying the work dataset also deletes its expiring tables. Export and metrics tables are always protected."
   default     = true
 }
 

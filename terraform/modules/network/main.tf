@@ -67,3 +67,23 @@ resource "google_service_networking_connection" "private_services" {
   service                 = "servicenetworking.googleapis.com"
   reserved_peering_ranges = [google_compute_global_address.private_services.name]
 }
+
+# Explicit lowest-priority deny of all ingress, logged. GKE adds its own higher-priority rules (control plane
+# to nodes, load balancer health checks); nothing else may reach the nodes.
+resource "google_compute_firewall" "deny_all_ingress" {
+  project   = var.project_id
+  name      = "${var.network_name}-deny-all-ingress"
+  network   = google_compute_network.this.id
+  direction = "INGRESS"
+  priority  = 65534
+
+  deny {
+    protocol = "all"
+  }
+
+  source_ranges = ["0.0.0.0/0"]
+
+  log_config {
+    metadata = "INCLUDE_ALL_METADATA"
+  }
+}
