@@ -1,0 +1,132 @@
+"""Matrix-factorisation models (ALS, BPR) on top of ``implicit``, scored with our own exact top-N.
+
+``implicit`` is used for fitting only. After ``fit`` the model keeps plain C-contiguous float32 user and item
+factor matrices; ``recommend`` and ``similar_items`` use :func:`models.topk.topk_scores`, which returns the same
+top-N as ``implicit``'s ``recommend`` (ties broken by lower item index) and is faster on CPU.
+
+``implicit`` parallelises fitting itself (``num_threads``, 0 = all cores), so fitting runs under
+``threadpoolctl.threadpool_limits(1, "blas")`` to keep OpenBLAS from over-subscribing the cores.
+"""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from typing import Any, Self
+
+import numpy as np
+import scipy.sparse as sp
+from threadpoolctl import threadpool_limits
+
+from .base import Recommender, check_user_items
+from .topk import DEFAULT_BATCH_SIZE, topk_scores
+
+
+def _as_factors(array: Any) -> np.ndarray:
+    if hasattr(array, "to_numpy"):  # implicit.gpu.Matrix
+        array = array.to_numpy()
+    return np.ascontiguousarray(array, dtype=np.float32)
+
+
+class FactorRecommender(Recommender):
+    """A recommender scoring ``user_factors @ item_factors.T``; subclasses build the ``implicit`` model."""
+
+    batch_size: int = DEFAULT_BATCH_SIZE
+
+    def __init__(self, **params: Any) -> None:
+        super().__init__(**params)
+        self._user_factors: np.ndarray | None = None
+        self._item_factors: np.ndarray | None = None
+        self._item_unit: np.ndarray | None = None  # cached normalised item factors
+
+    @abstractmethod
+    def _make_implicit(self) -> Any:
+        """The unfitted ``implicit`` model for the current params (CPU)."""
+
+    @property
+    def user_factors(self) -> np.ndarray | None:
+        return self._user_factors
+
+    @property
+    def item_factors(self) -> np.ndarray | None:
+        return self._item_factors
+
+    def fit(self, user_items: sp.csr_matrix, *, show_progress: bool = False) -> Self:
+        user_items = check_user_items(user_items)
+        with threadpool_limits(1, "blas"):
+            model = self._make_implicit()
+            model.fit(user_items, show_progress=show_progress)
+        if hasattr(model, "to_cpu") and not isinstance(model.item_factors, np.ndarray):
+            model = model.to_cpu()
+        self._set_factors(_as_factors(model.user_factors), _as_factors(model.item_factors))
+        self._n_users, self._n_items = user_items.shape
+        return self
+
+    def _set_factors(self, user_factors: np.ndarray, item_factors: np.ndarray) -> None:
+        if user_factors.ndim != 2 or item_factors.ndim != 2 or user_factors.shape[1] != item_factors.shape[1]:
+            raise ValueError(f"bad factor shapes {user_factors.shape}, {item_factors.shape}")
+        self._user_factors = _as_factors(user_factors)
+        self._item_factors = _as_factors(item_factors)
+        self._item_unit = None
+
+    def recommend(
+        self,
+        userids: np.ndarray,
+        user_items: sp.csr_matrix,
+        N: int,
+        *,
+        filter_already_liked_items: bool = True,
+        filter_items: np.ndarray | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        self._check_fitted()
+        userids = self._check_userids(userids, user_items if filter_already_liked_items else None)
+        filter_items = self._check_filter_items(filter_items)
+        exclude = user_items[userids] if filter_already_liked_items else None
+        return topk_scores(
+            self._user_factors[userids],
+            self._item_factors,
+            N,
+            exclude_csr_rows=exclude,
+            filter_items=filter_items,
+            batch_size=self.batch_size,
+            num_threads=self._params.get("num_threads", 0),
+        )
+
+    def similar_items(
+        self, itemids: np.ndarray, N: int, *, filter_items: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Cosine similarity of the item factors; items with all-zero factors have similarity 0."""
+        self._check_fitted()
+        itemids = self._check_itemids(itemids)
+        filter_items = self._check_filter_items(filter_items)
+        if self._item_unit is None:
+            norms = np.linalg.norm(self._item_factors, axis=1, keepdims=True)
+            norms[norms == 0] = 1.0
+            self._item_unit = np.ascontiguousarray(self._item_factors / norms, dtype=np.float32)
+        n = len(itemids)
+        itself = sp.csr_matrix((np.ones(n, np.float32), itemids, np.arange(n + 1)), shape=(n, self.n_items))
+        return topk_scores(
+            self._item_unit[itemids],
+            self._item_unit,
+            N,
+            exclude_csr_rows=itself,
+            filter_items=filter_items,
+            batch_size=self.batch_size,
+            num_threads=self._params.get("num_threads", 0),
+        )
+
+    def _get_state(self) -> dict[str, np.ndarray]:
+        return {"user_factors": self._user_factors, "item_factors": self._item_factors}
+
+    def _set_state(self, state: dict[str, np.ndarray]) -> None:
+        self._set_factors(state["user_factors"], state["item_factors"])
+        if self._user_factors.shape[0] != self._n_users or self._item_factors.shape[0] != self._n_items:
+            raise ValueError("saved factors do not match n_users / n_items")
+
+    def to_implicit(self) -> Any:
+        """An ``implicit`` CPU model carrying these factors (e.g. to use its other features)."""
+        self._check_fitted()
+        with threadpool_limits(1, "blas"):
+            model = self._make_implicit()
+        model.user_factors = self._user_factors.copy()
+        model.item_factors = self._item_factors.copy()
+        return model

@@ -1,0 +1,248 @@
+"""Exact top-N scoring of dense query vectors against item factors, in bounded memory.
+
+:func:`topk_scores` computes, per batch of queries, ``scores = Q_b @ V.T`` with float32 BLAS (sgemm), removes
+excluded items, and selects the ``N`` best items per row exactly. Ties are broken by lower item index, so the
+result is deterministic. Rows with fewer than ``N`` eligible items are padded with id ``-1`` and score ``-inf``.
+
+Selection avoids a per-row sort or ``argpartition`` of the whole catalogue: the columns of a batch are cut into
+``m`` equal strided blocks (block ``j`` = columns ``j, j+m, j+2m, ...``) and their maxima are taken (one
+vectorised pass). The ``N``-th largest block maximum is a
+lower bound of the row's ``N``-th largest score (``N`` distinct blocks reach it), so only blocks whose maximum
+reaches that bound can hold a top-``N`` item. Those few blocks are gathered, the scores reaching the bound are
+kept, and the candidates (typically a few times ``N`` per row) are ordered by (row, -score, item) with one
+``np.lexsort``. The result is exact; the bound only prunes.
+
+Items in ``filter_items`` are removed from the factor matrix up front (the scores are never computed), so the
+cost shrinks with them. Work is split over ``num_threads`` worker threads, each scoring its own slice of
+queries with single-threaded BLAS; the heavy numpy kernels release the GIL. At most about ``batch_size`` query
+rows are in flight, so peak extra memory is about ``batch_size * n_items * 4`` bytes (x2 for gathers),
+independent of the number of queries.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import scipy.sparse as sp
+from threadpoolctl import threadpool_limits
+
+DEFAULT_BATCH_SIZE = 512
+
+__all__ = ["topk_scores", "topk_batched", "select_topn", "DEFAULT_BATCH_SIZE"]
+
+
+def available_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
+def select_topn(scores: np.ndarray, N: int) -> tuple[np.ndarray, np.ndarray]:
+    """Exact top-``N`` per row of a float32 score matrix (``-inf`` = not eligible).
+
+    Returns int32 column indices and float32 scores of shape ``(rows, min(N, cols))``, best first, ties by
+    lower column index; positions holding ``-inf`` get id ``-1``. ``scores`` is not modified.
+    """
+    if scores.ndim != 2:
+        raise ValueError("scores must be 2-d")
+    nb, n = scores.shape
+    k = min(N, n)
+    if nb == 0 or k == 0:
+        return np.empty((nb, k), np.int32), np.empty((nb, k), np.float32)
+    m = _n_blocks(n, k)
+    if m == 0:
+        ids = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+        vals = np.take_along_axis(scores, ids, axis=1)
+    else:
+        ids, vals = _select_blocks(scores, k, m)
+    ids = ids.astype(np.int32, copy=False)
+    vals = vals.astype(np.float32, copy=False)
+    ids[vals == -np.inf] = -1
+    return ids, vals
+
+
+def _n_blocks(n: int, k: int) -> int:
+    """Number of column blocks for the pruning pass; 0 = plain sort (small catalogues or large N)."""
+    m = min(max(8 * k, 256), n // 8)  # blocks at least 8 columns wide
+    if m < 4 * k or n < 1024:
+        return 0
+    return m
+
+
+def _select_blocks(scores: np.ndarray, k: int, m: int) -> tuple[np.ndarray, np.ndarray]:
+    # block j holds columns j, j + m, j + 2m, ...: the block maxima are then an element-wise maximum over
+    # q contiguous rows of length m, which numpy vectorises well
+    nb, n = scores.shape
+    q = n // m
+    main = m * q
+    blocks = scores[:, :main].reshape(nb, q, m)
+    bmax = np.maximum.reduce(blocks, axis=1)  # (nb, m)
+    lb = np.partition(bmax, m - k, axis=1)[:, m - k]  # k-th largest block max <= k-th largest score
+    br, bb = np.nonzero(bmax >= lb[:, None])
+    sub = blocks[br, :, bb]  # (P, q) gathered candidate blocks
+    pi, pj = np.nonzero(sub >= lb[br, None])
+    rows = br[pi]
+    cols = pj * m + bb[pi]
+    vals = sub[pi, pj]
+    if main < n:  # columns beyond the last full stride are always checked
+        tail = scores[:, main:]
+        tr, tc = np.nonzero(tail >= lb[:, None])
+        rows = np.concatenate([rows, tr])
+        cols = np.concatenate([cols, tc + main])
+        vals = np.concatenate([vals, tail[tr, tc]])
+    order = np.lexsort((cols, -vals, rows))
+    counts = np.bincount(rows, minlength=nb)  # each row has >= k candidates by construction
+    starts = np.zeros(nb, dtype=np.int64)
+    np.cumsum(counts[:-1], out=starts[1:])
+    take = order[starts[:, None] + np.arange(k)]
+    return cols[take], vals[take]
+
+
+def _check_exclude(exclude: sp.csr_matrix | None, n_rows: int, n_items: int) -> sp.csr_matrix | None:
+    if exclude is None:
+        return None
+    if not sp.issparse(exclude) or exclude.format != "csr":
+        raise ValueError("exclude_csr_rows must be a CSR matrix")
+    if exclude.shape[0] != n_rows or exclude.shape[1] != n_items:
+        raise ValueError(
+            f"exclude_csr_rows has shape {exclude.shape}, expected ({n_rows}, {n_items}) (one row per query)"
+        )
+    return exclude
+
+
+def topk_scores(
+    user_vecs: np.ndarray,
+    item_factors: np.ndarray,
+    N: int,
+    exclude_csr_rows: sp.csr_matrix | None = None,
+    filter_items: np.ndarray | None = None,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    num_threads: int = 0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Exact top-``N`` items by dot product for each query row.
+
+    Parameters
+    ----------
+    user_vecs : (n_queries, f) query vectors (converted to C-contiguous float32).
+    item_factors : (n_items, f) item vectors.
+    N : number of items per query.
+    exclude_csr_rows : optional CSR (n_queries, n_items); the stored entries of row ``i`` are never returned
+        for query ``i`` (already-liked items; the values are ignored).
+    filter_items : optional item indices never returned for any query.
+    batch_size : query rows in flight at once; bounds the memory (``batch_size * n_items`` float32).
+    num_threads : worker threads (0 = all cores available to the process).
+
+    Returns
+    -------
+    (ids, scores) : int32 (n_queries, N) and float32 (n_queries, N), best first, ties by lower item index,
+    padded with -1 / -inf where fewer than ``N`` items are eligible.
+    """
+    user_vecs = np.ascontiguousarray(user_vecs, dtype=np.float32)
+    item_factors = np.ascontiguousarray(item_factors, dtype=np.float32)
+    if user_vecs.ndim != 2 or item_factors.ndim != 2 or user_vecs.shape[1] != item_factors.shape[1]:
+        raise ValueError(f"shape mismatch: user_vecs {user_vecs.shape}, item_factors {item_factors.shape}")
+    if filter_items is not None and len(filter_items):
+        # score only the allowed items (the same compaction topk_batched applies to the columns)
+        item_t = item_factors[_allowed_items(filter_items, item_factors.shape[0])].T
+    else:
+        item_t = item_factors.T
+
+    def score(start: int, stop: int, allowed: np.ndarray | None) -> np.ndarray:
+        return user_vecs[start:stop] @ item_t
+
+    return topk_batched(
+        score,
+        user_vecs.shape[0],
+        item_factors.shape[0],
+        N,
+        exclude_csr_rows=exclude_csr_rows,
+        filter_items=filter_items,
+        batch_size=batch_size,
+        num_threads=num_threads,
+    )
+
+
+def _allowed_items(filter_items: np.ndarray, n_items: int) -> np.ndarray:
+    filter_items = np.asarray(filter_items, dtype=np.int64)
+    if filter_items.min() < 0 or filter_items.max() >= n_items:
+        raise IndexError(f"filter_items out of range [0, {n_items})")
+    keep = np.ones(n_items, dtype=bool)
+    keep[filter_items] = False
+    return np.flatnonzero(keep)
+
+
+def topk_batched(
+    score: Callable[[int, int, np.ndarray | None], np.ndarray],
+    n_queries: int,
+    n_items: int,
+    N: int,
+    exclude_csr_rows: sp.csr_matrix | None = None,
+    filter_items: np.ndarray | None = None,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    num_threads: int = 0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Top-``N`` per query for any scorer: ``score(start, stop, allowed)`` returns the dense float32 scores
+    of queries ``start:stop`` for the item columns ``allowed`` (all items when None), shape
+    ``(stop - start, len(allowed))``; it may be called from several threads at once (BLAS limited to one
+    thread there). Exclusion, filtering, batching and padding are as in :func:`topk_scores`.
+    """
+    if N < 0:
+        raise ValueError(f"N must be >= 0, got {N}")
+    if batch_size <= 0:
+        raise ValueError(f"batch_size must be positive, got {batch_size}")
+    exclude = _check_exclude(exclude_csr_rows, n_queries, n_items)
+
+    # drop filtered items from the catalogue; `allowed` maps compact column -> item index
+    allowed = None
+    col_map = None
+    n_cols = n_items
+    if filter_items is not None and len(filter_items):
+        allowed = _allowed_items(filter_items, n_items)
+        col_map = np.full(n_items, -1, dtype=np.int64)
+        col_map[allowed] = np.arange(len(allowed))
+        n_cols = len(allowed)
+
+    ids_out = np.full((n_queries, N), -1, dtype=np.int32)
+    scores_out = np.full((n_queries, N), -np.inf, dtype=np.float32)
+    if n_queries == 0 or N == 0 or n_cols == 0:
+        return ids_out, scores_out
+    k = min(N, n_cols)
+
+    def work(start: int, stop: int) -> None:
+        scores = np.ascontiguousarray(score(start, stop, allowed), dtype=np.float32)
+        if scores.shape != (stop - start, n_cols):
+            raise ValueError(f"scorer returned shape {scores.shape}, expected {(stop - start, n_cols)}")
+        if exclude is not None:
+            ip = exclude.indptr
+            lo, hi = ip[start], ip[stop]
+            if hi > lo:
+                cols = exclude.indices[lo:hi].astype(np.int64)
+                rows = np.repeat(np.arange(stop - start, dtype=np.int64), np.diff(ip[start : stop + 1]))
+                if col_map is not None:
+                    cols = col_map[cols]
+                    ok = cols >= 0
+                    rows, cols = rows[ok], cols[ok]
+                scores.reshape(-1)[rows * n_cols + cols] = -np.inf
+        ids, vals = select_topn(scores, k)
+        if allowed is not None:
+            ids = np.where(ids >= 0, allowed[np.maximum(ids, 0)], -1).astype(np.int32)
+        ids_out[start:stop, :k] = ids
+        scores_out[start:stop, :k] = vals
+
+    threads = num_threads if num_threads > 0 else available_cores()
+    chunk = max(64, batch_size // threads) if threads > 1 else batch_size
+    spans = [(s, min(s + chunk, n_queries)) for s in range(0, n_queries, chunk)]
+    threads = min(threads, len(spans))
+    if threads <= 1:
+        for start, stop in spans:
+            work(start, stop)
+        return ids_out, scores_out
+    # each worker runs single-threaded BLAS on its own slice: no over-subscription, all cores busy
+    with threadpool_limits(1, "blas"), ThreadPoolExecutor(threads) as pool:
+        for fut in [pool.submit(work, s, e) for s, e in spans]:
+            fut.result()
+    return ids_out, scores_out
