@@ -1,0 +1,260 @@
+"""reco run | step | show | data | demo: the daily batch on whatever warehouse and storage the env names."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from datetime import date
+
+import pyarrow.parquet as pq
+
+from batch.cli.common import add_pipeline_args, context_from_args
+from batch.config import load_environment, load_pipeline, parse_date, reco_home
+from batch.context import StepContext
+from batch.errors import ConfigError
+from batch.steps import STEP_NAMES, get_step
+from batch.storage import ArtifactStore, new_run_id
+from batch.summary import build_summary
+
+
+def register(sub) -> None:
+    p = sub.add_parser("run", help="run every step of a pipeline for one session date, here")
+    add_pipeline_args(p)
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("step", help="run one step (the command a Job's container runs)")
+    p.add_argument("name", choices=STEP_NAMES)
+    add_pipeline_args(p)
+    p.add_argument("--shard-index", type=int, default=None,
+                   help="shard of users/items to do (default: $JOB_COMPLETION_INDEX, else 0)")
+    p.add_argument("--shard-count", type=int, default=None, help="number of shards (default: the pipeline's)")
+    p.add_argument("--run-id", default=None, help=argparse.SUPPRESS)
+    p.set_defaults(func=cmd_step)
+
+    show = sub.add_parser("show", help="print outputs").add_subparsers(dest="what", required=True, metavar="WHAT")
+    p = show.add_parser("recommendations", help="the export of one date (all users, or one)")
+    add_pipeline_args(p, overrides=False)
+    p.add_argument("--user", default=None)
+    p.add_argument("--format", choices=("table", "csv", "jsonl"), default="table")
+    p.set_defaults(func=cmd_show_recommendations)
+    p = show.add_parser("summary", help="JSON: counts, metrics, timings, parameters of one date")
+    add_pipeline_args(p, overrides=False)
+    p.set_defaults(func=cmd_show_summary)
+
+    data = sub.add_parser("data", help="load input data into the local warehouse").add_subparsers(
+        dest="what", required=True, metavar="WHAT")
+    p = data.add_parser("generate", help="seeded synthetic traffic (replaces the pipeline's source tables)")
+    add_pipeline_args(p, date=False, overrides=False)
+    p.add_argument("--users", type=int, default=5000)
+    p.add_argument("--items", type=int, default=2000)
+    p.add_argument("--days", type=int, default=35)
+    p.add_argument("--end-date", default="2026-11-21", help="last day of traffic (YYYY-MM-DD)")
+    p.add_argument("--events-per-user", type=float, default=40.0)
+    p.add_argument("--seed", type=int, default=7)
+    p.set_defaults(func=cmd_data_generate)
+    p = data.add_parser("import-movielens", help="append a MovieLens ratings.csv as events")
+    p.add_argument("path")
+    add_pipeline_args(p, date=False, overrides=False)
+    p.set_defaults(func=cmd_data_import)
+
+    p = sub.add_parser("demo", help="generate demo data if missing, run the demo pipeline, print a summary")
+    p.add_argument("--date", default="2026-11-21")
+    p.add_argument("--pipeline", default="demo")
+    p.set_defaults(func=cmd_demo)
+
+
+# -- running -------------------------------------------------------------------------------------------------
+
+
+def run_step(ctx_for_shard, name: str, shard_count: int, say=print) -> None:
+    step = get_step(name)
+    probe = ctx_for_shard(0)
+    if not step.enabled(probe):
+        say(f"  {name:<10} skipped (not in candidates.sources)")
+        return
+    shards = range(shard_count) if step.sharded else [0]
+    for index in shards:
+        ctx = ctx_for_shard(index) if step.sharded else probe
+        t = time.perf_counter()
+        step.func(ctx)
+        label = f"{name} [{index + 1}/{shard_count}]" if step.sharded else name
+        say(f"  {label:<16} done in {time.perf_counter() - t:6.1f}s")
+
+
+def run_all(args: argparse.Namespace, say=print) -> StepContext:
+    run_id = new_run_id()
+    base = context_from_args(args, run_id=run_id)
+    count = base.pipeline.candidates.shard_count
+
+    def ctx_for_shard(index: int) -> StepContext:
+        return StepContext(pipeline=base.pipeline, env=base.env, session_date=base.session_date, shard_index=index,
+                           shard_count=count, overrides=base.overrides, run_id=run_id)
+
+    say(f"reco run {base.name} {base.session_date} (env {base.env.name}, run {run_id})"
+        + (f" overrides: {dict(base.overrides)}" if base.overrides else ""))
+    for name in STEP_NAMES:
+        run_step(ctx_for_shard, name, count, say)
+    return base
+
+
+def cmd_run(args) -> int:
+    ctx = run_all(args, say=lambda m: print(m, file=sys.stderr))
+    print(json.dumps(build_summary(ctx.store, ctx.name, ctx.session_date, ctx.shard_count), indent=2, default=str))
+    return 0
+
+
+def cmd_step(args) -> int:
+    import os
+
+    index = args.shard_index
+    if index is None:
+        index = int(os.environ.get("JOB_COMPLETION_INDEX", "0"))
+    ctx = context_from_args(args, shard_index=index, shard_count=args.shard_count, run_id=args.run_id)
+    step = get_step(args.name)
+    if not step.sharded and (args.shard_count or 1) > 1:
+        raise ConfigError(f"step {args.name} is not sharded: drop --shard-index/--shard-count")
+    if not step.enabled(ctx):
+        print(f"step {args.name} skipped: not in candidates.sources of {ctx.name}", file=sys.stderr)
+        return 0
+    result = step.func(ctx)
+    print(json.dumps({"step": args.name, "pipeline": ctx.name, "date": str(ctx.session_date),
+                      "shard": list(ctx.shard) if step.sharded else None, **result}, default=str))
+    return 0
+
+
+# -- showing -------------------------------------------------------------------------------------------------
+
+
+def _store(args) -> tuple[ArtifactStore, object]:
+    env = load_environment(args.env)
+    pipeline = load_pipeline(args.pipeline, args.env)
+    return ArtifactStore(env.resolved_artifact_root()), pipeline
+
+
+def cmd_show_summary(args) -> int:
+    store, pipeline = _store(args)
+    dt = parse_date(args.date)
+    summary = build_summary(store, pipeline.name, dt, pipeline.candidates.shard_count)
+    if len(summary["steps"]) == 0:
+        raise ConfigError(f"nothing has run for {pipeline.name} on {dt} under {store.root_url}",
+                          hint=f"reco run --pipeline {pipeline.name} --date {dt}")
+    print(json.dumps(summary, indent=2, default=str))
+    return 0
+
+
+COLUMNS = ["user_id", "item_id", "rank", "score", "source", "model_version", "dt"]
+
+
+def cmd_show_recommendations(args) -> int:
+    store, pipeline = _store(args)
+    dt = parse_date(args.date)
+    export = store.committed(pipeline.name, "export", dt, step="export")
+    if not export.metadata.get("publish_check", {}).get("passed", False):
+        print(f"warning: the export of {dt} did not pass its publish check; it is not published", file=sys.stderr)
+    with export.open("recommendations.parquet") as f:
+        pf = pq.ParquetFile(f)
+        out = sys.stdout
+        first = True
+        for batch in pf.iter_batches(batch_size=65536, columns=COLUMNS):
+            df = batch.to_pandas()
+            if args.user is not None:
+                df = df[df["user_id"] == args.user]
+            if df.empty:
+                continue
+            if args.format == "csv":
+                df.to_csv(out, index=False, header=first)
+            elif args.format == "jsonl":
+                df.assign(dt=df["dt"].astype(str)).to_json(out, orient="records", lines=True)
+            else:
+                out.write(df.to_string(index=False, header=first,
+                                       formatters={"score": "{:.4f}".format}) + "\n")
+            first = False
+    if first and args.user is not None:
+        print(f"user {args.user!r} has no recommendations on {dt}", file=sys.stderr)
+        return 1
+    return 0
+
+
+# -- data ----------------------------------------------------------------------------------------------------
+
+
+def _local_warehouse(args):
+    from batch.warehouse import open_warehouse
+
+    env = load_environment(args.env)
+    pipeline = load_pipeline(args.pipeline, args.env)
+    return open_warehouse(env), pipeline
+
+
+def cmd_data_generate(args) -> int:
+    from batch.data import SyntheticSpec, generate, write_source
+
+    wh, pipeline = _local_warehouse(args)
+    spec = SyntheticSpec(users=args.users, items=args.items, days=args.days, seed=args.seed,
+                         end_date=parse_date(args.end_date, "--end-date"), events_per_user=args.events_per_user)
+    events, items = generate(spec)
+    with wh:
+        counts = write_source(wh, pipeline.source.events_table, pipeline.source.items_table, events, items,
+                              append=False)
+    print(json.dumps({"pipeline": pipeline.name, "events_table": pipeline.source.events_table, **counts}))
+    return 0
+
+
+def cmd_data_import(args) -> int:
+    from batch.data import catalogue_from_events, read_movielens, write_source
+
+    wh, pipeline = _local_warehouse(args)
+    events = read_movielens(args.path)
+    with wh:
+        counts = write_source(wh, pipeline.source.events_table, pipeline.source.items_table, events,
+                              catalogue_from_events(events), append=True)
+    print(json.dumps({"pipeline": pipeline.name, "imported_from": args.path, **counts}))
+    return 0
+
+
+# -- demo ----------------------------------------------------------------------------------------------------
+
+
+def cmd_demo(args) -> int:
+    from batch.data import SyntheticSpec, generate, write_source
+    from batch.warehouse import open_warehouse
+
+    env = load_environment("local")
+    pipeline = load_pipeline(args.pipeline, "local")
+    dt = parse_date(args.date)
+    with open_warehouse(env) as wh:
+        if not wh.table_exists(pipeline.source.events_table):
+            print(f"generating demo data into {env.resolved_duckdb_path()} ...", file=sys.stderr)
+            events, items = generate(SyntheticSpec(end_date=dt))
+            write_source(wh, pipeline.source.events_table, pipeline.source.items_table, events, items, append=False)
+    ns = argparse.Namespace(pipeline=pipeline.name, date=dt.isoformat(), env="local", overrides=[])
+    ctx = run_all(ns, say=lambda m: print(m, file=sys.stderr))
+    print_demo_summary(ctx.store, pipeline.name, dt, pipeline.candidates.shard_count, ctx.env.resolved_duckdb_path())
+    return 0
+
+
+def print_demo_summary(store: ArtifactStore, pipeline: str, dt: date, shard_count: int, warehouse: str) -> None:
+    s = build_summary(store, pipeline, dt, shard_count)
+    data, metrics = s.get("data", {}), s.get("metrics", {})
+    model_m = metrics.get("model", {})
+    base_m = metrics.get("popularity_baseline", {})
+    check = s.get("publish_check") or {}
+    latest = s["published"]["latest"] or {}
+    lines = [
+        "",
+        f"Demo pipeline '{pipeline}' for {dt}",
+        f"  local state:      {reco_home()}",
+        f"  warehouse:        {warehouse}",
+        f"  artifacts:        {store.root_url}/{pipeline}/",
+        f"  published:        {', '.join((latest.get('files') or {}).values())}",
+        f"  events used:      {data.get('events_valid')}  dropped: {data.get('dropped')}",
+        f"  users/items:      {data.get('users')} / {data.get('items')}  interactions: {data.get('interactions')}",
+        f"  model:            {s.get('model', {}).get('version')}",
+        f"  nDCG@10:          {model_m.get('ndcg@10', 'n/a')}  (popularity baseline {base_m.get('ndcg@10', 'n/a')})",
+        f"  publish check:    {'passed' if check.get('passed') else 'FAILED'}  rows: {check.get('stats', {}).get('rows')}",
+        f"  try:              reco show recommendations --pipeline {pipeline} --date {dt} --user u0000001",
+        f"                    reco show summary --pipeline {pipeline} --date {dt}",
+    ]
+    print("\n".join(lines))

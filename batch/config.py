@@ -1,0 +1,397 @@
+"""Pipeline and environment configuration: layered YAML, validated at load, errors that name file and field.
+
+Layout (one obvious place): ``config/pipelines/<name>.yaml`` holds one recommender; its top-level ``envs:`` map
+holds per-environment overrides (local, dev, staging, prod) deep-merged over the base values.
+``config/environments.yaml`` holds what differs between environments for every pipeline: runner, warehouse,
+artifact root, Digdag endpoint, Slack channel. ``--set key.path=value`` overrides one value for one run; the run
+records every override it was given.
+
+The config directory is ``$RECO_CONFIG_DIR`` when set (the ConfigMap mounted in a container), else ``config/``
+in the project checkout.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import os
+import re
+from datetime import date
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from batch.errors import ConfigError
+
+ENVIRONMENTS = ("local", "dev", "staging", "prod")
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_-]*){0,2}$")
+_NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+
+
+def config_dir() -> Path:
+    return Path(os.environ.get("RECO_CONFIG_DIR") or PROJECT_ROOT / "config")
+
+
+def reco_home() -> Path:
+    """Where all local state lives: ``$RECO_HOME`` or ``var/`` under the current directory."""
+    return Path(os.environ.get("RECO_HOME") or Path.cwd() / "var").resolve()
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+TableName = Annotated[str, Field(description="warehouse table: name, dataset.name or project.dataset.name")]
+
+
+class SourceConfig(_Strict):
+    events_table: TableName
+    items_table: TableName | None = None
+    timezone: str = "Asia/Tokyo"
+
+    @field_validator("events_table", "items_table")
+    @classmethod
+    def _table(cls, v: str | None) -> str | None:
+        if v is not None and not _IDENTIFIER.match(v):
+            raise ValueError(f"not a table name: {v!r}")
+        return v
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, v: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError) as e:
+            raise ValueError(f"unknown timezone {v!r}") from e
+        return v
+
+
+class AggregateConfig(_Strict):
+    lookback_days: int = Field(28, ge=1, le=3650)
+    event_weights: dict[str, float] = Field(default_factory=lambda: {"view": 1.0, "like": 3.0, "bookmark": 5.0})
+    min_user_events: int = Field(1, ge=1)
+    min_item_users: int = Field(1, ge=1)
+
+    @field_validator("event_weights")
+    @classmethod
+    def _weights(cls, v: dict[str, float]) -> dict[str, float]:
+        if not v:
+            raise ValueError("at least one event type needs a weight")
+        for name, w in v.items():
+            if w <= 0:
+                raise ValueError(f"weight of {name!r} must be > 0, got {w}")
+        return v
+
+
+class EvaluationConfig(_Strict):
+    enabled: bool = True
+    holdout_days: int = Field(1, ge=1, le=60)
+    ks: list[int] = Field(default_factory=lambda: [10, 20])
+    # The served model is refit on the whole window after evaluation (the evaluated model never saw the holdout).
+    refit: bool = True
+
+    @field_validator("ks")
+    @classmethod
+    def _ks(cls, v: list[int]) -> list[int]:
+        if not v or any(k < 1 for k in v):
+            raise ValueError("ks must be a non-empty list of positive integers")
+        return sorted(set(v))
+
+
+class ModelConfig(_Strict):
+    type: str = "als"
+    params: dict[str, Any] = Field(default_factory=dict)
+    seed: int = 42
+
+    @model_validator(mode="after")
+    def _known(self) -> ModelConfig:
+        import models  # the zoo validates its own parameters
+
+        try:
+            models.create_model(self.type, seed=self.seed, **self.params)
+        except (ValueError, TypeError) as e:
+            raise ValueError(str(e)) from e
+        return self
+
+
+class CandidatesConfig(_Strict):
+    n: int = Field(50, ge=1, le=1000)
+    sources: list[Literal["personal", "related"]] = Field(default_factory=lambda: ["personal", "related"])
+    related_n: int = Field(20, ge=1, le=1000)
+    batch_size: int = Field(2048, ge=1, le=1_000_000)
+    shard_count: int = Field(1, ge=1, le=10_000)
+
+
+class ExportConfig(_Strict):
+    table: str
+    destinations: list[Literal["warehouse", "parquet"]] = Field(default_factory=lambda: ["warehouse", "parquet"])
+
+    @field_validator("table")
+    @classmethod
+    def _table(cls, v: str) -> str:
+        if not _IDENTIFIER.match(v):
+            raise ValueError(f"not a table name: {v!r}")
+        return v
+
+
+class PublishCheckConfig(_Strict):
+    min_rows: int = Field(1, ge=1)
+    min_user_coverage: float = Field(0.95, ge=0, le=1)
+    # bounds relative to the previous publish (skipped on the first publish)
+    max_row_change: float = Field(0.5, ge=0)
+    max_user_change: float = Field(0.5, ge=0)
+
+
+class ChecksConfig(BaseModel):
+    # Not frozen/forbid at this level: the quality-gate sections (data, model) are defined where they are used.
+    model_config = ConfigDict(extra="allow", frozen=True)
+    publish: PublishCheckConfig = Field(default_factory=PublishCheckConfig)
+
+
+class PipelineConfig(_Strict):
+    name: str
+    description: str = ""
+    owner: str = ""
+    source: SourceConfig
+    aggregate: AggregateConfig = Field(default_factory=AggregateConfig)
+    evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    candidates: CandidatesConfig = Field(default_factory=CandidatesConfig)
+    export: ExportConfig
+    checks: ChecksConfig = Field(default_factory=ChecksConfig)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not _NAME.match(v):
+            raise ValueError("pipeline name must be lower case letters, digits and _ (it names tables and Jobs)")
+        return v
+
+    def fingerprint(self) -> str:
+        blob = json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+
+class WarehouseConfig(_Strict):
+    backend: Literal["duckdb", "bigquery"] = "duckdb"
+    path: str | None = None  # duckdb file; default $RECO_HOME/warehouse.duckdb
+    project: str | None = None  # bigquery
+    dataset: str | None = None  # bigquery dataset for unqualified source tables
+    export_dataset: str | None = None
+    location: str | None = None
+
+    @model_validator(mode="after")
+    def _bq(self) -> WarehouseConfig:
+        if self.backend == "bigquery" and not (self.project and self.dataset):
+            raise ValueError("bigquery warehouse needs project and dataset")
+        return self
+
+
+class SlackConfig(_Strict):
+    channel: str | None = None
+    # The webhook URL is a secret: it comes from this environment variable (or Digdag's ${secret:slack.webhook_url}
+    # exported into it), never from a file in the repo.
+    webhook_env: str = "SLACK_WEBHOOK_URL"
+    report_base_url: str | None = None
+
+
+class DigdagConfig(_Strict):
+    endpoint: str | None = None
+    project: str = "reco"
+    iap_audience: str | None = None  # client id of the IAP in front of the server: ID-token auth
+
+
+class KubernetesConfig(_Strict):
+    overlay: str = "k8s/overlays/dev"
+    namespace: str = "reco-batch"
+    context: str | None = None
+    unschedulable_timeout_s: int = Field(900, ge=1)
+
+
+class EnvironmentConfig(_Strict):
+    name: str
+    runner: Literal["local", "gke"] = "local"
+    artifact_root: str | None = None  # fsspec URL; default $RECO_HOME/artifacts
+    warehouse: WarehouseConfig = Field(default_factory=WarehouseConfig)
+    slack: SlackConfig = Field(default_factory=SlackConfig)
+    digdag: DigdagConfig = Field(default_factory=DigdagConfig)
+    kubernetes: KubernetesConfig = Field(default_factory=KubernetesConfig)
+    schedule_enabled: bool = False
+
+    def resolved_artifact_root(self) -> str:
+        return self.artifact_root or str(reco_home() / "artifacts")
+
+    def resolved_duckdb_path(self) -> str:
+        return self.warehouse.path or str(reco_home() / "warehouse.duckdb")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Loading
+
+
+def _read_yaml(path: Path) -> dict:
+    try:
+        text = path.read_text()
+    except FileNotFoundError as e:
+        raise ConfigError(f"{path}: file not found") from e
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML: {e}") from e
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: top level must be a mapping, got {type(data).__name__}")
+    return data
+
+
+def deep_merge(base: dict, override: dict) -> dict:
+    out = copy.deepcopy(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def _format_validation(source: str, err: ValidationError, overrides: dict[str, str] | None = None) -> str:
+    lines = []
+    for e in err.errors():
+        field = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        where = f"--set {field}" if overrides and field in overrides else source
+        msg = e["msg"].removeprefix("Value error, ")
+        lines.append(f"{where}: field '{field}': {msg}")
+    return "; ".join(lines)
+
+
+def parse_set_options(items: list[str] | None) -> dict[str, str]:
+    """``["model.factors=64"]`` -> ``{"model.factors": "64"}``; errors name the option."""
+    out: dict[str, str] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        key = key.strip()
+        if not sep or not key or not re.match(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z0-9_]+)*$", key):
+            raise ConfigError(f"--set {item!r}: expected key.path=value, e.g. --set model.params.factors=64")
+        out[key] = value
+    return out
+
+
+# Short forms people type: `--set model.factors=64` means model.params.factors.
+_SET_ALIASES = {"model": {"type", "params", "seed"}}
+
+
+def _set_path(data: dict, dotted: str, raw: str) -> None:
+    parts = dotted.split(".")
+    if parts[0] == "model" and len(parts) == 2 and parts[1] not in _SET_ALIASES["model"]:
+        parts = ["model", "params", parts[1]]
+    node = data
+    for p in parts[:-1]:
+        child = node.get(p)
+        if child is None:
+            child = node[p] = {}
+        if not isinstance(child, dict):
+            raise ConfigError(f"--set {dotted}: '{p}' is a value, not a section")
+        node = child
+    try:
+        value = yaml.safe_load(raw) if raw != "" else ""
+    except yaml.YAMLError as e:
+        raise ConfigError(f"--set {dotted}={raw}: cannot parse value: {e}") from e
+    node[parts[-1]] = value
+
+
+def _canonical_override_keys(overrides: dict[str, str]) -> dict[str, str]:
+    out = {}
+    for key, value in overrides.items():
+        parts = key.split(".")
+        if parts[0] == "model" and len(parts) == 2 and parts[1] not in _SET_ALIASES["model"]:
+            key = f"model.params.{parts[1]}"
+        out[key] = value
+    return out
+
+
+def pipeline_path(name: str) -> Path:
+    return config_dir() / "pipelines" / f"{name}.yaml"
+
+
+def list_pipelines() -> list[str]:
+    return sorted(p.stem for p in (config_dir() / "pipelines").glob("*.yaml"))
+
+
+def load_pipeline(name: str, env: str = "local", overrides: dict[str, str] | None = None) -> PipelineConfig:
+    """Base values, then ``envs.<env>``, then ``--set`` overrides; validated with errors naming file and field."""
+    if env not in ENVIRONMENTS:
+        raise ConfigError(f"unknown environment {env!r}; known: {', '.join(ENVIRONMENTS)}")
+    path = pipeline_path(name)
+    if not path.exists():
+        known = ", ".join(list_pipelines()) or "none"
+        raise ConfigError(f"{path}: no pipeline named {name!r} (known pipelines: {known})")
+    raw = _read_yaml(path)
+    envs = raw.pop("envs", {}) or {}
+    if not isinstance(envs, dict):
+        raise ConfigError(f"{path}: field 'envs' must be a mapping of environment name to overrides")
+    for env_name in envs:
+        if env_name not in ENVIRONMENTS:
+            raise ConfigError(f"{path}: field 'envs.{env_name}': unknown environment; known: {', '.join(ENVIRONMENTS)}")
+    merged = deep_merge(raw, envs.get(env) or {})
+    if merged.get("name", name) != name:
+        raise ConfigError(f"{path}: field 'name' is {merged.get('name')!r} but the file is named {name!r}")
+    merged.setdefault("name", name)
+    canonical = _canonical_override_keys(overrides or {})
+    for key, value in (overrides or {}).items():
+        _set_path(merged, key, value)
+    try:
+        return PipelineConfig.model_validate(merged)
+    except ValidationError as e:
+        raise ConfigError(_format_validation(f"{path} (env {env})", e, canonical)) from None
+
+
+_ENV_VAR = re.compile(r"\$\{([A-Z_][A-Z0-9_]*)(?::-([^}]*))?\}")
+
+
+def _expand_env_vars(value: Any, field: str, source: str) -> Any:
+    """``${VAR}`` / ``${VAR:-default}`` in environment config: project ids come from the deployment, not the repo."""
+    if isinstance(value, dict):
+        return {k: _expand_env_vars(v, f"{field}.{k}" if field else k, source) for k, v in value.items()}
+    if isinstance(value, str):
+
+        def repl(m: re.Match) -> str:
+            var, default = m.group(1), m.group(2)
+            got = os.environ.get(var)
+            if got:
+                return got
+            if default is not None:
+                return default
+            raise ConfigError(f"{source}: field '{field}' needs environment variable {var}, which is not set")
+
+        return _ENV_VAR.sub(repl, value)
+    return value
+
+
+def load_environment(env: str) -> EnvironmentConfig:
+    path = config_dir() / "environments.yaml"
+    raw = _read_yaml(path)
+    envs = raw.get("environments") or {}
+    if env not in ENVIRONMENTS:
+        raise ConfigError(f"unknown environment {env!r}; known: {', '.join(ENVIRONMENTS)}")
+    if env not in envs:
+        raise ConfigError(f"{path}: field 'environments.{env}' is missing")
+    data = _expand_env_vars(dict(envs[env] or {}), f"environments.{env}", str(path))
+    data["name"] = env
+    try:
+        return EnvironmentConfig.model_validate(data)
+    except ValidationError as e:
+        raise ConfigError(_format_validation(f"{path}", e).replace("field '", f"field 'environments.{env}.")) from None
+
+
+def parse_date(value: str, what: str = "--date") -> date:
+    try:
+        return date.fromisoformat(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{what} {value!r}: expected a date as YYYY-MM-DD") from None

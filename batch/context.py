@@ -1,0 +1,95 @@
+"""The typed run context every step receives: pipeline config, session date, environment, shard.
+
+Locations follow from these parameters alone (like gokart's outputs), so any process that is given the same
+context, on a laptop or in a GKE pod, reads and writes the same places.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+from functools import cached_property
+from typing import Mapping
+from zoneinfo import ZoneInfo
+
+from batch.config import EnvironmentConfig, PipelineConfig
+from batch.errors import ConfigError
+from batch.storage import ArtifactStore, new_run_id
+
+
+@dataclass(frozen=True)
+class Window:
+    """The event window of a session date, as UTC instants: [start, end), holdout = [holdout_start, end)."""
+
+    start: datetime
+    end: datetime
+    holdout_start: datetime
+
+    @classmethod
+    def for_session(cls, session_date: date, lookback_days: int, holdout_days: int, timezone: str) -> Window:
+        tz = ZoneInfo(timezone)
+
+        def day_start(d: date) -> datetime:
+            return datetime.combine(d, time.min, tzinfo=tz).astimezone(UTC)
+
+        return cls(
+            start=day_start(session_date - timedelta(days=lookback_days - 1)),
+            end=day_start(session_date + timedelta(days=1)),
+            holdout_start=day_start(session_date - timedelta(days=holdout_days - 1)),
+        )
+
+
+@dataclass(frozen=True)
+class StepContext:
+    pipeline: PipelineConfig
+    env: EnvironmentConfig
+    session_date: date
+    shard_index: int = 0
+    shard_count: int = 1
+    overrides: Mapping[str, str] = field(default_factory=dict)
+    run_id: str = field(default_factory=new_run_id)
+    now: datetime = field(default_factory=lambda: datetime.now(UTC))
+    show_progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.shard_count < 1:
+            raise ConfigError(f"--shard-count must be >= 1, got {self.shard_count}")
+        if not 0 <= self.shard_index < self.shard_count:
+            raise ConfigError(f"--shard-index must be in 0..{self.shard_count - 1}, got {self.shard_index}")
+
+    @property
+    def name(self) -> str:
+        return self.pipeline.name
+
+    @cached_property
+    def store(self) -> ArtifactStore:
+        return ArtifactStore(self.env.resolved_artifact_root())
+
+    def open_warehouse(self):
+        from batch.warehouse import open_warehouse
+
+        return open_warehouse(self.env)
+
+    @cached_property
+    def window(self) -> Window:
+        return Window.for_session(
+            self.session_date,
+            self.pipeline.aggregate.lookback_days,
+            self.pipeline.evaluation.holdout_days,
+            self.pipeline.source.timezone,
+        )
+
+    @property
+    def shard(self) -> tuple[int, int]:
+        return (self.shard_index, self.shard_count)
+
+    def run_record(self) -> dict:
+        """What every step writes into its commit marker: enough to reproduce the run."""
+        return {
+            "pipeline": self.name,
+            "session_date": self.session_date.isoformat(),
+            "env": self.env.name,
+            "run_id": self.run_id,
+            "overrides": dict(self.overrides),
+            "config_fingerprint": self.pipeline.fingerprint(),
+        }

@@ -1,0 +1,213 @@
+"""Input data for the embedded warehouse: seeded synthetic traffic, and MovieLens imports.
+
+Both write the tables a pipeline's ``source`` names: events (user_id STRING, item_id STRING, event_type STRING,
+ts TIMESTAMP) and items (item_id STRING, available_from TIMESTAMP, available_until TIMESTAMP, NULL = on sale).
+
+Synthetic traffic (``generate``) looks like a content site's: item popularity and user activity follow power
+laws; users and items belong to latent taste clusters (so a model has signal to find: most of a user's events
+are in their clusters); views are common, likes rarer, bookmarks rarest, and more likely on items to the user's
+taste; items appear during the period and some leave sale; a small share of rows is dirty (null ids, unknown
+event types, duplicates) the way real logs are, so the aggregate step's drop counts mean something.
+
+MovieLens (``import_movielens``): each rating becomes one event at its timestamp, typed by the rating:
+``rating >= 4.5 -> bookmark``, ``3.5 <= rating < 4.5 -> like``, ``rating < 3.5 -> view`` (a rating at all means
+the user watched it). Ids are kept as given (as strings). Importing appends; movies get catalogue rows
+(available from their first rating) the first time they are seen.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from batch.errors import InputDataError
+
+log = logging.getLogger(__name__)
+
+EVENT_SCHEMA = pa.schema(
+    [("user_id", pa.string()), ("item_id", pa.string()), ("event_type", pa.string()),
+     ("ts", pa.timestamp("us", tz="UTC"))]
+)
+ITEM_SCHEMA = pa.schema(
+    [("item_id", pa.string()), ("available_from", pa.timestamp("us", tz="UTC")),
+     ("available_until", pa.timestamp("us", tz="UTC"))]
+)
+
+
+@dataclass(frozen=True)
+class SyntheticSpec:
+    users: int = 5000
+    items: int = 2000
+    days: int = 35
+    end_date: date = date(2026, 11, 21)
+    seed: int = 7
+    events_per_user: float = 40.0  # mean; activity is heavy-tailed around it
+    clusters: int = 24
+    taste_share: float = 0.8  # share of a user's events inside their taste clusters
+    dirty_share: float = 0.002
+
+
+def generate(spec: SyntheticSpec) -> tuple[pa.Table, pa.Table]:
+    """(events, items) for ``spec``; the same spec always gives the same tables."""
+    rng = np.random.default_rng(spec.seed)
+    n_u, n_i, k = spec.users, spec.items, spec.clusters
+    end = datetime.combine(spec.end_date + timedelta(days=1), time.min, tzinfo=UTC)
+    start = end - timedelta(days=spec.days)
+    period_us = int((end - start).total_seconds() * 1e6)
+
+    # Items: a cluster each, Zipf popularity, an arrival time (most existed before the period) and for some a
+    # departure time.
+    item_cluster = rng.integers(0, k, n_i)
+    item_pop = 1.0 / np.arange(1, n_i + 1) ** 1.05
+    rng.shuffle(item_pop)
+    arrive = np.where(rng.random(n_i) < 0.7, -rng.integers(1, 365 * 86400, n_i) * 1_000_000,
+                      rng.integers(0, period_us, n_i))
+    leaves = rng.random(n_i) < 0.12
+    leave = np.where(leaves, arrive + rng.integers(3 * 86400, 120 * 86400, n_i) * 1_000_000, np.iinfo(np.int64).max)
+    leave = np.where(leave <= arrive, arrive + 86400 * 1_000_000, leave)
+
+    # Users: one or two taste clusters, heavy-tailed activity.
+    user_c1 = rng.integers(0, k, n_u)
+    user_c2 = np.where(rng.random(n_u) < 0.4, rng.integers(0, k, n_u), user_c1)
+    activity = rng.pareto(1.6, n_u) + 0.3
+    activity = activity / activity.mean() * spec.events_per_user
+    n_events_u = np.maximum(1, rng.poisson(activity))
+    users = np.repeat(np.arange(n_u), n_events_u)
+    n_ev = len(users)
+
+    # Items per event: inside a taste cluster with probability taste_share, else from global popularity.
+    order = np.argsort(item_cluster, kind="stable")
+    bounds = np.searchsorted(item_cluster[order], np.arange(k + 1))
+    cum_within = np.zeros(n_i)
+    for c in range(k):
+        sl = order[bounds[c]:bounds[c + 1]]
+        w = item_pop[sl]
+        cum_within[bounds[c]:bounds[c + 1]] = np.cumsum(w) / w.sum() if len(w) else 0
+    global_cum = np.cumsum(item_pop) / item_pop.sum()
+    in_taste = rng.random(n_ev) < spec.taste_share
+    cluster = np.where(rng.random(n_ev) < 0.65, user_c1[users], user_c2[users])
+    u = rng.random(n_ev)
+    lo, hi = bounds[cluster], bounds[cluster + 1]
+    # Search inside each cluster's slice of the cumulative weights at once: shifting cluster c's cumulative
+    # weights by c makes the whole array increasing, so one searchsorted serves every cluster.
+    offsets = cum_within + np.repeat(np.arange(k), np.diff(bounds))  # strictly increasing across clusters
+    pos = np.searchsorted(offsets, cluster + u)
+    pos = np.clip(pos, lo, np.maximum(hi - 1, lo))
+    taste_items = order[pos]
+    global_items = np.minimum(np.searchsorted(global_cum, rng.random(n_ev)), n_i - 1)
+    items = np.where(in_taste & (hi > lo), taste_items, global_items)
+
+    # Timestamps inside the period and the item's time on sale.
+    lo_t = np.maximum(arrive[items], 0)
+    hi_t = np.minimum(leave[items], period_us)
+    ok = hi_t > lo_t
+    users, items, lo_t, hi_t, in_taste = users[ok], items[ok], lo_t[ok], hi_t[ok], in_taste[ok]
+    offs = lo_t + (rng.random(len(items)) * (hi_t - lo_t)).astype(np.int64)
+    like_p = np.where(in_taste, 0.2, 0.06)
+    r = rng.random(len(items))
+    etype = np.where(r < like_p * 0.3, "bookmark", np.where(r < like_p, "like", "view"))
+
+    user_names = pa.array([f"u{i:07d}" for i in range(n_u)])
+    item_names = pa.array([f"i{i:06d}" for i in range(n_i)])
+    ts = pa.array(offs + int(start.timestamp() * 1e6), pa.timestamp("us", tz="UTC"))
+    events = pa.table({"user_id": user_names.take(pa.array(users)), "item_id": item_names.take(pa.array(items)),
+                       "event_type": pa.array(etype), "ts": ts}, schema=EVENT_SCHEMA)
+    events = _add_dirt(events, rng, spec.dirty_share)
+
+    start_us = int(start.timestamp() * 1e6)
+    catalogue = pa.table({
+        "item_id": item_names,
+        "available_from": pa.array(arrive + start_us, pa.timestamp("us", tz="UTC")),
+        "available_until": pa.array(np.where(leaves, leave + start_us, 0), pa.timestamp("us", tz="UTC"),
+                                    mask=~leaves),
+    }, schema=ITEM_SCHEMA)
+    return events, catalogue
+
+
+def _add_dirt(events: pa.Table, rng: np.random.Generator, share: float) -> pa.Table:
+    n = int(events.num_rows * share)
+    if n == 0:
+        return events
+    df = events.slice(0, n * 4).to_pandas()
+    null_ids = df.iloc[:n].assign(user_id=None)
+    unknown = df.iloc[n:2 * n].assign(event_type="share")
+    dupes = df.iloc[2 * n:3 * n]
+    dirty = pa.Table.from_pandas(pd.concat([null_ids, unknown, dupes]), schema=EVENT_SCHEMA, preserve_index=False)
+    return pa.concat_tables([events, dirty])
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# MovieLens
+
+MOVIELENS_HEADER = ["userId", "movieId", "rating", "timestamp"]
+
+
+def rating_to_event(rating: np.ndarray) -> np.ndarray:
+    return np.where(rating >= 4.5, "bookmark", np.where(rating >= 3.5, "like", "view"))
+
+
+def read_movielens(path: str) -> pa.Table:
+    """Parse a MovieLens ``ratings.csv``; a malformed line is an error naming the file and line number."""
+    try:
+        with open(path, newline="") as f:
+            text = f.read()
+    except OSError as e:
+        raise InputDataError(f"{path}: cannot read: {e}") from e
+    reader = csv.reader(io.StringIO(text))
+    header = next(reader, None)
+    if header != MOVIELENS_HEADER:
+        raise InputDataError(f"{path}:1: expected header {','.join(MOVIELENS_HEADER)}, got {','.join(header or [])}")
+    users, movies, ratings, stamps = [], [], [], []
+    for line_no, row in enumerate(reader, start=2):
+        if not row:
+            continue
+        if len(row) != 4:
+            raise InputDataError(f"{path}:{line_no}: expected 4 fields (userId,movieId,rating,timestamp), got {len(row)}")
+        try:
+            uid, mid, rating, stamp = int(row[0]), int(row[1]), float(row[2]), int(row[3])
+        except ValueError:
+            raise InputDataError(f"{path}:{line_no}: not a number in {','.join(row)!r}") from None
+        if not 0 <= rating <= 5:
+            raise InputDataError(f"{path}:{line_no}: rating {rating} outside 0..5")
+        users.append(str(uid))
+        movies.append(str(mid))
+        ratings.append(rating)
+        stamps.append(stamp)
+    if not users:
+        raise InputDataError(f"{path}: no ratings after the header")
+    return pa.table({
+        "user_id": pa.array(users, pa.string()),
+        "item_id": pa.array(movies, pa.string()),
+        "event_type": pa.array(rating_to_event(np.asarray(ratings))),
+        "ts": pa.array(np.asarray(stamps, dtype=np.int64) * 1_000_000, pa.timestamp("us", tz="UTC")),
+    }, schema=EVENT_SCHEMA)
+
+
+def catalogue_from_events(events: pa.Table) -> pa.Table:
+    df = events.select(["item_id", "ts"]).to_pandas()
+    first = df.groupby("item_id")["ts"].min().reset_index()
+    return pa.table({"item_id": pa.array(first["item_id"].astype(str), pa.string()),
+                     "available_from": pa.array(first["ts"], pa.timestamp("us", tz="UTC")),
+                     "available_until": pa.nulls(len(first), pa.timestamp("us", tz="UTC"))}, schema=ITEM_SCHEMA)
+
+
+def write_source(wh, events_table: str, items_table: str | None, events: pa.Table, items: pa.Table | None, *,
+                 append: bool) -> dict:
+    """Write events (and new catalogue rows) to the warehouse; returns counts."""
+    n_events = wh.write_table(events_table, events, mode="append" if append else "replace")
+    n_items = 0
+    if items_table and items is not None:
+        if append and wh.table_exists(items_table):
+            known = set(wh.query("SELECT item_id FROM {t}", tables={"t": items_table}).column("item_id").to_pylist())
+            items = items.filter(pa.array([i not in known for i in items.column("item_id").to_pylist()]))
+            n_items = wh.write_table(items_table, items, mode="append") if items.num_rows else 0
+        else:
+            n_items = wh.write_table(items_table, items, mode="replace")
+    return {"events": n_events, "items": n_items}

@@ -1,0 +1,64 @@
+"""Logging: JSON lines in containers (and whenever RECO_LOG_FORMAT=json), readable lines in a terminal.
+
+Secrets never reach a log line: every record passes through a filter that masks webhook URLs, bearer tokens and
+the values of environment variables that name secrets.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import sys
+
+from pythonjsonlogger.json import JsonFormatter
+
+_SECRET_PATTERNS = [
+    re.compile(r"https://hooks\.slack\.com/[^\s\"']+"),
+    re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._\-]+"),
+    re.compile(r"(?i)((?:token|password|secret|api[_-]?key)[\"']?\s*[:=]\s*[\"']?)[^\s\"',}]+"),
+]
+_SECRET_ENV = re.compile(r"(?i)(TOKEN|SECRET|PASSWORD|WEBHOOK)")
+
+
+def redact(text: str) -> str:
+    """Mask anything that looks like a secret, and the values of secret-named environment variables."""
+    for name, value in os.environ.items():
+        if value and len(value) >= 8 and _SECRET_ENV.search(name):
+            text = text.replace(value, "***")
+    for pattern in _SECRET_PATTERNS:
+        text = pattern.sub(lambda m: (m.group(1) if m.groups() else "") + "***", text)
+    return text
+
+
+class RedactingFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg = redact(record.getMessage())
+        record.args = None
+        return True
+
+
+_STD = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message", "asctime"}
+
+
+class ReadableFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        extra = " ".join(f"{k}={v}" for k, v in record.__dict__.items() if k not in _STD)
+        base = f"{self.formatTime(record, '%H:%M:%S')} {record.levelname:<7} {record.getMessage()}"
+        return f"{base}  {extra}" if extra else base
+
+
+def setup_logging(level: str | None = None) -> None:
+    level = level or os.environ.get("RECO_LOG_LEVEL", "INFO")
+    fmt = os.environ.get("RECO_LOG_FORMAT") or ("text" if sys.stderr.isatty() else "json")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        JsonFormatter("%(asctime)s %(levelname)s %(name)s %(message)s", rename_fields={"levelname": "severity"})
+        if fmt == "json" else ReadableFormatter()
+    )
+    handler.addFilter(RedactingFilter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    for noisy in ("urllib3", "google", "implicit"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)

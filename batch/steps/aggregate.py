@@ -1,0 +1,164 @@
+"""aggregate: raw events in the warehouse -> weighted user-item interactions, id maps and data stats.
+
+The SQL (``batch/sql/aggregate_*.sql``) is BigQuery Standard SQL, run as is on BigQuery and through sqlglot on
+DuckDB. Rows with null ids, unknown event types, timestamps in the future or before 1970, and exact duplicates
+are dropped and counted. Only events up to the end of the session date (in the pipeline's timezone) are read.
+
+Outputs (dataset ``interactions``):
+- ``interactions.parquet``: user_idx, item_idx, weight, weight_train, holdout_events (sorted by user, item)
+- ``users.parquet``: user_idx, user_id, n_items   (n_items 0: below min_user_events, served by the fallback)
+- ``items.parquet``: item_idx, item_id, available, n_users, weight
+- ``stats.json``: counts by reason, per-day volumes, latest event, window
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from batch.context import StepContext
+from batch.errors import NoEventsError
+
+log = logging.getLogger(__name__)
+
+DATASET = "interactions"
+DROP_REASONS = ("null_id", "bad_timestamp", "unknown_event_type", "duplicate")
+
+
+@dataclass
+class Aggregated:
+    interactions: pd.DataFrame  # user_idx, item_idx, weight, weight_train, holdout_events
+    users: pd.DataFrame  # user_idx, user_id, n_items
+    items: pd.DataFrame  # item_idx, item_id, available, n_users, weight
+
+
+def query_params(ctx: StepContext) -> dict:
+    w = ctx.window
+    return {
+        "window_start": w.start,
+        "window_end": w.end,
+        "holdout_start": w.holdout_start,
+        "now": ctx.now,
+        "timezone": ctx.pipeline.source.timezone,
+        "event_weights": [{"event_type": k, "weight": float(v)} for k, v in ctx.pipeline.aggregate.event_weights.items()],
+    }
+
+
+def summarize_stats(rows: pd.DataFrame) -> dict:
+    """Per-status, per-day counts from aggregate_stats.sql -> the step's data stats."""
+    by_status = rows.groupby("status")["n_rows"].sum().to_dict() if len(rows) else {}
+    valid = rows[rows["status"] == "valid"] if len(rows) else rows
+    per_day = (
+        {str(d): int(n) for d, n in valid.groupby("day")["n_rows"].sum().sort_index().items()} if len(valid) else {}
+    )
+    latest = valid["max_ts"].max() if len(valid) else None
+    return {
+        "rows_scanned": int(sum(by_status.values())),
+        "events_valid": int(by_status.get("valid", 0)),
+        "dropped": {reason: int(by_status.get(reason, 0)) for reason in DROP_REASONS},
+        "events_per_day": per_day,
+        "latest_event_ts": None if latest is None or pd.isna(latest) else pd.Timestamp(latest).isoformat(),
+    }
+
+
+def build_interactions(pairs: pd.DataFrame, availability: pd.DataFrame | None, *, min_user_events: int,
+                       min_item_users: int) -> Aggregated:
+    """Aggregated (user_id, item_id) rows -> integer-indexed interactions and id maps.
+
+    Items with fewer than ``min_item_users`` users are dropped; users left with fewer than ``min_user_events``
+    items keep their id (they still get recommendations, from the popularity fallback) but no rows.
+    Indices follow sorted ids, so the same input always gives the same indices.
+    """
+    pairs = pairs[["user_id", "item_id", "weight", "weight_train", "holdout_events"]].copy()
+    all_users = np.sort(pairs["user_id"].astype(str).unique())
+    item_users = pairs.groupby("item_id")["user_id"].nunique()
+    keep_items = item_users[item_users >= min_item_users].index
+    pairs = pairs[pairs["item_id"].isin(keep_items)]
+    user_counts = pairs.groupby("user_id")["item_id"].nunique()
+    keep_users = user_counts[user_counts >= min_user_events].index
+    pairs = pairs[pairs["user_id"].isin(keep_users)]
+
+    item_ids = np.sort(pairs["item_id"].astype(str).unique())
+    users = pd.DataFrame({"user_idx": np.arange(len(all_users), dtype=np.int32), "user_id": all_users})
+    user_index = pd.Index(all_users)
+    item_index = pd.Index(item_ids)
+    inter = pd.DataFrame(
+        {
+            "user_idx": user_index.get_indexer(pairs["user_id"].astype(str)).astype(np.int32),
+            "item_idx": item_index.get_indexer(pairs["item_id"].astype(str)).astype(np.int32),
+            "weight": pairs["weight"].to_numpy(np.float32),
+            "weight_train": pairs["weight_train"].to_numpy(np.float32),
+            "holdout_events": pairs["holdout_events"].to_numpy(np.int32),
+        }
+    ).sort_values(["user_idx", "item_idx"], kind="stable", ignore_index=True)
+    users["n_items"] = np.bincount(inter["user_idx"], minlength=len(users)).astype(np.int32)
+    items = pd.DataFrame({"item_idx": np.arange(len(item_ids), dtype=np.int32), "item_id": item_ids})
+    if availability is not None and len(availability):
+        avail = availability.drop_duplicates("item_id", keep="last").set_index("item_id")["available"]
+        # Items missing from the catalogue table are assumed on sale: a late catalogue must not empty the frame.
+        items["available"] = items["item_id"].map(avail).fillna(True).astype(bool).to_numpy()
+    else:
+        items["available"] = True
+    items["n_users"] = np.bincount(inter["item_idx"], minlength=len(items)).astype(np.int32)
+    items["weight"] = np.bincount(inter["item_idx"], weights=inter["weight"], minlength=len(items)).astype(np.float32)
+    return Aggregated(inter, users, items)
+
+
+def run(ctx: StepContext) -> dict:
+    cfg = ctx.pipeline
+    params = query_params(ctx)
+    tables = {"events_table": cfg.source.events_table}
+    started = time.perf_counter()
+    with ctx.open_warehouse() as wh:
+        stats_rows = wh.query_file("aggregate_stats", params, tables=tables).to_pandas()
+        stats = summarize_stats(stats_rows)
+        if stats["events_valid"] == 0:
+            raise NoEventsError(
+                f"no usable events for pipeline {cfg.name} in {cfg.source.events_table} between "
+                f"{ctx.window.start.isoformat()} and {ctx.window.end.isoformat()} "
+                f"(session date {ctx.session_date}, lookback {cfg.aggregate.lookback_days} days; "
+                f"dropped: {stats['dropped']}); nothing was written or published"
+            )
+        pairs = wh.query_file("aggregate_interactions", params, tables=tables).to_pandas()
+        availability = None
+        if cfg.source.items_table:
+            availability = wh.query_file(
+                "items_available", {"window_end": ctx.window.end}, tables={"items_table": cfg.source.items_table}
+            ).to_pandas()
+    query_s = time.perf_counter() - started
+    agg = build_interactions(
+        pairs, availability, min_user_events=cfg.aggregate.min_user_events, min_item_users=cfg.aggregate.min_item_users
+    )
+    if agg.interactions.empty:
+        raise NoEventsError(
+            f"pipeline {cfg.name}: {stats['events_valid']} events in the window, but none left after "
+            f"min_item_users={cfg.aggregate.min_item_users} and min_user_events={cfg.aggregate.min_user_events}"
+        )
+    stats.update(
+        {
+            "window": {"start": ctx.window.start.isoformat(), "end": ctx.window.end.isoformat(),
+                       "holdout_start": ctx.window.holdout_start.isoformat()},
+            "users": int(len(agg.users)),
+            "users_with_history": int((agg.users["n_items"] > 0).sum()),
+            "items": int(len(agg.items)),
+            "items_available": int(agg.items["available"].sum()),
+            "interactions": int(len(agg.interactions)),
+            "holdout_interactions": int((agg.interactions["holdout_events"] > 0).sum()),
+        }
+    )
+    with ctx.store.writer(cfg.name, DATASET, ctx.session_date, run_id=ctx.run_id) as w:
+        w.write_parquet("interactions.parquet", pa.Table.from_pandas(agg.interactions, preserve_index=False))
+        w.write_parquet("users.parquet", pa.Table.from_pandas(agg.users, preserve_index=False))
+        w.write_parquet("items.parquet", pa.Table.from_pandas(agg.items, preserve_index=False))
+        w.write_json("stats.json", stats)
+        summary = {"stats": stats, "timings": {"query_s": round(query_s, 3),
+                                               "total_s": round(time.perf_counter() - started, 3)}}
+        w.metadata.update({"run": ctx.run_record(), **summary})
+    log.info("aggregate done", extra={"pipeline": cfg.name, "dt": str(ctx.session_date), **stats["dropped"],
+                                      "interactions": stats["interactions"]})
+    return summary

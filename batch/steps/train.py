@@ -1,0 +1,140 @@
+"""train: interactions -> a model artifact (factors, id maps, metadata) with offline metrics.
+
+Offline evaluation is temporal: a model fit on the window minus the holdout days (``weight_train``) recommends
+for the users who interacted with items in the holdout days that they had not touched before ("new items
+only"); those items are the relevant set. The popularity baseline is scored on the same split, so every model's
+metrics come with the bar it has to clear. The served model is then refit on the whole window.
+
+Outputs (dataset ``model``): ``model.npz`` (the model's own format), ``users.parquet`` and ``items.parquet``
+(the id maps the factors are indexed by), ``metrics.json``, ``metadata.json``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import platform
+import time
+from importlib import metadata as importlib_metadata
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+import models
+from batch.context import StepContext
+from batch.evaluation import ranking_metrics
+from batch.steps import aggregate
+
+log = logging.getLogger(__name__)
+
+DATASET = "model"
+
+
+def to_csr(inter: pd.DataFrame, column: str, n_users: int, n_items: int) -> sp.csr_matrix:
+    rows = inter[inter[column] > 0]
+    m = sp.csr_matrix(
+        (rows[column].to_numpy(np.float32), (rows["user_idx"].to_numpy(), rows["item_idx"].to_numpy())),
+        shape=(n_users, n_items), dtype=np.float32,
+    )
+    m.sum_duplicates()
+    m.sort_indices()
+    return m
+
+
+def data_fingerprint(inter: pd.DataFrame) -> str:
+    h = hashlib.sha256()
+    for col in ("user_idx", "item_idx", "weight"):
+        h.update(np.ascontiguousarray(inter[col].to_numpy()).tobytes())
+    return h.hexdigest()[:16]
+
+
+def library_versions() -> dict:
+    out = {"python": platform.python_version()}
+    for dist in ("implicit", "numpy", "scipy", "pandas", "pyarrow", "duckdb"):
+        try:
+            out[dist] = importlib_metadata.version(dist)
+        except importlib_metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+def holdout_split(inter: pd.DataFrame, n_users: int, n_items: int) -> tuple[sp.csr_matrix, sp.csr_matrix]:
+    """(train matrix, relevant matrix): relevant = holdout interactions with items new to the user."""
+    train = to_csr(inter, "weight_train", n_users, n_items)
+    new_in_holdout = inter[(inter["holdout_events"] > 0) & (inter["weight_train"] <= 0)]
+    relevant = sp.csr_matrix(
+        (np.ones(len(new_in_holdout), np.float32),
+         (new_in_holdout["user_idx"].to_numpy(), new_in_holdout["item_idx"].to_numpy())),
+        shape=(n_users, n_items),
+    )
+    return train, relevant
+
+
+def evaluate(model_type: str, params: dict, seed: int, train: sp.csr_matrix, relevant: sp.csr_matrix,
+             ks: list[int], *, show_progress: bool = False) -> dict:
+    """Fit on the train matrix, recommend for users with relevant holdout items, score against them."""
+    users = np.flatnonzero(np.diff(relevant.indptr) > 0).astype(np.int32)
+    users = users[np.diff(train.indptr)[users] > 0]  # users the model has seen; the cold ones are the fallback's
+    if len(users) == 0:
+        return {"users_evaluated": 0, "note": "no user has new items in the holdout days"}
+    model = models.create_model(model_type, seed=seed, **params).fit(train, show_progress=show_progress)
+    ids, _ = model.recommend(users, train, max(ks), filter_already_liked_items=True)
+    return ranking_metrics(ids, relevant[users], ks=ks, n_catalog_items=train.shape[1])
+
+
+def run(ctx: StepContext) -> dict:
+    cfg = ctx.pipeline
+    started = time.perf_counter()
+    src = ctx.store.committed(cfg.name, aggregate.DATASET, ctx.session_date, step="aggregate")
+    inter = src.read_parquet("interactions.parquet").to_pandas()
+    users = src.read_parquet("users.parquet")
+    items = src.read_parquet("items.parquet")
+    n_users, n_items = users.num_rows, items.num_rows
+    read_s = time.perf_counter() - started
+
+    metrics: dict = {}
+    timings = {"read_s": round(read_s, 3)}
+    if cfg.evaluation.enabled:
+        t = time.perf_counter()
+        train_m, relevant = holdout_split(inter, n_users, n_items)
+        ks = cfg.evaluation.ks
+        metrics["model"] = evaluate(cfg.model.type, cfg.model.params, cfg.model.seed, train_m, relevant, ks,
+                                    show_progress=ctx.show_progress)
+        metrics["popularity_baseline"] = evaluate("popularity", {}, cfg.model.seed, train_m, relevant, ks)
+        metrics["holdout"] = {"days": cfg.evaluation.holdout_days, "relevant_pairs": int(relevant.nnz)}
+        timings["evaluate_s"] = round(time.perf_counter() - t, 3)
+
+    t = time.perf_counter()
+    full = to_csr(inter, "weight", n_users, n_items)
+    model = models.create_model(cfg.model.type, seed=cfg.model.seed, **cfg.model.params)
+    model.fit(full, show_progress=ctx.show_progress)
+    timings["fit_s"] = round(time.perf_counter() - t, 3)
+    timings["total_s"] = round(time.perf_counter() - started, 3)
+
+    model_version = f"{cfg.name}-{ctx.session_date:%Y%m%d}-{ctx.run_id}"
+    meta = {
+        "model_version": model_version,
+        "model_type": cfg.model.type,
+        "params": model.params,
+        "seed": cfg.model.seed,
+        "data_fingerprint": data_fingerprint(inter),
+        "source_run_id": src.run_id,
+        "n_users": n_users,
+        "n_items": n_items,
+        "n_interactions": int(full.nnz),
+        "library_versions": library_versions(),
+        "timings": timings,
+    }
+    with ctx.store.writer(cfg.name, DATASET, ctx.session_date, run_id=ctx.run_id) as w:
+        with w.open("model.npz") as f:
+            model.save(f)
+        w.write_parquet("users.parquet", users)
+        w.write_parquet("items.parquet", items)
+        w.write_json("metrics.json", metrics)
+        w.write_json("metadata.json", meta)
+        w.metadata.update({"run": ctx.run_record(), "model_version": model_version, "metrics": metrics,
+                           "timings": timings, "params": model.params, "model_type": cfg.model.type})
+    log.info("train done", extra={"pipeline": cfg.name, "dt": str(ctx.session_date), "model_version": model_version,
+                                  **{f"timing_{k}": v for k, v in timings.items()}})
+    return {"model_version": model_version, "metrics": metrics, "timings": timings}

@@ -1,0 +1,296 @@
+"""Artifacts on fsspec URLs (a local path here, ``gs://`` in the cloud): date-partitioned, atomic, re-runnable.
+
+Layout under the artifact root::
+
+    <root>/<pipeline>/<dataset>/dt=<YYYY-MM-DD>[/shard=<i>-of-<n>]/
+        run=<run_id>/<files>          one directory per attempt at writing this partition
+        _COMMITTED.json               the commit marker: which run holds the partition, its files and metadata
+    <root>/<pipeline>/published/LATEST.json      what consumers read: the last good publish
+    <root>/<pipeline>/published/dt=<D>.json      one record per date that passed its publish check
+
+A writer fills a fresh ``run=`` directory and then writes the marker in one operation (``os.replace`` locally, a
+single object PUT on GCS, both atomic), so a reader sees either the previous complete partition or the new one,
+never half of one. Re-running a date writes a new run directory and moves the marker; older run directories are
+removed afterwards unless the published pointer still references them.
+
+This module knows nothing of steps: callers pass the step name only so that errors can say what to rerun.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import posixpath
+import tempfile
+import uuid
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from typing import Any, Iterator
+
+import fsspec
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from batch.errors import CorruptArtifactError, MissingArtifactError
+
+MARKER = "_COMMITTED.json"
+
+
+def now_utc() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def new_run_id() -> str:
+    return datetime.now(UTC).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:8]
+
+
+def _is_local(fs: fsspec.AbstractFileSystem) -> bool:
+    protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
+    return protocol in ("file", "local")
+
+
+def write_bytes_atomic(fs: fsspec.AbstractFileSystem, path: str, data: bytes) -> None:
+    """Whole-object write that readers never see half-done."""
+    if _is_local(fs):
+        directory = os.path.dirname(path)
+        os.makedirs(directory, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+    else:  # object stores: a single PUT is atomic
+        fs.pipe_file(path, data)
+
+
+@dataclass
+class Committed:
+    """A committed partition: where its files are and what the writer recorded."""
+
+    fs: fsspec.AbstractFileSystem
+    url: str  # partition directory
+    run_dir: str
+    marker: dict
+    step: str
+
+    @property
+    def metadata(self) -> dict:
+        return self.marker.get("metadata", {})
+
+    @property
+    def run_id(self) -> str:
+        return self.marker["run_id"]
+
+    def path(self, name: str) -> str:
+        if name not in self.marker.get("files", {}):
+            raise CorruptArtifactError(
+                f"the commit marker lists no file {name!r}", path=posixpath.join(self.url, MARKER), step=self.step
+            )
+        return posixpath.join(self.run_dir, name)
+
+    def open(self, name: str, mode: str = "rb"):
+        path = self.path(name)
+        try:
+            return self.fs.open(path, mode)
+        except FileNotFoundError:
+            raise MissingArtifactError("a committed file is missing", path=path, step=self.step) from None
+
+    def read_bytes(self, name: str) -> bytes:
+        with self.open(name) as f:
+            return f.read()
+
+    def read_json(self, name: str) -> Any:
+        try:
+            return json.loads(self.read_bytes(name))
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise CorruptArtifactError(f"not valid JSON ({e})", path=self.path(name), step=self.step) from None
+
+    def read_parquet(self, name: str, columns: list[str] | None = None) -> pa.Table:
+        path = self.path(name)
+        try:
+            with self.fs.open(path, "rb") as f:
+                return pq.read_table(f, columns=columns)
+        except FileNotFoundError:
+            raise MissingArtifactError("a committed file is missing", path=path, step=self.step) from None
+        except (pa.ArrowInvalid, OSError) as e:
+            raise CorruptArtifactError(f"not a readable Parquet file ({e})", path=path, step=self.step) from None
+
+
+@dataclass
+class PartitionWriter:
+    fs: fsspec.AbstractFileSystem
+    url: str
+    run_dir: str
+    run_id: str
+    files: dict[str, int] = field(default_factory=dict)
+    metadata: dict = field(default_factory=dict)
+
+    def path(self, name: str) -> str:
+        return posixpath.join(self.run_dir, name)
+
+    @contextmanager
+    def open(self, name: str) -> Iterator[io.BufferedWriter]:
+        path = self.path(name)
+        with self.fs.open(path, "wb") as f:
+            yield f
+        self.files[name] = self.fs.size(path)
+
+    def write_bytes(self, name: str, data: bytes) -> None:
+        with self.open(name) as f:
+            f.write(data)
+
+    def write_json(self, name: str, obj: Any) -> None:
+        self.write_bytes(name, json.dumps(obj, indent=2, sort_keys=True, default=str).encode())
+
+    def write_parquet(self, name: str, table: pa.Table) -> None:
+        with self.open(name) as f:
+            pq.write_table(table, f, compression="zstd")
+
+    @contextmanager
+    def parquet_writer(self, name: str, schema: pa.Schema) -> Iterator[pq.ParquetWriter]:
+        """Streaming writer: batches go out as they come, so memory stays bounded."""
+        with self.open(name) as f, pq.ParquetWriter(f, schema, compression="zstd") as w:
+            yield w
+
+
+class ArtifactStore:
+    """Date-partitioned artifacts under one root URL."""
+
+    def __init__(self, root_url: str):
+        self.root_url = root_url.rstrip("/")
+        self.fs, self.root = fsspec.core.url_to_fs(self.root_url)
+        if _is_local(self.fs):
+            self.root = os.path.abspath(self.root)
+
+    def display(self, path: str) -> str:
+        """A path as a person would paste it: with its scheme for remote stores."""
+        if _is_local(self.fs):
+            return path
+        protocol = self.fs.protocol if isinstance(self.fs.protocol, str) else self.fs.protocol[0]
+        return f"{protocol}://{path}"
+
+    def partition_url(self, pipeline: str, dataset: str, dt: date | None = None, shard: tuple[int, int] | None = None) -> str:
+        parts = [self.root, pipeline, dataset]
+        if dt is not None:
+            parts.append(f"dt={dt.isoformat()}")
+        if shard is not None:
+            index, count = shard
+            parts.append(f"shard={index:05d}-of-{count:05d}")
+        return posixpath.join(*parts)
+
+    @contextmanager
+    def writer(self, pipeline: str, dataset: str, dt: date | None, *, shard: tuple[int, int] | None = None,
+               run_id: str | None = None) -> Iterator[PartitionWriter]:
+        """Write a partition: files go to a fresh run directory; the marker moves only if the block succeeds."""
+        url = self.partition_url(pipeline, dataset, dt, shard)
+        run_id = run_id or new_run_id()
+        run_dir = posixpath.join(url, f"run={run_id}")
+        self.fs.makedirs(run_dir, exist_ok=True)
+        w = PartitionWriter(self.fs, url, run_dir, run_id)
+        try:
+            yield w
+        except BaseException:
+            self.fs.rm(run_dir, recursive=True)
+            raise
+        marker = {"run_id": run_id, "committed_at": now_utc(), "files": w.files, "metadata": w.metadata}
+        write_bytes_atomic(self.fs, posixpath.join(url, MARKER), json.dumps(marker, indent=2, default=str).encode())
+        self._collect_garbage(url, keep={run_dir})
+
+    def _protected_runs(self, pipeline_url: str) -> set[str]:
+        """Run directories that a publish record points at: consumers may be reading them."""
+        published = posixpath.join(pipeline_url, "published")
+        try:
+            names = self.fs.ls(published, detail=False)
+        except FileNotFoundError:
+            return set()
+        keep = set()
+        for name in names:
+            if name.endswith(".json"):
+                try:
+                    keep.add(json.loads(self.fs.cat_file(name))["run_dir"])
+                except (FileNotFoundError, KeyError, ValueError):
+                    continue
+        return keep
+
+    def _collect_garbage(self, url: str, keep: set[str]) -> None:
+        rel = posixpath.relpath(url, self.root)
+        pipeline_url = posixpath.join(self.root, rel.split("/")[0])
+        keep = keep | self._protected_runs(pipeline_url)
+        try:
+            entries = self.fs.ls(url, detail=False)
+        except FileNotFoundError:
+            return
+        for entry in entries:
+            entry = entry.rstrip("/")
+            if posixpath.basename(entry).startswith("run=") and entry not in keep:
+                self.fs.rm(entry, recursive=True)
+
+    def committed(self, pipeline: str, dataset: str, dt: date | None, *, step: str,
+                  shard: tuple[int, int] | None = None, rerun: str | None = None) -> Committed:
+        """The committed partition, or an error naming the path and the step to rerun."""
+        url = self.partition_url(pipeline, dataset, dt, shard)
+        marker_path = posixpath.join(url, MARKER)
+        try:
+            raw = self.fs.cat_file(marker_path)
+        except FileNotFoundError:
+            raise MissingArtifactError(
+                f"no committed '{dataset}' output for {pipeline} {dt or ''}".rstrip(),
+                path=self.display(marker_path), step=step, rerun=rerun,
+            ) from None
+        try:
+            marker = json.loads(raw)
+            run_id = marker["run_id"]
+            if not isinstance(marker.get("files"), dict):
+                raise KeyError("files")
+        except (ValueError, KeyError, TypeError) as e:
+            raise CorruptArtifactError(f"commit marker is corrupt ({e})", path=self.display(marker_path),
+                                       step=step, rerun=rerun) from None
+        return Committed(self.fs, url, posixpath.join(url, f"run={run_id}"), marker, step)
+
+    def exists(self, pipeline: str, dataset: str, dt: date | None, shard: tuple[int, int] | None = None) -> bool:
+        return self.fs.exists(posixpath.join(self.partition_url(pipeline, dataset, dt, shard), MARKER))
+
+    # -- the published pointer ---------------------------------------------------------------------------------
+
+    def _published_dir(self, pipeline: str) -> str:
+        return posixpath.join(self.root, pipeline, "published")
+
+    def latest(self, pipeline: str) -> dict | None:
+        try:
+            return json.loads(self.fs.cat_file(posixpath.join(self._published_dir(pipeline), "LATEST.json")))
+        except FileNotFoundError:
+            return None
+
+    def publish_records(self, pipeline: str) -> list[dict]:
+        """Every date that passed its publish check, oldest first."""
+        d = self._published_dir(pipeline)
+        try:
+            names = sorted(n for n in self.fs.ls(d, detail=False) if posixpath.basename(n).startswith("dt="))
+        except FileNotFoundError:
+            return []
+        return [json.loads(self.fs.cat_file(n)) for n in names]
+
+    def previous_publish(self, pipeline: str, before: date) -> dict | None:
+        earlier = [r for r in self.publish_records(pipeline) if r["dt"] < before.isoformat()]
+        return earlier[-1] if earlier else None
+
+    def publish(self, pipeline: str, record: dict) -> bool:
+        """Record a passing publish; move LATEST only forward in time (a backfill never rewinds consumers).
+
+        Returns whether LATEST moved.
+        """
+        d = self._published_dir(pipeline)
+        write_bytes_atomic(self.fs, posixpath.join(d, f"dt={record['dt']}.json"), json.dumps(record, indent=2).encode())
+        current = self.latest(pipeline)
+        if current is None or record["dt"] >= current["dt"]:
+            write_bytes_atomic(self.fs, posixpath.join(d, "LATEST.json"), json.dumps(record, indent=2).encode())
+            return True
+        return False

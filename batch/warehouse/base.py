@@ -1,0 +1,73 @@
+"""The warehouse interface. SQL is written once, in BigQuery Standard SQL with named ``@parameters``.
+
+Table names cannot be query parameters in BigQuery, so SQL files name tables as ``{events_table}`` placeholders
+that the warehouse fills with a quoted, validated reference; everything else is a real query parameter.
+"""
+
+from __future__ import annotations
+
+import re
+from abc import ABC, abstractmethod
+from datetime import date
+from importlib import resources
+from typing import Any, Literal
+
+import pyarrow as pa
+
+_TABLE = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*(\.[A-Za-z_][A-Za-z0-9_-]*){0,2}$")
+
+WriteMode = Literal["replace_partition", "append", "replace"]
+
+
+def load_sql(name: str) -> str:
+    """A SQL file shipped in ``batch/sql``; a line ``--@include NAME`` is replaced by the file NAME.sql."""
+    text = resources.files("batch.sql").joinpath(f"{name}.sql").read_text()
+    return re.sub(r"^--@include (\w+)\s*$", lambda m: load_sql(m.group(1)), text, flags=re.M)
+
+
+def check_table_name(name: str) -> str:
+    if not _TABLE.match(name):
+        raise ValueError(f"not a table name: {name!r}")
+    return name
+
+
+class Warehouse(ABC):
+    """Query with BigQuery SQL; load Arrow tables, replacing one date partition atomically."""
+
+    name: str
+
+    @abstractmethod
+    def table_ref(self, table: str) -> str:
+        """A BigQuery-syntax reference (backticked) for a configured table name."""
+
+    def render(self, sql: str, tables: dict[str, str]) -> str:
+        return sql.format(**{k: self.table_ref(check_table_name(v)) for k, v in tables.items()})
+
+    @abstractmethod
+    def query(self, sql: str, params: dict[str, Any] | None = None, *, tables: dict[str, str] | None = None) -> pa.Table:
+        """Run one BigQuery-dialect statement and return its rows."""
+
+    def query_file(self, name: str, params: dict[str, Any] | None = None, *, tables: dict[str, str]) -> pa.Table:
+        return self.query(load_sql(name), params, tables=tables)
+
+    @abstractmethod
+    def write_table(self, table: str, data: pa.Table, *, mode: WriteMode, partition: date | None = None,
+                    partition_column: str = "dt") -> int:
+        """Write rows; ``replace_partition`` swaps one date partition atomically. Returns rows written."""
+
+    @abstractmethod
+    def load_parquet(self, table: str, url: str, *, mode: WriteMode, partition: date | None = None,
+                     partition_column: str = "dt") -> int:
+        """Load a Parquet file (fsspec URL) without holding it in memory; modes as ``write_table``."""
+
+    @abstractmethod
+    def table_exists(self, table: str) -> bool: ...
+
+    def close(self) -> None:  # noqa: B027 - optional for backends without a connection
+        pass
+
+    def __enter__(self) -> Warehouse:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
