@@ -73,7 +73,9 @@ def test_checkov_has_no_failed_checks(checkov_reports: list[dict]) -> None:
         for r in checkov_reports
         for c in r.get("results", {}).get("failed_checks", [])
     ]
-    assert not failed, "checkov failed checks (fix them or skip inline with a justification):\n" + "\n".join(failed)
+    assert not failed, "checkov failed checks (fix them or skip inline with a justification):\n" + "\n".join(
+        failed
+    )
 
 
 def test_checkov_skips_are_inline_and_justified(checkov_reports: list[dict]) -> None:

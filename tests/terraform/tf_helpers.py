@@ -60,7 +60,9 @@ def attr(body: dict[str, Any], key: str, default: Any = _MISSING) -> Any:
     """Value of attribute ``key`` of a block body (or of a tfvars file)."""
     if key not in body:
         if default is _MISSING:
-            raise KeyError(f"attribute {key!r} not set (have {sorted(k for k in body if not k.startswith('__'))})")
+            raise KeyError(
+                f"attribute {key!r} not set (have {sorted(k for k in body if not k.startswith('__'))})"
+            )
         return default
     value = body[key]
     if WRAPPED and isinstance(value, list) and len(value) == 1:
@@ -98,7 +100,9 @@ def parse_dir(directory: Path) -> dict[str, list[Any]]:
     return merged
 
 
-def resources(parsed: dict[str, list[Any]], rtype: str | None = None) -> dict[tuple[str, str], dict[str, Any]]:
+def resources(
+    parsed: dict[str, list[Any]], rtype: str | None = None
+) -> dict[tuple[str, str], dict[str, Any]]:
     out: dict[tuple[str, str], dict[str, Any]] = {}
     for entry in parsed.get("resource", []):
         for type_, named in entry.items():

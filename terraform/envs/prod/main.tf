@@ -3,7 +3,7 @@
 
 locals {
   labels = merge(var.labels, {
-    app         = "reco-batch"
+    app         = "reco"
     environment = var.environment
     managed-by  = "terraform"
   })
