@@ -61,11 +61,11 @@ def test_shared_names_are_spelled_only_in_the_names_module() -> None:
 # --- k8s/base cross-check ---------------------------------------------------------------------------------
 
 
-def _k8s_documents() -> list[tuple[Path, dict[str, Any]]]:
+def _k8s_documents(base: Path = K8S_BASE) -> list[tuple[Path, dict[str, Any]]]:
     docs = []
-    if not K8S_BASE.is_dir():
+    if not base.is_dir():
         return docs
-    for path in sorted([*K8S_BASE.rglob("*.yaml"), *K8S_BASE.rglob("*.yml")]):
+    for path in sorted([*base.rglob("*.yaml"), *base.rglob("*.yml")]):
         try:
             loaded = list(yaml.safe_load_all(path.read_text()))
         except yaml.YAMLError as exc:  # a broken manifest is the k8s tests' business, but say so here too
@@ -74,7 +74,7 @@ def _k8s_documents() -> list[tuple[Path, dict[str, Any]]]:
     return docs
 
 
-def _kustomize_namespace(path: Path) -> str | None:
+def _kustomize_namespace(path: Path, base: Path) -> str | None:
     """Namespace set by the nearest kustomization between the manifest and k8s/base."""
     directory = path.parent
     while True:
@@ -84,14 +84,14 @@ def _kustomize_namespace(path: Path) -> str | None:
                 data = yaml.safe_load(candidate.read_text()) or {}
                 if data.get("namespace"):
                     return data["namespace"]
-        if directory == K8S_BASE or K8S_BASE not in directory.parents:
+        if directory == base or base not in directory.parents:
             return None
         directory = directory.parent
 
 
-def _annotated_service_accounts() -> list[dict[str, Any]]:
+def _annotated_service_accounts(base: Path = K8S_BASE) -> list[dict[str, Any]]:
     found = []
-    for path, doc in _k8s_documents():
+    for path, doc in _k8s_documents(base):
         if doc.get("kind") != "ServiceAccount":
             continue
         metadata = doc.get("metadata") or {}
@@ -100,22 +100,16 @@ def _annotated_service_accounts() -> list[dict[str, Any]]:
             continue
         found.append(
             {
-                "file": str(path.relative_to(REPO_ROOT)),
+                "file": str(path.relative_to(base.parent)),
                 "name": metadata.get("name"),
-                "namespace": metadata.get("namespace") or _kustomize_namespace(path),
+                "namespace": metadata.get("namespace") or _kustomize_namespace(path, base),
                 "gsa": gsa,
             }
         )
     return found
 
 
-def test_workload_identity_names_match_k8s_base() -> None:
-    accounts = _annotated_service_accounts()
-    if not accounts:
-        pytest.skip(
-            f"no ServiceAccount with an {WI_ANNOTATION} annotation under k8s/base yet "
-            "(the manifests are written separately); nothing to cross-check"
-        )
+def _workload_identity_problems(accounts: list[dict[str, Any]]) -> list[str]:
     bindings = {
         (wi["namespace"], wi["ksa"]): wi["gsa_account_id"]
         for wi in names_locals()["workload_identities"].values()
@@ -146,7 +140,60 @@ def test_workload_identity_names_match_k8s_base() -> None:
             problems.append(
                 f"{sa['file']}: KSA {sa['name']} annotated with GSA {local_part!r}, Terraform binds {expected!r}"
             )
+    return problems
+
+
+def test_workload_identity_names_match_k8s_base() -> None:
+    accounts = _annotated_service_accounts()
+    if not accounts:
+        pytest.skip(
+            f"no ServiceAccount with an {WI_ANNOTATION} annotation under k8s/base yet "
+            "(the manifests are written separately); nothing to cross-check"
+        )
+    problems = _workload_identity_problems(accounts)
     assert not problems, "k8s/base and terraform/modules/names disagree:\n" + "\n".join(problems)
+
+
+def _write_sa(path: Path, name: str, gsa: str, namespace: str | None = None) -> None:
+    metadata: dict[str, Any] = {"name": name, "annotations": {WI_ANNOTATION: gsa}}
+    if namespace:
+        metadata["namespace"] = namespace
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": metadata}))
+
+
+def test_cross_check_accepts_matching_manifests(tmp_path: Path) -> None:
+    base = tmp_path / "base"
+    _write_sa(
+        base / "batch" / "sa.yaml",
+        "reco-batch",
+        "reco-batch@PROJECT_ID.iam.gserviceaccount.com",
+        "reco-batch",
+    )
+    _write_sa(
+        base / "digdag" / "sa.yaml", "digdag-worker", "digdag-worker@PROJECT_ID.iam.gserviceaccount.com"
+    )
+    (base / "digdag" / "kustomization.yaml").write_text("namespace: digdag\nresources: [sa.yaml]\n")
+    accounts = _annotated_service_accounts(base)
+    assert {(a["namespace"], a["name"]) for a in accounts} == {
+        ("reco-batch", "reco-batch"),
+        ("digdag", "digdag-worker"),
+    }
+    assert _workload_identity_problems(accounts) == []
+
+
+def test_cross_check_rejects_mismatches(tmp_path: Path) -> None:
+    base = tmp_path / "base"
+    _write_sa(base / "a.yaml", "reco-batch", "reco-jobs@PROJECT_ID.iam.gserviceaccount.com", "reco-batch")
+    _write_sa(
+        base / "b.yaml", "digdag-worker", "digdag-worker@PROJECT_ID.iam.gserviceaccount.com", "reco-batch"
+    )
+    _write_sa(base / "c.yaml", "digdag-server", "digdag-server@example.com", "digdag")
+    problems = _workload_identity_problems(_annotated_service_accounts(base))
+    assert any("reco-jobs" in p for p in problems), problems
+    assert any("reco-batch/digdag-worker has no Workload Identity binding" in p for p in problems), problems
+    assert any("not a GSA email" in p for p in problems), problems
+    assert len(problems) == 3
 
 
 def _pod_specs(doc: dict[str, Any]) -> list[dict[str, Any]]:
