@@ -80,7 +80,9 @@ def test_map_uses_precision_at_each_hit():
 
 def test_entropy_non_uniform():
     # item 0 twice, items 1 and 2 once: p = (1/2, 1/4, 1/4) -> 1.5 bits
-    m = ranking_metrics(np.array([[0, 1], [0, 2]]), relevant_matrix([[0], [0]], 3), ks=(2,), n_catalog_items=10)
+    m = ranking_metrics(
+        np.array([[0, 1], [0, 2]]), relevant_matrix([[0], [0]], 3), ks=(2,), n_catalog_items=10
+    )
     assert m["entropy@2"] == pytest.approx(1.5)
     assert m["coverage@2"] == pytest.approx(3 / 10)
     same = ranking_metrics(np.array([[0], [0]]), relevant_matrix([[0], [1]], 3), ks=(1,), n_catalog_items=3)
