@@ -173,6 +173,15 @@ class PipelineConfig(_Strict):
             raise ValueError("pipeline name must be lower case letters, digits and _ (it names tables and Jobs)")
         return v
 
+    @model_validator(mode="after")
+    def _holdout_inside_window(self) -> PipelineConfig:
+        if self.evaluation.enabled and self.evaluation.holdout_days >= self.aggregate.lookback_days:
+            raise ValueError(
+                f"evaluation.holdout_days ({self.evaluation.holdout_days}) must be shorter than "
+                f"aggregate.lookback_days ({self.aggregate.lookback_days}): the model needs days to train on"
+            )
+        return self
+
     def fingerprint(self) -> str:
         blob = json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:16]

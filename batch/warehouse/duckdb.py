@@ -51,7 +51,11 @@ class DuckDBWarehouse(Warehouse):
     def query(self, sql: str, params: dict[str, Any] | None = None, *, tables: dict[str, str] | None = None) -> pa.Table:
         text = transpile(self.render(sql, tables or {}))
         used = {k: v for k, v in (params or {}).items() if f"${k}" in text}
-        return self.con.execute(text, used).fetch_arrow_table()
+        relation = self.con.sql(text, params=used or None)
+        if relation is None:  # a statement without a result
+            return pa.table({})
+        # duckdb 2 renamed fetch_arrow_table() to to_arrow_table()
+        return (getattr(relation, "to_arrow_table", None) or relation.fetch_arrow_table)()
 
     def execute(self, sql: str, params: list | dict | None = None) -> None:
         """Native DuckDB statements (DDL for local tables)."""
