@@ -100,7 +100,7 @@ def _annotated_service_accounts(base: Path = K8S_BASE) -> list[dict[str, Any]]:
             continue
         found.append(
             {
-                "file": str(path.relative_to(base.parent)),
+                "file": str(path.relative_to(base.parent.parent)),
                 "name": metadata.get("name"),
                 "namespace": metadata.get("namespace") or _kustomize_namespace(path, base),
                 "gsa": gsa,
