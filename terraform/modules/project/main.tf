@@ -7,7 +7,3 @@ resource "google_project_service" "this" {
   service            = each.value
   disable_on_destroy = false
 }
-
-data "google_project" "this" {
-  project_id = var.project_id
-}

@@ -3,8 +3,3 @@ output "project_id" {
   value       = var.project_id
   depends_on  = [google_project_service.this]
 }
-
-output "project_number" {
-  description = "The project number."
-  value       = data.google_project.this.number
-}
