@@ -24,7 +24,12 @@ def test_names_module_holds_the_agreed_names() -> None:
     }
     assert names["namespaces"] == {"batch": "reco-batch", "digdag": "digdag"}
     assert names["node_class_label"] == "reco.io/node-class"
-    assert names["node_classes"] == {"standard": "standard", "highmem": "highmem", "gpu": "gpu"}
+    assert names["node_classes"] == {
+        "system": "system",
+        "standard": "standard",
+        "highmem": "highmem",
+        "gpu": "gpu",
+    }
     assert names["highmem_taint"] == {"key": "reco.io/highmem", "value": "true", "effect": "NO_SCHEDULE"}
     assert names["gpu_taint"] == {"key": "nvidia.com/gpu", "value": "present", "effect": "NO_SCHEDULE"}
     assert names["artifact_registry_repository"] == "reco"

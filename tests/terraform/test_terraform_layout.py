@@ -351,12 +351,12 @@ def test_node_pools() -> None:
         assert attr(shielded, "enable_secure_boot") is True, name
         management = blocks(pool, "management")[0]
         assert attr(management, "auto_repair") is True and attr(management, "auto_upgrade") is True, name
+        labels = attr(node_config, "labels")
+        assert [k.strip("${}()") for k in labels] == ["var.node_class_label"], f"{name}: label not from names"
+        assert list(labels.values()) == [f"${{var.node_classes.{name.removeprefix('batch_')}}}"], name
         if name.startswith("batch_"):
             autoscaling = blocks(pool, "autoscaling")[0]
             assert attr(autoscaling, "total_min_node_count") == 0, f"{name} must scale from 0"
-            labels = attr(node_config, "labels")
-            keys = [k.strip("${}()") for k in labels]
-            assert keys == ["var.node_class_label"], f"{name}: node class label not from the names module"
     standard = blocks(pools["batch_standard"], "node_config")[0]
     assert attr(standard, "spot") is True
     assert not blocks(standard, "taint")

@@ -192,7 +192,7 @@ resource "google_container_node_pool" "system" {
     resource_labels = var.labels
 
     labels = {
-      "reco.io/pool" = "system"
+      (var.node_class_label) = var.node_classes.system
     }
 
     workload_metadata_config {

@@ -24,8 +24,13 @@ output "node_service_account_email" {
 }
 
 output "node_pools" {
-  description = "Batch node pools with the label and taint that the Job manifests use."
+  description = "Node pools with the label and taint that the manifests use."
   value = {
+    system = {
+      name   = google_container_node_pool.system.name
+      labels = { (var.node_class_label) = var.node_classes.system }
+      taint  = null
+    }
     standard = {
       name   = google_container_node_pool.batch_standard.name
       labels = { (var.node_class_label) = var.node_classes.standard, "cloud.google.com/gke-spot" = "true" }

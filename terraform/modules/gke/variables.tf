@@ -106,11 +106,12 @@ variable "node_class_label" {
 
 variable "node_classes" {
   type = object({
+    system   = string
     standard = string
     highmem  = string
     gpu      = string
   })
-  description = "Values of the node class label per batch pool (from the names module)."
+  description = "Values of the node class label per pool (from the names module)."
 }
 
 variable "highmem_taint" {

@@ -35,6 +35,7 @@ locals {
   # Node pool label and taints used by the Job manifests (nodeSelector / tolerations).
   node_class_label = "reco.io/node-class"
   node_classes = {
+    system   = "system" # always-on pool: Digdag server/worker, Cloud SQL Auth Proxy
     standard = "standard"
     highmem  = "highmem"
     gpu      = "gpu"

@@ -14,7 +14,7 @@ output "node_class_label" {
 }
 
 output "node_classes" {
-  description = "Values of the node class label per batch node pool."
+  description = "Values of the node class label per node pool (system and the batch pools)."
   value       = local.node_classes
 }
 
