@@ -14,9 +14,10 @@ from .factor import FactorRecommender
 class ALSRecommender(FactorRecommender):
     """``implicit.als.AlternatingLeastSquares`` (CPU).
 
-    Params: ``factors`` (64), ``regularization`` (0.01), ``alpha`` (1.0, confidence = 1 + alpha * weight),
-    ``iterations`` (15), ``seed`` (0, implicit's ``random_state``), ``num_threads`` (0 = all cores),
-    ``use_cg`` (True, conjugate-gradient solver). Fitting is deterministic for a given seed.
+    Params: ``factors`` (64), ``regularization`` (0.01), ``alpha`` (1.0; implicit multiplies the weights by
+    it to get the confidence of observed entries), ``iterations`` (15), ``seed`` (0, implicit's
+    ``random_state``), ``num_threads`` (0 = all cores), ``use_cg`` (True, conjugate-gradient solver).
+    Fitting is deterministic for a given seed.
     """
 
     model_type = "als"
