@@ -293,8 +293,9 @@ MODEL_TYPES: dict[str, type[Recommender]] = {}
 def register(cls: type[Recommender]) -> type[Recommender]:
     """Class decorator adding a model to the registry under its ``model_type``."""
     key = cls.model_type
-    if key in MODEL_TYPES and MODEL_TYPES[key] is not cls:
-        raise ValueError(f"model type {key!r} registered twice")
+    known = MODEL_TYPES.get(key)
+    if known is not None and (known.__module__, known.__qualname__) != (cls.__module__, cls.__qualname__):
+        raise ValueError(f"model type {key!r} registered twice ({known.__qualname__}, {cls.__qualname__})")
     MODEL_TYPES[key] = cls
     return cls
 
