@@ -1,14 +1,18 @@
 """reco submit: run one step the way the environment's runner runs it (Digdag's sh> tasks call this).
 
-Until the GKE runner lands this runs the step here, every shard in turn.
+The step's Job is rendered from the environment's Kustomize overlay; with runner "gke" it is created in the
+cluster and watched, with runner "local" its container command runs here as processes. Either way the exit code is
+0 on success, and otherwise non-zero with one line naming the reason (OOMKilled, DeadlineExceeded, ...).
 """
 
 from __future__ import annotations
 
-from batch.cli.common import add_pipeline_args, context_from_args
-from batch.cli.pipeline import run_step
-from batch.context import StepContext
-from batch.steps import STEP_NAMES
+from datetime import UTC, datetime
+
+from batch.cli.common import add_pipeline_args
+from batch.config import load_environment, load_pipeline, parse_date, parse_set_options
+from batch.runners import StepRun, get_runner
+from batch.steps import STEP_NAMES, get_step
 
 
 def register(sub) -> None:
@@ -16,16 +20,29 @@ def register(sub) -> None:
     p.add_argument("name", choices=STEP_NAMES, metavar="STEP")
     add_pipeline_args(p)
     p.add_argument("--attempt", default=None,
-                   help="Digdag attempt id (${attempt_id}): a task retry finds the Job its attempt already made")
+                   help="Digdag attempt id (${attempt_id}): a task retry finds the Job its attempt already made "
+                        "(default: a new id per invocation)")
     p.set_defaults(func=cmd_submit)
 
 
+def step_run_from_args(args) -> StepRun:
+    overrides = parse_set_options(args.overrides)
+    pipeline = load_pipeline(args.pipeline, args.env, overrides)  # validates the config before any Job exists
+    step = get_step(args.name)
+    return StepRun(
+        pipeline=pipeline.name,
+        step=step.name,
+        session_date=parse_date(args.date).isoformat(),
+        env=args.env,
+        attempt=args.attempt or datetime.now(UTC).strftime("m%Y%m%d%H%M%S"),
+        resource_class=step.resource_class,
+        sharded=step.sharded,
+        shard_count=pipeline.candidates.shard_count if step.sharded else 1,
+        overrides=overrides,
+    )
+
+
 def cmd_submit(args) -> int:
-    base = context_from_args(args)
-
-    def ctx_for_shard(index: int) -> StepContext:
-        return StepContext(pipeline=base.pipeline, env=base.env, session_date=base.session_date, shard_index=index,
-                           shard_count=base.shard_count, overrides=base.overrides, run_id=base.run_id)
-
-    run_step(ctx_for_shard, args.name, base.shard_count)
+    run = step_run_from_args(args)
+    get_runner(load_environment(args.env)).run(run)
     return 0

@@ -1,0 +1,183 @@
+"""The local runner: run the rendered Job's container command here, as processes.
+
+The Job is built exactly as for GKE (same overlay, same template, same args); then container-only settings are
+mapped to this machine:
+
+- the command `reco` becomes this interpreter running batch.cli (the project as installed in this venv);
+- RECO_CONFIG_DIR and RECO_HOME (the ConfigMap mount and the pod's /tmp) become the local config directory and
+  local state directory; variables already set in this shell win over the manifest's other values, so a
+  developer's GCP_PROJECT or RECO_LOG_FORMAT is kept;
+- env values from ConfigMaps are read from the rendered ConfigMaps; secrets and field refs are not resolved;
+- an Indexed Job becomes `completions` processes with JOB_COMPLETION_INDEX = 0..N-1, `parallelism` at a time;
+- activeDeadlineSeconds is enforced (DeadlineExceeded); there are no retries: a failed process fails the run.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections import deque
+from typing import Any
+
+from batch.config import EnvironmentConfig, config_dir, reco_home
+from batch.logs import redact
+from batch.runners import manifests
+from batch.runners.base import Runner, StepFailed, StepRun, one_line, summarize_log_lines
+
+log = logging.getLogger("reco.runners.local")
+
+PYTHON_RECO = [sys.executable, "-c", "import sys; from batch.cli import main; sys.exit(main())"]
+TAIL = 50
+
+
+class LocalRunner(Runner):
+    def __init__(self, env: EnvironmentConfig, *, poll_s: float = 0.05):
+        self.env = env
+        self.poll_s = poll_s
+
+    def build(self, run: StepRun) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        docs = manifests.render_overlay(self.env.kubernetes.overlay)
+        return manifests.build_job(docs, run, self.env.kubernetes.namespace), docs
+
+    def run(self, run: StepRun) -> None:
+        job, docs = self.build(run)
+        self.run_job(job, docs)
+
+    # -- executing a built Job ----------------------------------------------------------------------------
+
+    def process_env(self, job: dict[str, Any], docs: list[dict[str, Any]]) -> dict[str, str]:
+        container = manifests.container_of(job)
+        namespace = job["metadata"].get("namespace")
+        from_manifest: dict[str, str] = {}
+        for var in container.get("env") or []:
+            value = var.get("value")
+            ref = (var.get("valueFrom") or {}).get("configMapKeyRef")
+            if value is None and ref:
+                cm = manifests.find_config_map(docs, ref.get("name"), namespace)
+                value = ((cm or {}).get("data") or {}).get(ref.get("key"))
+            if value is None:
+                log.debug("env %s is not resolvable locally; left unset", var.get("name"))
+                continue
+            from_manifest[var["name"]] = _expand(str(value), from_manifest)
+        env = {**from_manifest, **os.environ}
+        env["RECO_CONFIG_DIR"] = str(config_dir())
+        env["RECO_HOME"] = str(reco_home())
+        return env
+
+    def command(self, job: dict[str, Any]) -> list[str]:
+        container = manifests.container_of(job)
+        command = list(container.get("command") or [])
+        args = list(container.get("args") or [])
+        if command[:1] == ["reco"]:
+            command = PYTHON_RECO + command[1:]
+        return command + args
+
+    def run_job(self, job: dict[str, Any], docs: list[dict[str, Any]]) -> None:
+        spec = job["spec"]
+        name = job["metadata"]["name"]
+        indexed = spec.get("completionMode") == "Indexed"
+        completions = int(spec.get("completions") or 1)
+        parallelism = max(1, int(spec.get("parallelism") or 1))
+        deadline_s = spec.get("activeDeadlineSeconds")
+        argv = self.command(job)
+        base_env = self.process_env(job, docs)
+        log.info("running Job %s locally: %s", name, " ".join(argv[3:] if argv[:3] == PYTHON_RECO else argv),
+                 extra={"job": name, "completions": completions, "parallelism": parallelism})
+
+        pending = list(range(completions))
+        running: dict[int, _Proc] = {}
+        failed: dict[int, _Proc] = {}
+        started = time.monotonic()
+        try:
+            while pending or running:
+                while pending and len(running) < parallelism and not failed:
+                    index = pending.pop(0)
+                    env = dict(base_env)
+                    if indexed:
+                        env["JOB_COMPLETION_INDEX"] = str(index)
+                    running[index] = _Proc(argv, env, label=f"{name}[{index}]" if indexed else name)
+                for index, proc in list(running.items()):
+                    if proc.poll() is not None:
+                        del running[index]
+                        proc.finish()
+                        if proc.returncode != 0:
+                            failed[index] = proc
+                if failed and not running:
+                    break
+                if deadline_s is not None and time.monotonic() - started > float(deadline_s):
+                    for proc in running.values():
+                        proc.kill()
+                    raise StepFailed("DeadlineExceeded", f"DeadlineExceeded: Job {name} ran longer than "
+                                                         f"activeDeadlineSeconds={deadline_s} (local run)")
+                time.sleep(self.poll_s)
+        finally:
+            for proc in running.values():
+                proc.kill()
+        if not failed:
+            return
+        if indexed:
+            first = min(failed)
+            proc = failed[first]
+            raise StepFailed(
+                "FailedIndexes",
+                f"failed indexes {','.join(map(str, sorted(failed)))} of {completions}: Job {name} index {first} "
+                f"exited with code {proc.returncode}: {_tail(proc)}",
+                exit_code=proc.returncode,
+            )
+        proc = next(iter(failed.values()))
+        raise StepFailed("ExitCode", f"exit code {proc.returncode}: Job {name} failed: {_tail(proc)}",
+                         exit_code=proc.returncode)
+
+
+def _expand(value: str, env: dict[str, str]) -> str:
+    """Kubernetes' $(VAR) expansion from variables defined earlier in the container's env."""
+    for key, val in env.items():
+        value = value.replace(f"$({key})", val)
+    return value
+
+
+def _tail(proc: _Proc) -> str:
+    return one_line(redact(summarize_log_lines(list(proc.tail)))) or "no output"
+
+
+class _Proc:
+    """A child process whose stdout/stderr are passed through (stdout to stdout, stderr to stderr) and tailed."""
+
+    def __init__(self, argv: list[str], env: dict[str, str], label: str):
+        self.label = label
+        self.tail: deque[str] = deque(maxlen=TAIL)
+        self.popen = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                      bufsize=1)
+        self.threads = [
+            threading.Thread(target=self._pump, args=(self.popen.stdout, sys.stdout), daemon=True),
+            threading.Thread(target=self._pump, args=(self.popen.stderr, sys.stderr), daemon=True),
+        ]
+        for t in self.threads:
+            t.start()
+
+    def _pump(self, pipe, out) -> None:
+        for line in pipe:
+            self.tail.append(line.rstrip("\n"))
+            out.write(redact(line))
+            out.flush()
+
+    @property
+    def returncode(self) -> int | None:
+        return self.popen.returncode
+
+    def poll(self) -> int | None:
+        return self.popen.poll()
+
+    def finish(self) -> None:
+        for t in self.threads:
+            t.join(timeout=5)
+
+    def kill(self) -> None:
+        if self.popen.poll() is None:
+            self.popen.kill()
+            self.popen.wait()
+        self.finish()
