@@ -64,8 +64,13 @@ class FactorRecommender(Recommender):
     def _set_factors(self, user_factors: np.ndarray, item_factors: np.ndarray) -> None:
         if user_factors.ndim != 2 or item_factors.ndim != 2 or user_factors.shape[1] != item_factors.shape[1]:
             raise ValueError(f"bad factor shapes {user_factors.shape}, {item_factors.shape}")
-        self._user_factors = _as_factors(user_factors)
-        self._item_factors = _as_factors(item_factors)
+        user_factors, item_factors = _as_factors(user_factors), _as_factors(item_factors)
+        if not (np.isfinite(user_factors).all() and np.isfinite(item_factors).all()):
+            raise ValueError(
+                f"{self.model_type}: factors contain NaN or inf (training diverged? lower learning_rate/alpha)"
+            )
+        self._user_factors = user_factors
+        self._item_factors = item_factors
         self._item_unit = None
 
     def recommend(

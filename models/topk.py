@@ -47,7 +47,8 @@ def select_topn(scores: np.ndarray, N: int) -> tuple[np.ndarray, np.ndarray]:
     """Exact top-``N`` per row of a float32 score matrix (``-inf`` = not eligible).
 
     Returns int32 column indices and float32 scores of shape ``(rows, min(N, cols))``, best first, ties by
-    lower column index; positions holding ``-inf`` get id ``-1``. ``scores`` is not modified.
+    lower column index; positions holding ``-inf`` get id ``-1``; NaN scores count as ``-inf``. ``scores`` is
+    not modified.
     """
     if scores.ndim != 2:
         raise ValueError("scores must be 2-d")
@@ -56,11 +57,14 @@ def select_topn(scores: np.ndarray, N: int) -> tuple[np.ndarray, np.ndarray]:
     if nb == 0 or k == 0:
         return np.empty((nb, k), np.int32), np.empty((nb, k), np.float32)
     m = _n_blocks(n, k)
-    if m == 0:
+    found = _select_blocks(scores, k, m) if m else None
+    if found is None:  # small catalogue, large N, or NaN scores (treated as not eligible)
+        if np.isnan(scores).any():
+            scores = np.where(np.isnan(scores), np.float32(-np.inf), scores)
         ids = np.argsort(-scores, axis=1, kind="stable")[:, :k]
         vals = np.take_along_axis(scores, ids, axis=1)
     else:
-        ids, vals = _select_blocks(scores, k, m)
+        ids, vals = found
     ids = ids.astype(np.int32, copy=False)
     vals = vals.astype(np.float32, copy=False)
     ids[vals == -np.inf] = -1
@@ -75,7 +79,7 @@ def _n_blocks(n: int, k: int) -> int:
     return m
 
 
-def _select_blocks(scores: np.ndarray, k: int, m: int) -> tuple[np.ndarray, np.ndarray]:
+def _select_blocks(scores: np.ndarray, k: int, m: int) -> tuple[np.ndarray, np.ndarray] | None:
     # block j holds columns j, j + m, j + 2m, ...: the block maxima are then an element-wise maximum over
     # q contiguous rows of length m, which numpy vectorises well
     nb, n = scores.shape
@@ -84,7 +88,8 @@ def _select_blocks(scores: np.ndarray, k: int, m: int) -> tuple[np.ndarray, np.n
     blocks = scores[:, :main].reshape(nb, q, m)
     bmax = np.maximum.reduce(blocks, axis=1)  # (nb, m)
     lb = np.partition(bmax, m - k, axis=1)[:, m - k]  # k-th largest block max <= k-th largest score
-    br, bb = np.nonzero(bmax >= lb[:, None])
+    # a block whose max is NaN may still hold a top item: keep it (NaN scores themselves never pass `>= lb`)
+    br, bb = np.nonzero((bmax >= lb[:, None]) | np.isnan(bmax))
     sub = blocks[br, :, bb]  # (P, q) gathered candidate blocks
     pi, pj = np.nonzero(sub >= lb[br, None])
     rows = br[pi]
@@ -97,7 +102,9 @@ def _select_blocks(scores: np.ndarray, k: int, m: int) -> tuple[np.ndarray, np.n
         cols = np.concatenate([cols, tc + main])
         vals = np.concatenate([vals, tail[tr, tc]])
     order = _order_candidates(rows, cols, vals)
-    counts = np.bincount(rows, minlength=nb)  # each row has >= k candidates by construction
+    counts = np.bincount(rows, minlength=nb)
+    if counts.min() < k:  # only possible with NaN scores: let the caller fall back
+        return None
     starts = np.zeros(nb, dtype=np.int64)
     np.cumsum(counts[:-1], out=starts[1:])
     take = order[starts[:, None] + np.arange(k)]

@@ -227,3 +227,26 @@ def test_select_topn_handles_mostly_excluded_rows():
     ids, vals = select_topn(scores, 10)
     np.testing.assert_array_equal(ids, exp_ids)
     np.testing.assert_array_equal(vals, exp_scores)
+
+
+def test_select_topn_treats_nan_as_not_eligible():
+    rng = np.random.default_rng(2)
+    scores = rng.standard_normal((6, 2048)).astype(np.float32)
+    scores[0, :] = np.nan
+    scores[1, 5:] = np.nan
+    scores[2, ::2] = np.nan
+    scores[3, 7] = np.nan  # a NaN in the block that holds the row's best item
+    scores[3, 7 + 256] = 100.0
+    scores[4, [1, 2, 3]] = np.nan
+    clean = np.where(np.isnan(scores), -np.inf, scores).astype(np.float32)
+    exp_ids, exp_scores = reference_topk(clean, 8)
+    ids, vals = select_topn(scores, 8)
+    np.testing.assert_array_equal(ids, exp_ids)
+    np.testing.assert_array_equal(vals, exp_scores)
+
+
+def test_non_finite_factors_rejected(fitted):
+    model = create_model("als", factors=2)
+    bad = np.full((3, 2), np.nan, np.float32)
+    with pytest.raises(ValueError, match="NaN"):
+        model._set_factors(bad, bad)
