@@ -238,11 +238,15 @@ def test_select_topn_treats_nan_as_not_eligible():
     scores[3, 7] = np.nan  # a NaN in the block that holds the row's best item
     scores[3, 7 + 256] = 100.0
     scores[4, [1, 2, 3]] = np.nan
+    scores[5, 7], scores[5, 7 + 256] = np.nan, 100.0  # NaN block holds the best item ...
+    scores[5, 3], scores[5, 3 + 256] = 50.0, 40.0  # ... and another block the next two
     clean = np.where(np.isnan(scores), -np.inf, scores).astype(np.float32)
-    exp_ids, exp_scores = reference_topk(clean, 8)
-    ids, vals = select_topn(scores, 8)
-    np.testing.assert_array_equal(ids, exp_ids)
-    np.testing.assert_array_equal(vals, exp_scores)
+    for N in (3, 8):
+        exp_ids, exp_scores = reference_topk(clean, N)
+        ids, vals = select_topn(scores, N)
+        np.testing.assert_array_equal(ids, exp_ids)
+        np.testing.assert_array_equal(vals, exp_scores)
+    assert select_topn(scores[5:6], 3)[0].tolist() == [[263, 3, 259]]
 
 
 def test_non_finite_factors_rejected(fitted):
