@@ -252,7 +252,15 @@ class Recommender(ABC):
                     f"user_items has {user_items.shape[1]} columns, the model {self.n_items} items"
                 )
             if userids.size and userids.max() >= user_items.shape[0]:
-                raise IndexError("userids out of range of user_items rows (pass the full user-item matrix)")
+                hint = (
+                    " (it has one row per requested user: that is implicit's convention, not this one)"
+                    if user_items.shape[0] == len(userids)
+                    else ""
+                )
+                raise IndexError(
+                    f"userids go up to {userids.max()} but user_items has {user_items.shape[0]} rows{hint}: "
+                    "pass the full user-item matrix, whose row u holds user u's items"
+                )
         return userids
 
     def _check_itemids(self, itemids: np.ndarray, what: str = "itemids") -> np.ndarray:
