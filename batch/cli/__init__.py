@@ -17,6 +17,8 @@ from batch.errors import EXIT_FAILURE, RecoError
 COMMAND_MODULES = [
     "batch.cli.pipeline",
     "batch.cli.submit",
+    "batch.cli.digdag",
+    "batch.cli.notify",
 ]
 
 log = logging.getLogger("reco")

@@ -229,9 +229,21 @@ def cmd_demo(args) -> int:
             print(f"generating demo data into {env.resolved_duckdb_path()} ...", file=sys.stderr)
             events, items = generate(SyntheticSpec(end_date=dt))
             write_source(wh, pipeline.source.events_table, pipeline.source.items_table, events, items, append=False)
-    ns = argparse.Namespace(pipeline=pipeline.name, date=dt.isoformat(), env="local", overrides=[])
-    ctx = run_all(ns, say=lambda m: print(m, file=sys.stderr))
-    print_demo_summary(ctx.store, pipeline.name, dt, pipeline.candidates.shard_count, ctx.env.resolved_duckdb_path())
+    # The same workflow Digdag runs in the cloud, through the local .dig runner (batch/digdag/local.py).
+    from batch.config import PROJECT_ROOT
+    from batch.digdag.local import run_workflow
+
+    workflow = PROJECT_ROOT / "digdag" / f"{pipeline.name}.dig"
+    if not workflow.exists():
+        raise ConfigError(f"{workflow}: no workflow for pipeline {pipeline.name!r}",
+                          hint="each pipeline has digdag/<pipeline>.dig (see docs/digdag.md)")
+    result = run_workflow(workflow, dt, {"env": "local"}, out=sys.stderr)
+    if not result.success:
+        print(f"demo: workflow {workflow.name} failed at {result.failed_task}: {result.error} "
+              f"(attempt record: {result.record_path})", file=sys.stderr)
+        return 1
+    store = ArtifactStore(env.resolved_artifact_root())
+    print_demo_summary(store, pipeline.name, dt, pipeline.candidates.shard_count, env.resolved_duckdb_path())
     return 0
 
 

@@ -1,0 +1,236 @@
+"""``reco digdag check``: every workflow parses, stays inside the supported subset, and its ``reco`` commands are
+ones the CLI accepts.
+
+For each top-level ``.dig`` file (a Digdag workflow) the check walks the task tree with the variables a real
+session would have (built-ins for a sample date, ``env``, the ``_export``s in scope, ``error.*`` inside ``_error``)
+and then:
+
+* every ``${name}`` must be defined where it is used (Digdag fails the task at run time otherwise);
+* every ``reco ...`` command in an ``sh>`` is parsed by the CLI's own argument parser (``batch.cli.build_parser``),
+  and a ``--pipeline`` must name a file in ``config/pipelines/``;
+* ``_retry`` sits on leaf tasks only (on a group Digdag reruns the whole group, digdag#701/#728);
+* schedule, sla, retry and parallel syntax (already enforced by the parser in workflow.py).
+
+``.dig`` files in sub-directories are shared task files: they are parsed on their own for syntax and checked in
+the context of each workflow that ``call>``s them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import copy
+import io
+import shlex
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+from batch.config import ENVIRONMENTS, list_pipelines, pipeline_path
+from batch.digdag.local import builtin_variables
+from batch.digdag.workflow import (
+    Task,
+    UndefinedVariable,
+    Workflow,
+    WorkflowError,
+    load_workflow,
+    load_yaml,
+    render,
+)
+
+SAMPLE_DATE = date(2026, 11, 21)
+_SHELL_OPERATORS = {"&&", "||", ";", "|", "&", ";;", "(", ")"}
+
+
+@dataclass(frozen=True)
+class Problem:
+    file: str
+    task: str | None
+    message: str
+    hint: str | None = None
+
+    def __str__(self) -> str:
+        where = self.file + (f": task {self.task}" if self.task else "")
+        return f"{where}: {self.message}" + (f" (hint: {self.hint})" if self.hint else "")
+
+
+@dataclass
+class CheckReport:
+    workflows: list[str]
+    task_files: list[str]
+    problems: list[Problem]
+    commands_checked: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def reco_commands(command: str) -> list[list[str]]:
+    """The argument lists of every ``reco`` invocation in a shell command line."""
+    lexer = shlex.shlex(command, posix=True, punctuation_chars=True)
+    lexer.whitespace_split = True
+    lexer.commenters = "#"
+    out, current = [], []
+    for token in list(lexer) + [";"]:
+        if token in _SHELL_OPERATORS:
+            if current:
+                # skip leading VAR=value assignments and `exec`
+                while current and ("=" in current[0] and not current[0].startswith("-")):
+                    current.pop(0)
+                if current and current[0] == "exec":
+                    current.pop(0)
+                if current and (current[0] == "reco" or current[0].endswith("/reco")):
+                    out.append(current[1:])
+            current = []
+        else:
+            current.append(token)
+    return out
+
+
+def _parse_reco(argv: list[str]) -> tuple[argparse.Namespace | None, str | None]:
+    from batch.cli import build_parser
+
+    parser = build_parser()
+    err = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+            ns = parser.parse_args(argv)
+    except SystemExit:
+        lines = [ln for ln in err.getvalue().strip().splitlines() if ln.strip()]
+        return None, lines[-1] if lines else "rejected by the reco argument parser"
+    return ns, None
+
+
+class _Checker:
+    def __init__(self, wf: Workflow, session_params: dict, pipelines: set[str]):
+        self.wf = wf
+        self.params = session_params
+        self.pipelines = pipelines
+        self.problems: list[Problem] = []
+        self.commands = 0
+        self.builtins = builtin_variables(wf, wf.session_time(SAMPLE_DATE), attempt_id="1", session_id="1",
+                                          retry_attempt_name="")
+
+    def problem(self, task: Task, message: str, hint: str | None = None) -> None:
+        self.problems.append(Problem(str(task.file), task.full_name, message, hint))
+
+    def run(self) -> None:
+        self.walk(self.wf.root, dict(self.params))
+        if self.wf.sla is not None and self.wf.sla.task is not None:
+            scope = self.scoped(self.wf.root, dict(self.params))
+            if scope is not None:
+                self.walk(self.wf.sla.task, scope)
+
+    def scoped(self, task: Task, scope: dict) -> dict | None:
+        out = dict(scope)
+        for key, value in task.export.items():
+            if key == "_env":
+                out["_env"] = {**(out.get("_env") or {}), **value}
+                continue
+            try:
+                out[key] = render(copy.deepcopy(value), out)
+            except UndefinedVariable as e:
+                self.problem(task, f"_export.{key}: ${{{e.name}}} is not defined here")
+                return None
+        return out
+
+    def walk(self, task: Task, scope: dict) -> None:
+        new_scope = self.scoped(task, scope)
+        if new_scope is None:
+            return
+        if task.retry is not None and task.is_group:
+            self.problem(task, "_retry on a group reruns every task in it (digdag#701, #728)",
+                         hint="put _retry on the leaf tasks whose work is idempotent")
+        if task.operator in ("sh", "echo", "fail"):
+            self.operator(task, new_scope)
+        for child in task.children:
+            self.walk(child, new_scope)
+        if task.error is not None:
+            err_scope = dict(new_scope)
+            err_scope["error"] = {"message": "sample error message", "stacktrace": "", "task": task.full_name}
+            self.walk(task.error, err_scope)
+
+    def operator(self, task: Task, scope: dict) -> None:
+        params = dict(scope)
+        try:
+            params.update(render(copy.deepcopy(task.params), params))
+            params.update(self.builtins)
+            params["task_name"] = task.full_name
+            command = render(task.command, params)
+            render({**(params.get("_env") or {}), **task.env}, params, lambda key: "<secret>")
+        except UndefinedVariable as e:
+            self.problem(task, f"${{{e.name}}} is not defined here",
+                         hint="define it in an _export of this task or a parent, or pass it with -p")
+            return
+        if task.operator != "sh":
+            return
+        try:
+            commands = reco_commands(command)
+        except ValueError as e:
+            self.problem(task, f"sh>: cannot split the command: {e}")
+            return
+        for argv in commands:
+            self.commands += 1
+            ns, err = _parse_reco(argv)
+            shown = "reco " + " ".join(argv)
+            if err:
+                self.problem(task, f"sh>: `{shown}`: {err}", hint="run it with --help to see its arguments")
+                continue
+            pipeline = getattr(ns, "pipeline", None)
+            if pipeline is not None and pipeline not in self.pipelines:
+                self.problem(task, f"sh>: `{shown}`: no pipeline named {pipeline!r} ({pipeline_path(pipeline)} "
+                                   "does not exist)",
+                             hint=f"known pipelines: {', '.join(sorted(self.pipelines)) or 'none'}; add "
+                                  f"config/pipelines/{pipeline}.yaml or fix the workflow's _export")
+
+
+def _dig_files(path: Path) -> tuple[list[Path], list[Path]]:
+    if path.is_file():
+        return [path], []
+    if not path.is_dir():
+        raise WorkflowError("no such file or directory", file=path)
+    workflows = sorted(path.glob("*.dig"))
+    task_files = sorted(p for p in path.rglob("*.dig") if p.parent != path)
+    return workflows, task_files
+
+
+def check_paths(paths: list[str | Path], *, env: str = "local", params: dict | None = None) -> CheckReport:
+    """Check workflows (files) and projects (directories: their top-level .dig files are the workflows)."""
+    session_params = {"env": env, **(params or {})}
+    if env not in ENVIRONMENTS:
+        raise WorkflowError(f"unknown environment {env!r}", file="--env")
+    pipelines = set(list_pipelines())
+    report = CheckReport([], [], [])
+    for raw in paths:
+        path = Path(raw)
+        workflows, task_files = _dig_files(path)
+        if path.is_dir() and not workflows:
+            report.problems.append(Problem(str(path), None, "no workflow (.dig file) here"))
+        for tf in task_files:
+            report.task_files.append(str(tf))
+            try:
+                load_yaml(tf)
+            except WorkflowError as e:
+                report.problems.append(Problem(e.file, e.task, str(e).split(": ", 1)[-1]))
+        for wf_path in workflows:
+            report.workflows.append(str(wf_path))
+            try:
+                wf = load_workflow(wf_path)
+            except WorkflowError as e:
+                report.problems.append(_from_error(e))
+                continue
+            checker = _Checker(wf, session_params, pipelines)
+            checker.run()
+            report.problems.extend(checker.problems)
+            report.commands_checked += checker.commands
+    return report
+
+
+def _from_error(e: WorkflowError) -> Problem:
+    prefix = e.file + (f": task {e.task}" if e.task else "") + ": "
+    text = super(WorkflowError, e).__str__()
+    message = text[len(prefix):] if text.startswith(prefix) else text
+    if e.hint and message.endswith(f" (hint: {e.hint})"):
+        message = message[: -len(f" (hint: {e.hint})")]
+    return Problem(e.file, e.task, message, e.hint)
