@@ -13,7 +13,7 @@ import threading
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from conftest import gke_env, step_run
+from runner_helpers import gke_env, step_run
 
 from batch.runners.base import StepFailed
 from batch.runners.gke import GkeRunner, parse_indexes

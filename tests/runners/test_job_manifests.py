@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 import pytest
-from conftest import step_run
+from runner_helpers import step_run
 
 from batch.errors import ConfigError
 from batch.runners import manifests

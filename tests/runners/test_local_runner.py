@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import step_run
+from runner_helpers import step_run
 
 from batch.config import EnvironmentConfig, KubernetesConfig, config_dir
 from batch.runners.base import StepFailed
