@@ -1,0 +1,244 @@
+"""What the rendered manifests must say: pod security, Job retry policy, placement, RBAC, config, images."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+import yaml
+from k8s_helpers import OVERLAYS, PROJECT_ROOT, by_kind, named, pod_specs
+
+from batch.config import load_environment
+from batch.errors import EXIT_BAD_INPUT, EXIT_CHECK_FAILED
+from batch.steps import STEP_NAMES, get_step
+
+
+
+def all_pods(docs):
+    for doc in docs:
+        for spec in pod_specs(doc):
+            yield doc, spec
+
+
+def containers(spec):
+    return [*(spec.get("initContainers") or []), *spec["containers"]]
+
+
+@pytest.mark.parametrize("env", OVERLAYS)
+def test_every_pod_is_locked_down(rendered, env):
+    checked = 0
+    for doc, spec in all_pods(rendered[env]):
+        where = f"{env} {doc['kind']}/{doc['metadata']['name']}"
+        psc = spec.get("securityContext") or {}
+        assert psc.get("runAsNonRoot") is True, where
+        assert psc.get("seccompProfile") == {"type": "RuntimeDefault"}, where
+        mounts_tmp = False
+        for c in containers(spec):
+            sc = c.get("securityContext") or {}
+            assert sc.get("allowPrivilegeEscalation") is False, f"{where} {c['name']}"
+            assert sc.get("readOnlyRootFilesystem") is True, f"{where} {c['name']}"
+            assert sc.get("capabilities", {}).get("drop") == ["ALL"], f"{where} {c['name']}"
+            res = c.get("resources") or {}
+            for kind in ("requests", "limits"):
+                assert {"cpu", "memory"} <= set(res.get(kind) or {}), f"{where} {c['name']} {kind}"
+            mounts_tmp |= any(m["mountPath"] == "/tmp" for m in c.get("volumeMounts") or [])
+        tmp_volumes = [v for v in spec.get("volumes") or [] if v["name"] == "tmp"]
+        assert mounts_tmp and tmp_volumes and "emptyDir" in tmp_volumes[0], f"{where}: /tmp is not an emptyDir"
+        checked += 1
+    assert checked >= 6  # 4 Job templates + server + worker
+
+
+@pytest.mark.parametrize("env", OVERLAYS)
+def test_job_templates_retry_sensibly(rendered, env):
+    jobs = by_kind(rendered[env], "Job")
+    assert {j["metadata"]["name"] for j in jobs} == {"reco-step-standard", "reco-step-highmem", "reco-step-gpu",
+                                                     "reco-step-sharded"}
+    for job in jobs:
+        spec = job["spec"]
+        name = job["metadata"]["name"]
+        assert job["metadata"]["labels"]["reco.io/template"] == "true"
+        assert spec["suspend"] is True, f"{name}: a template applied by mistake must not run"
+        assert spec["activeDeadlineSeconds"] > 0 and spec["ttlSecondsAfterFinished"] > 0
+        assert spec["backoffLimit"] >= 1
+        assert spec["template"]["spec"]["restartPolicy"] == "Never"
+        rules = spec["podFailurePolicy"]["rules"]
+        indexed = spec.get("completionMode") == "Indexed"
+        deterministic = [r for r in rules if "onExitCodes" in r]
+        assert len(deterministic) == 1
+        assert deterministic[0]["action"] == ("FailIndex" if indexed else "FailJob")
+        assert deterministic[0]["onExitCodes"]["operator"] == "In"
+        assert set(deterministic[0]["onExitCodes"]["values"]) == {EXIT_CHECK_FAILED, EXIT_BAD_INPUT}
+        assert deterministic[0]["onExitCodes"]["containerName"] == "reco"
+        ignore = [r for r in rules if r["action"] == "Ignore"]
+        assert ignore and ignore[0]["onPodConditions"] == [{"type": "DisruptionTarget", "status": "True"}]
+        if indexed:
+            assert spec["backoffLimitPerIndex"] >= 1 and spec["maxFailedIndexes"] >= 0
+            assert spec["parallelism"] >= 1
+        c = spec["template"]["spec"]["containers"][0]
+        assert c["name"] == "reco" and c["command"] == ["reco"] and c["args"][0] == "step"
+
+
+PLACEMENT = {
+    "reco-step-standard": ("standard", set()),
+    "reco-step-sharded": ("standard", set()),
+    "reco-step-highmem": ("highmem", {("reco.io/highmem", "true")}),
+    "reco-step-gpu": ("gpu", {("nvidia.com/gpu", "present")}),
+}
+
+
+@pytest.mark.parametrize("env", OVERLAYS)
+def test_node_pools_and_tolerations_per_class(rendered, env):
+    for job in by_kind(rendered[env], "Job"):
+        pod = job["spec"]["template"]["spec"]
+        node_class, taints = PLACEMENT[job["metadata"]["name"]]
+        assert pod["nodeSelector"] == {"reco.io/node-class": node_class}
+        tolerated = {(t["key"], t.get("value")) for t in pod["tolerations"] if t["effect"] == "NoSchedule"}
+        assert tolerated == {("cloud.google.com/gke-spot", "true")} | taints
+        if node_class == "gpu":
+            assert pod["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "1"
+
+
+def test_every_step_has_a_template(rendered):
+    from batch.runners.manifests import select_template
+
+    for env in OVERLAYS:
+        for name in STEP_NAMES:
+            step = get_step(name)
+            select_template(rendered[env], step.resource_class, step.sharded)
+        select_template(rendered[env], "gpu", False)
+
+
+@pytest.mark.parametrize("env", OVERLAYS)
+def test_rbac_lets_the_digdag_worker_run_jobs_in_the_batch_namespace_only(rendered, env):
+    docs = rendered[env]
+    assert not by_kind(docs, "ClusterRole") and not by_kind(docs, "ClusterRoleBinding")
+    role = named(docs, "Role", "reco-job-submitter")
+    assert role["metadata"]["namespace"] == "reco-batch"
+    rules = {(tuple(r["apiGroups"]), tuple(r["resources"])): set(r["verbs"]) for r in role["rules"]}
+    assert rules == {
+        (("batch",), ("jobs",)): {"create", "get", "list", "watch", "delete"},
+        (("",), ("pods", "pods/log")): {"get", "list", "watch"},
+    }
+    binding = named(docs, "RoleBinding", "digdag-worker-submits-jobs")
+    assert binding["metadata"]["namespace"] == "reco-batch"
+    assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
+                                  "name": "reco-job-submitter"}
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "digdag-worker", "namespace": "digdag"}]
+
+
+@pytest.mark.parametrize("env", OVERLAYS)
+def test_workload_identity_service_accounts(rendered, env):
+    sas = {(d["metadata"]["namespace"], d["metadata"]["name"]): d for d in by_kind(rendered[env], "ServiceAccount")}
+    assert set(sas) == {("reco-batch", "reco-batch"), ("digdag", "digdag-worker"), ("digdag", "digdag-server")}
+    for (_, name), sa in sas.items():
+        gsa = sa["metadata"]["annotations"]["iam.gke.io/gcp-service-account"]
+        assert re.fullmatch(rf"{name}@[a-zA-Z0-9_-]+\.iam\.gserviceaccount\.com", gsa)
+    for job in by_kind(rendered[env], "Job"):
+        assert job["spec"]["template"]["spec"]["serviceAccountName"] == "reco-batch"
+
+
+def test_overlay_deployment_facts_reach_the_service_accounts(tmp_path):
+    """deployment.env of an overlay is the one place the project goes: annotations and ConfigMaps follow it."""
+    import shutil
+
+    from batch.runners.manifests import render_overlay
+
+    shutil.copytree(PROJECT_ROOT / "k8s", tmp_path / "k8s")
+    shutil.copytree(PROJECT_ROOT / "config", tmp_path / "config")
+    env_file = tmp_path / "k8s/overlays/staging/deployment.env"
+    env_file.write_text(env_file.read_text().replace("PROJECT_ID", "acme-reco-stg"))
+    docs = render_overlay(str(tmp_path / "k8s/overlays/staging"))
+    gsas = {d["metadata"]["annotations"]["iam.gke.io/gcp-service-account"] for d in by_kind(docs, "ServiceAccount")}
+    assert gsas == {f"{n}@acme-reco-stg.iam.gserviceaccount.com" for n in ("reco-batch", "digdag-worker",
+                                                                            "digdag-server")}
+    cm = named(docs, "ConfigMap", "reco-deployment")
+    assert cm["data"]["project_id"] == "acme-reco-stg"
+
+
+def test_no_project_id_in_base():
+    for path in (PROJECT_ROOT / "k8s/base").rglob("*"):
+        if path.is_file():
+            text = path.read_text()
+            for gsa in re.findall(r"@([A-Za-z0-9_-]+)\.iam", text):
+                assert gsa == "PROJECT_ID", f"{path}: {gsa}"
+
+
+def test_pipeline_config_configmap_carries_every_config_file(rendered):
+    pipelines = sorted(p.name for p in (PROJECT_ROOT / "config/pipelines").glob("*.yaml"))
+    for env in OVERLAYS:
+        cm = named(rendered[env], "ConfigMap", "reco-config")
+        assert cm["data"]["environments.yaml"] == (PROJECT_ROOT / "config/environments.yaml").read_text()
+        for name in pipelines:
+            assert cm["data"][f"pipeline.{name}"] == (PROJECT_ROOT / "config/pipelines" / name).read_text(), (
+                f"config/pipelines/{name} is missing from configMapGenerator reco-config in "
+                "k8s/base/batch/kustomization.yaml (or stale)")
+        for job in by_kind(rendered[env], "Job"):
+            volume = next(v for v in job["spec"]["template"]["spec"]["volumes"] if v["name"] == "config")
+            assert volume["configMap"]["name"] == cm["metadata"]["name"]
+            items = {i["key"]: i["path"] for i in volume["configMap"]["items"]}
+            assert items == {"environments.yaml": "environments.yaml",
+                             **{f"pipeline.{n}": f"pipelines/{n}" for n in pipelines}}, (
+                f"{job['metadata']['name']}: the config volume's items do not map every pipeline file")
+            env_vars = {e["name"]: e.get("value") for e in job["spec"]["template"]["spec"]["containers"][0]["env"]}
+            assert env_vars["RECO_CONFIG_DIR"] == "/etc/reco/config"
+
+
+@pytest.mark.parametrize("env", OVERLAYS)
+def test_overlays_agree_with_the_environment_config(rendered, env, monkeypatch):
+    monkeypatch.setenv("GCP_PROJECT", "p")
+    cfg = load_environment(env)
+    assert cfg.kubernetes.overlay == f"k8s/overlays/{env}"
+    for job in by_kind(rendered[env], "Job"):
+        assert job["metadata"]["namespace"] == cfg.kubernetes.namespace
+    server = named(rendered[env], "Deployment", "digdag-server")
+    scheduler_off = "--disable-scheduler" in server["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert scheduler_off == (not cfg.schedule_enabled)
+
+
+def images(docs):
+    return {c["image"] for _, spec in all_pods(docs) for c in containers(spec)}
+
+
+def test_prod_pins_images_by_digest_and_others_by_tag(rendered):
+    ours = re.compile(r"^.+/reco/(reco-batch|digdag-worker)")
+    for env in OVERLAYS:
+        for image in images(rendered[env]):
+            if not ours.match(image):
+                assert re.search(r":\d+\.\d+\.\d+$|@sha256:[0-9a-f]{64}$", image), image  # third party: pinned
+                continue
+            if env == "prod":
+                assert re.search(r"@sha256:[0-9a-f]{64}$", image), image
+            else:
+                assert re.search(r":[A-Za-z0-9_.-]+$", image) and not image.endswith(":latest"), image
+
+
+def test_per_environment_sizes(rendered):
+    def sharded(env):
+        return named(rendered[env], "Job", "reco-step-sharded")["spec"]["parallelism"]
+
+    def memory(env):
+        return named(rendered[env], "Job", "reco-step-highmem")["spec"]["template"]["spec"]["containers"][0][
+            "resources"]["limits"]["memory"]
+
+    assert (sharded("dev"), sharded("staging"), sharded("prod")) == (2, 4, 8)
+    assert memory("dev") == "16Gi" and memory("prod") == "56Gi"
+
+
+def test_overlays_are_small_patches_not_copies():
+    for env in OVERLAYS:
+        files = [p for p in (PROJECT_ROOT / "k8s/overlays" / env).iterdir() if p.is_file()]
+        assert {p.name for p in files} <= {"kustomization.yaml", "deployment.env"}
+        k = yaml.safe_load((PROJECT_ROOT / "k8s/overlays" / env / "kustomization.yaml").read_text())
+        assert k["resources"] == ["../../base"]
+
+
+def test_network_policies_cover_every_pod(rendered):
+    for env in OVERLAYS:
+        docs = rendered[env]
+        policies = by_kind(docs, "NetworkPolicy")
+        for doc, _spec in all_pods(docs):
+            labels = doc["spec"]["template"]["metadata"]["labels"]
+            ns = doc["metadata"]["namespace"]
+            assert any(p["metadata"]["namespace"] == ns and
+                       all(labels.get(k) == v for k, v in p["spec"]["podSelector"]["matchLabels"].items())
+                       for p in policies), f"{env} {doc['metadata']['name']}"
