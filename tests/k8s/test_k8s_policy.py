@@ -13,7 +13,6 @@ from batch.errors import EXIT_BAD_INPUT, EXIT_CHECK_FAILED
 from batch.steps import STEP_NAMES, get_step
 
 
-
 def all_pods(docs):
     for doc in docs:
         for spec in pod_specs(doc):
