@@ -21,6 +21,7 @@ from batch.logs import redact
 log = logging.getLogger("reco.alerts.slack")
 
 MAX_ERROR_LINES = 15
+MAX_LINE_CHARS = 400
 MAX_SECTION_CHARS = 2800  # Slack's limit for a section's text is 3000
 
 
@@ -40,7 +41,11 @@ def error_tail(text: str | None, lines: int = MAX_ERROR_LINES) -> str:
     """The last lines of an error, redacted and cut to what a Slack section holds."""
     if not text:
         return ""
-    kept = redact(text).strip().splitlines()[-lines:]
+    all_lines = [ln.rstrip() for ln in redact(text).strip().splitlines() if ln.strip()]
+    # a CLI's one-line error ("reco: error: ...") says more than the log lines around it
+    errors = [ln for ln in all_lines if "error:" in ln.lower() and not ln.lstrip().startswith("{")]
+    kept = (errors or all_lines)[-lines:]
+    kept = [ln if len(ln) <= MAX_LINE_CHARS else ln[: MAX_LINE_CHARS - 1] + "…" for ln in kept]
     out = "\n".join(kept)
     if len(out) > MAX_SECTION_CHARS - 40:
         out = "…" + out[-(MAX_SECTION_CHARS - 41):]

@@ -138,10 +138,8 @@ def _client(args):
 
 
 def cmd_push(args) -> int:
-    from batch.config import load_environment
     from batch.digdag.client import build_archive
 
-    env_cfg = load_environment(args.env)
     archive = build_archive(DIGDAG_DIR, env=args.env)
     print(f"archive: {len(archive.data):,} bytes, revision {archive.revision}")
     for name in archive.files:
