@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, time as dtime
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
 import requests
@@ -489,7 +490,8 @@ class DigdagClient:
         return [LogFile.from_json(f) for f in data.get("files", [])]
 
     def log_file(self, attempt_id: str, file_name: str) -> str:
-        resp = self._request("GET", f"/api/logs/{attempt_id}/files/{file_name}", what=f"log file {file_name}")
+        resp = self._request("GET", f"/api/logs/{attempt_id}/files/{quote(file_name, safe='')}",
+                             what=f"log file {file_name}")
         raw = resp.content
         if raw[:2] == b"\x1f\x8b":  # the server stores and serves log files gzipped
             raw = gzip.decompress(raw)

@@ -117,7 +117,8 @@ def load_yaml(path: Path) -> dict:
     try:
         data = yaml.load(text, Loader=_DigLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as e:
-        raise WorkflowError(f"not valid workflow YAML: {e}", file=path) from None
+        hint = "put the tasks in another .dig file and run it with call>" if "include" in str(e) else None
+        raise WorkflowError(f"not valid workflow YAML: {e}", file=path, hint=hint) from None
     if data is None:
         data = {}
     if not isinstance(data, dict):

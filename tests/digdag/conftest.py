@@ -10,7 +10,7 @@ import threading
 from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from urllib.parse import parse_qs, urlparse
+from urllib.parse import parse_qs, unquote, urlparse
 
 import pytest
 
@@ -173,7 +173,7 @@ def make_handler(state: FakeDigdag):
                 return _json(self, 200, {"files": files})
             m = re.fullmatch(r"/api/logs/(\w+)/files/(.+)", path)
             if m:
-                data = s.logs.get((m.group(1), m.group(2)))
+                data = s.logs.get((m.group(1), unquote(m.group(2))))
                 if data is None:
                     return _json(self, 404, {"message": "no log"})
                 self.send_response(200)
@@ -223,7 +223,7 @@ def make_handler(state: FakeDigdag):
 def digdag_server():
     state = FakeDigdag()
     server = ThreadingHTTPServer(("127.0.0.1", 0), make_handler(state))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
     thread.start()
     state.url = f"http://127.0.0.1:{server.server_address[1]}"
     yield state
