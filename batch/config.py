@@ -91,7 +91,7 @@ class AggregateConfig(_Strict):
 
 class EvaluationConfig(_Strict):
     enabled: bool = True
-    holdout_days: int = Field(1, ge=1, le=60)
+    holdout_days: int = Field(1, ge=1, le=3650)
     ks: list[int] = Field(default_factory=lambda: [10, 20])
     # The served model is refit on the whole window after evaluation (the evaluated model never saw the holdout).
     refit: bool = True

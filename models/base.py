@@ -5,7 +5,7 @@ A model is a plain Python object usable from a notebook::
     from models import create_model, load_model
 
     model = create_model("als", factors=32, seed=1).fit(user_items)
-    ids, scores = model.recommend(np.arange(10), user_items, N=20)
+    ids, scores = model.recommend(np.arange(10), user_items[:10], N=20)
     model.save("als.npz")
     same = load_model("als.npz")
 
@@ -175,7 +175,8 @@ class Recommender(ABC):
     ) -> tuple[np.ndarray, np.ndarray]:
         """Top-``N`` items for each user in ``userids``.
 
-        ``user_items`` is the full user-item matrix (its rows are indexed by ``userids``); with
+        ``user_items`` has one row per requested user (row ``k`` holds the items of ``userids[k]``), as in
+        ``implicit``: a caller streaming users in blocks never builds a matrix of every user. With
         ``filter_already_liked_items`` the stored items of each user's row are never returned. ``filter_items``
         are item indices never returned. Returns int32 ids and float32 scores of shape ``(len(userids), N)``,
         best first, padded with ``-1`` / ``-inf``.
@@ -251,15 +252,10 @@ class Recommender(ABC):
                 raise ValueError(
                     f"user_items has {user_items.shape[1]} columns, the model {self.n_items} items"
                 )
-            if userids.size and userids.max() >= user_items.shape[0]:
-                hint = (
-                    " (it has one row per requested user: that is implicit's convention, not this one)"
-                    if user_items.shape[0] == len(userids)
-                    else ""
-                )
-                raise IndexError(
-                    f"userids go up to {userids.max()} but user_items has {user_items.shape[0]} rows{hint}: "
-                    "pass the full user-item matrix, whose row u holds user u's items"
+            if user_items.shape[0] != len(userids):
+                raise ValueError(
+                    f"user_items has {user_items.shape[0]} rows for {len(userids)} userids: pass one row per "
+                    "requested user (user_items[userids] of the full matrix), as implicit does"
                 )
         return userids
 

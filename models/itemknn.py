@@ -89,7 +89,7 @@ class ItemKNNRecommender(Recommender):
         self._check_fitted()
         userids = self._check_userids(userids, user_items)
         filter_items = self._check_filter_items(filter_items)
-        rows = sp.csr_matrix(user_items[userids], dtype=np.float32)
+        rows = sp.csr_matrix(user_items, dtype=np.float32)
         exclude = rows if filter_already_liked_items else None
         return self._topk(rows, N, exclude, filter_items)
 

@@ -72,7 +72,7 @@ class PopularityRecommender(Recommender):
         self._check_fitted()
         userids = self._check_userids(userids, user_items if filter_already_liked_items else None)
         filter_items = self._check_filter_items(filter_items)
-        exclude = user_items[userids] if filter_already_liked_items else None
+        exclude = user_items if filter_already_liked_items else None
         return self._rank(len(userids), N, exclude, filter_items)
 
     def similar_items(

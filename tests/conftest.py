@@ -53,17 +53,30 @@ def make_ctx(reco_home):
     return factory
 
 
-def run_pipeline(make_ctx, session_date=SESSION, overrides=None):
+@pytest.fixture
+def movielens_dir() -> Path:
+    if not (MOVIELENS / "ratings.csv").exists():
+        pytest.skip("../shared/data/ml-latest-small is not present")
+    return MOVIELENS
+
+
+@pytest.fixture
+def run_pipeline(make_ctx):
     """Every step for one date, shards in turn; returns the export step's result."""
     from batch.steps import STEP_NAMES, get_step
     from batch.storage import new_run_id
 
-    run_id = new_run_id()
-    result = None
-    for name in STEP_NAMES:
-        step = get_step(name)
-        ctx = make_ctx(session_date, overrides, run_id=run_id)
-        shards = range(ctx.shard_count) if step.sharded else [0]
-        for i in shards:
-            result = step.func(make_ctx(session_date, overrides, shard_index=i, run_id=run_id))
-    return result
+    def run(session_date=SESSION, overrides=None):
+        run_id = new_run_id()
+        result = None
+        for name in STEP_NAMES:
+            step = get_step(name)
+            ctx = make_ctx(session_date, overrides, run_id=run_id)
+            if not step.enabled(ctx):
+                continue
+            shards = range(ctx.shard_count) if step.sharded else [0]
+            for i in shards:
+                result = step.func(make_ctx(session_date, overrides, shard_index=i, run_id=run_id))
+        return result
+
+    return run

@@ -79,7 +79,7 @@ def evaluate(model_type: str, params: dict, seed: int, train: sp.csr_matrix, rel
     if len(users) == 0:
         return {"users_evaluated": 0, "note": "no user has new items in the holdout days"}
     model = models.create_model(model_type, seed=seed, **params).fit(train, show_progress=show_progress)
-    ids, _ = model.recommend(users, train, max(ks), filter_already_liked_items=True)
+    ids, _ = model.recommend(users, train[users], max(ks), filter_already_liked_items=True)
     return ranking_metrics(ids, relevant[users], ks=ks, n_catalog_items=train.shape[1])
 
 

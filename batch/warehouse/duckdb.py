@@ -79,7 +79,7 @@ class DuckDBWarehouse(Warehouse):
     def load_parquet(self, table: str, url: str, *, mode: WriteMode, partition: date | None = None,
                      partition_column: str = "dt") -> int:
         register_fsspec(self.con, url)
-        self.con.execute("CREATE OR REPLACE TEMP VIEW _incoming AS SELECT * FROM read_parquet($url)", {"url": url})
+        self.con.read_parquet(url).create_view("_incoming", replace=True)
         try:
             return self._write_from("_incoming", table, mode, partition, partition_column)
         finally:

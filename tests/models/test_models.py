@@ -80,7 +80,7 @@ def test_interface_shapes_and_filters(fitted, user_items, model_type):
     assert (model.n_users, model.n_items) == user_items.shape
     userids = np.array([0, 5, 7, 299])
     filt = np.array([0, 1, 2, 3])
-    ids, scores = model.recommend(userids, user_items, 10, filter_items=filt)
+    ids, scores = model.recommend(userids, user_items[userids], 10, filter_items=filt)
     assert ids.shape == scores.shape == (4, 10)
     assert ids.dtype == np.int32 and scores.dtype == np.float32
     assert not np.isin(ids, filt).any()
@@ -107,10 +107,10 @@ def test_save_load_round_trip(fitted, user_items, tmp_path, model_type):
     model.save(buf)
     buf.seek(0)
     userids = np.arange(0, 300, 7)
-    expected = model.recommend(userids, user_items, 12)
+    expected = model.recommend(userids, user_items[userids], 12)
     for loaded in (load_model(path), load_model(buf), type(model).load(path)):
         assert type(loaded) is type(model) and loaded.params == model.params
-        got = loaded.recommend(userids, user_items, 12)
+        got = loaded.recommend(userids, user_items[userids], 12)
         np.testing.assert_array_equal(got[0], expected[0])
         np.testing.assert_array_equal(got[1], expected[1])
     with np.load(path, allow_pickle=False) as npz:
@@ -143,7 +143,7 @@ def test_topk_equals_implicit_recommend(fitted, user_items, model_type):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             exp_ids, exp_scores = imp.recommend(userids, user_items[userids], N, filter_items=filter_items)
-        ids, scores = model.recommend(userids, user_items, N, filter_items=filter_items)
+        ids, scores = model.recommend(userids, user_items[userids], N, filter_items=filter_items)
         np.testing.assert_array_equal(ids, exp_ids)
         np.testing.assert_allclose(scores, exp_scores, rtol=1e-5, atol=1e-6)
 
@@ -161,7 +161,7 @@ def test_padding_when_few_items_eligible():
     sim_ids, _ = model.similar_items(np.array([2]), 10)
     np.testing.assert_array_equal(sim_ids[0], [0, 1, 3, 4, -1, -1, -1, -1, -1, -1])
     als = create_model("als", factors=4, iterations=2).fit(X)
-    ids, scores = als.recommend(np.array([0]), X, 6, filter_items=np.array([4]))
+    ids, scores = als.recommend(np.array([0]), X[[0]], 6, filter_items=np.array([4]))
     assert sorted(ids[0, :2]) == [1, 3] and (ids[0, 2:] == -1).all() and np.isneginf(scores[0, 2:]).all()
 
 
@@ -171,10 +171,10 @@ def test_popularity_behaviour(user_items):
     np.testing.assert_allclose(by_weight.item_scores, np.asarray(user_items.sum(axis=0)).ravel())
     np.testing.assert_array_equal(by_users.item_scores, np.bincount(user_items.indices, minlength=120))
     ranking = np.lexsort((np.arange(120), -by_weight.item_scores))
-    ids, _ = by_weight.recommend(np.array([0]), user_items, 5)
+    ids, _ = by_weight.recommend(np.array([0]), user_items[[0]], 5)
     expected = [i for i in ranking if i not in set(user_items[0].indices)][:5]
     np.testing.assert_array_equal(ids[0], expected)
-    ids, _ = by_weight.recommend(np.array([0]), user_items, 5, filter_already_liked_items=False)
+    ids, _ = by_weight.recommend(np.array([0]), user_items[[0]], 5, filter_already_liked_items=False)
     np.testing.assert_array_equal(ids[0], ranking[:5])
     sim, _ = by_weight.similar_items(np.array([ranking[0]]), 3)
     np.testing.assert_array_equal(sim[0], ranking[1:4])
@@ -186,7 +186,7 @@ def test_itemknn_scores_match_brute_force(fitted, user_items):
     dense = (user_items[userids] @ model.similarity).toarray().astype(np.float32)
     dense[user_items[userids].toarray() != 0] = -np.inf
     exp_ids, exp_scores = reference_topk(dense, 15)
-    ids, scores = model.recommend(userids, user_items, 15)
+    ids, scores = model.recommend(userids, user_items[userids], 15)
     np.testing.assert_array_equal(ids, exp_ids)
     np.testing.assert_allclose(scores, exp_scores, rtol=1e-6)
 
@@ -194,11 +194,13 @@ def test_itemknn_scores_match_brute_force(fitted, user_items):
 def test_recommend_input_errors(fitted, user_items):
     model = fitted["als"]
     with pytest.raises(IndexError):
-        model.recommend(np.array([300]), user_items, 5)
+        model.recommend(np.array([300]), user_items[:1], 5)
     with pytest.raises(ValueError, match="columns"):
-        model.recommend(np.array([0]), user_items[:, :10], 5)
+        model.recommend(np.array([0]), user_items[:1, :10], 5)
+    with pytest.raises(ValueError, match="one row per requested user"):
+        model.recommend(np.array([0, 1]), user_items, 5)
     with pytest.raises(IndexError):
-        model.recommend(np.array([0]), user_items, 5, filter_items=np.array([500]))
+        model.recommend(np.array([0]), user_items[:1], 5, filter_items=np.array([500]))
 
 
 @pytest.mark.parametrize("n_items,N", [(50, 5), (3000, 7), (5000, 40), (2000, 300)])
