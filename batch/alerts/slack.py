@@ -13,6 +13,7 @@ import os
 import sys
 import time
 from typing import Any, TextIO
+from urllib.parse import urlparse
 
 import requests
 
@@ -159,7 +160,7 @@ class SlackNotifier:
     """Posts messages to one incoming webhook. ``send`` returns whether Slack accepted the message."""
 
     def __init__(self, webhook_url: str | None, *, max_attempts: int = 4, backoff_s: float = 1.0,
-                 max_wait_s: float = 30.0, timeout_s: float = 10.0, out: TextIO | None = None, sleep=time.sleep,
+                 max_wait_s: float = 30.0, timeout_s: float = 10.0, out: TextIO | None = None, sleep=None,
                  session: requests.Session | None = None):
         self._url = webhook_url or None
         self.max_attempts = max(1, max_attempts)
@@ -167,7 +168,7 @@ class SlackNotifier:
         self.max_wait_s = max_wait_s
         self.timeout_s = timeout_s
         self.out = out
-        self.sleep = sleep
+        self.sleep = sleep or time.sleep
         self.session = session or requests.Session()
 
     @classmethod
@@ -182,8 +183,12 @@ class SlackNotifier:
         return f"SlackNotifier(configured={self.configured})"
 
     def _clean(self, text: str) -> str:
+        """Mask the webhook (whole, or the path that requests' errors quote) and anything secret-looking."""
         if self._url:
             text = text.replace(self._url, "<webhook>")
+            path = urlparse(self._url).path
+            if len(path) > 1:
+                text = text.replace(path, "/<webhook-path>")
         return redact(text)
 
     def send(self, message: dict) -> bool:
@@ -209,15 +214,14 @@ class SlackNotifier:
                     except ValueError:
                         pass
                 elif resp.status_code < 500:
-                    log.error("slack webhook refused the message; not retrying",
-                              extra={"status": resp.status_code, "reason": reason})
+                    log.error(f"slack webhook refused the message ({reason}); not retrying",
+                              extra={"status": resp.status_code})
                     return False
             if attempt == self.max_attempts:
-                log.error("slack message not delivered; giving up (the batch goes on)",
-                          extra={"attempts": attempt, "reason": reason})
+                log.error(f"slack message not delivered ({reason}); giving up (the batch goes on)",
+                          extra={"attempts": attempt})
                 return False
             wait = min(max(wait, 0.0), self.max_wait_s)
-            log.warning("slack delivery failed; retrying", extra={"attempt": attempt, "reason": reason,
-                                                                   "wait_s": wait})
+            log.warning(f"slack delivery failed ({reason}); retrying", extra={"attempt": attempt, "wait_s": wait})
             self.sleep(wait)
         return False
