@@ -67,7 +67,7 @@ def generate(spec: SyntheticSpec) -> tuple[pa.Table, pa.Table]:
     item_cluster = rng.integers(0, k, n_i)
     item_pop = 1.0 / np.arange(1, n_i + 1) ** 1.05
     rng.shuffle(item_pop)
-    arrive = np.where(rng.random(n_i) < 0.7, -rng.integers(1, 365 * 86400, n_i) * 1_000_000,
+    arrive = np.where(rng.random(n_i) < 0.9, -rng.integers(1, 365 * 86400, n_i) * 1_000_000,
                       rng.integers(0, period_us, n_i))
     leaves = rng.random(n_i) < 0.12
     leave = np.where(leaves, arrive + rng.integers(3 * 86400, 120 * 86400, n_i) * 1_000_000, np.iinfo(np.int64).max)

@@ -76,7 +76,7 @@ def run_pipeline(make_ctx):
                 continue
             shards = range(ctx.shard_count) if step.sharded else [0]
             for i in shards:
-                result = step.func(make_ctx(session_date, overrides, shard_index=i, run_id=run_id))
+                result = step.run(make_ctx(session_date, overrides, shard_index=i, run_id=run_id))
         return result
 
     return run

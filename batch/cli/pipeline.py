@@ -78,7 +78,7 @@ def run_step(ctx_for_shard, name: str, shard_count: int, say=print) -> None:
     for index in shards:
         ctx = ctx_for_shard(index) if step.sharded else probe
         t = time.perf_counter()
-        step.func(ctx)
+        step.run(ctx)
         label = f"{name} [{index + 1}/{shard_count}]" if step.sharded else name
         say(f"  {label:<16} done in {time.perf_counter() - t:6.1f}s")
 
@@ -118,7 +118,7 @@ def cmd_step(args) -> int:
     if not step.enabled(ctx):
         print(f"step {args.name} skipped: not in candidates.sources of {ctx.name}", file=sys.stderr)
         return 0
-    result = step.func(ctx)
+    result = step.run(ctx)
     print(json.dumps({"step": args.name, "pipeline": ctx.name, "date": str(ctx.session_date),
                       "shard": list(ctx.shard) if step.sharded else None, **result}, default=str))
     return 0

@@ -20,6 +20,10 @@ class Step:
     def enabled(self, ctx: StepContext) -> bool:
         return self.name != "related" or "related" in ctx.pipeline.candidates.sources
 
+    def run(self, ctx: StepContext) -> dict:
+        """Run the step: what every caller (reco run, reco step in a pod, tests) goes through."""
+        return self.func(ctx)
+
 
 def _steps() -> dict[str, Step]:
     from batch.steps import aggregate, candidates, export, train

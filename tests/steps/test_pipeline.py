@@ -131,27 +131,27 @@ def test_failed_publish_check_keeps_the_previous_publish(small_data, make_ctx, r
 
 def test_missing_upstream_artifact_names_the_step_to_rerun(small_data, make_ctx):
     with pytest.raises(MissingArtifactError) as e:
-        get_step("train").func(make_ctx())
+        get_step("train").run(make_ctx())
     assert "rerun step 'aggregate'" in str(e.value) and "interactions" in str(e.value)
 
 
 def test_missing_shard_names_the_shard(small_data, make_ctx):
     for name in ("aggregate", "train"):
-        get_step(name).func(make_ctx())
-    get_step("candidates").func(make_ctx(shard_index=0))
+        get_step(name).run(make_ctx())
+    get_step("candidates").run(make_ctx(shard_index=0))
     with pytest.raises(MissingArtifactError) as e:
-        get_step("export").func(make_ctx())
+        get_step("export").run(make_ctx())
     assert "--shard-index 1 --shard-count 2" in str(e.value)
 
 
 def test_corrupt_model_names_the_train_step(small_data, make_ctx):
     for name in ("aggregate", "train"):
-        get_step(name).func(make_ctx())
+        get_step(name).run(make_ctx())
     model = make_ctx().store.committed("demo", train.DATASET, SESSION, step="train")
     with open(model.path("model.npz"), "wb") as f:
         f.write(b"garbage")
     with pytest.raises(CorruptArtifactError) as e:
-        get_step("candidates").func(make_ctx())
+        get_step("candidates").run(make_ctx())
     assert "model.npz" in str(e.value) and "rerun step 'train'" in str(e.value)
 
 
@@ -180,10 +180,10 @@ def test_als_beats_popularity_on_movielens(reco_home, movielens_dir, make_ctx):
         for month in (3, 9):
             ctx = make_ctx(session_date=pd.Timestamp(year=year, month=month, day=1).date(), overrides=overrides)
             try:
-                get_step("aggregate").func(ctx)
+                get_step("aggregate").run(ctx)
             except NoEventsError:
                 continue
-            metrics = get_step("train").func(ctx)["metrics"]
+            metrics = get_step("train").run(ctx)["metrics"]
             n = metrics["model"].get("users_evaluated", 0)
             users += n
             model_sum += n * metrics["model"].get("ndcg@10", 0.0)
