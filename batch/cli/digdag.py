@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import sys
 from datetime import UTC, datetime
-from pathlib import Path
 
 from batch.config import ENVIRONMENTS, PROJECT_ROOT, parse_date
 from batch.errors import EXIT_CHECK_FAILED, EXIT_FAILURE, ConfigError
@@ -42,6 +41,8 @@ def register(sub) -> None:
     p.add_argument("--env", default="local", choices=ENVIRONMENTS, help="value of ${env} (default: local)")
     p.add_argument("-p", "--param", dest="params", action="append", default=[], type=_param, metavar="KEY=VALUE",
                    help="session parameter (repeatable); an _export in the workflow wins, as in Digdag")
+    p.add_argument("--no-retry-wait", action="store_true",
+                   help="retry failed tasks at once instead of waiting their _retry interval (trying things here)")
     p.set_defaults(func=cmd_run)
 
     p = cmds.add_parser("check", help="validate workflows: subset, variables, reco commands, pipelines")
@@ -109,7 +110,8 @@ def cmd_run(args) -> int:
 
     dt = parse_date(args.session_date, "--session-date")
     params = {"env": args.env, **dict(args.params)}
-    result = run_workflow(args.workflow, dt, params)
+    kwargs = {"sleep": lambda seconds: None} if args.no_retry_wait else {}
+    result = run_workflow(args.workflow, dt, params, **kwargs)
     return 0 if result.success else EXIT_FAILURE
 
 

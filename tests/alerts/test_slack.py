@@ -9,7 +9,14 @@ import sys
 
 import pytest
 
-from batch.alerts.slack import SlackNotifier, as_text, error_tail, failure_message, sla_message, success_message
+from batch.alerts.slack import (
+    SlackNotifier,
+    as_text,
+    error_tail,
+    failure_message,
+    sla_message,
+    success_message,
+)
 
 SECRET_PART = "xoxsecretwebhooktoken"
 

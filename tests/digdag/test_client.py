@@ -234,3 +234,29 @@ def test_start_cli_reports_existing_attempt_and_succeeds(digdag_server, monkeypa
     out = capsys.readouterr().out
     assert "started attempt" in out and "already exists (running); not starting another" in out
     assert len(digdag_server.attempts) == 1
+
+
+def test_status_logs_retry_kill_schedules_cli(digdag_server, monkeypatch, capsys):
+    from batch.cli import main
+
+    monkeypatch.setenv("GCP_PROJECT", "test-project")
+    monkeypatch.setenv("DIGDAG_ENDPOINT", digdag_server.url)
+    wf = digdag_server.add_workflow(schedule={"daily>": "04:00:00"})
+    failed = digdag_server.add_attempt(wf, "2026-11-21T00:00:00+09:00", done=True, success=False)
+    digdag_server.tasks[failed["id"]] = [
+        {"id": "2", "fullName": "+demo+daily^sub+export", "parentId": "1", "isGroup": False, "state": "error",
+         "error": {"message": "Command failed with code 3"}}]
+    digdag_server.logs[(failed["id"], "+demo+daily^sub+export@1.log.gz")] = gz("a\nreco: error: publish check\n")
+    env = ["--env", "prod"]
+    assert main(["digdag", "status", failed["id"], *env]) == 1
+    assert main(["digdag", "logs", failed["id"], *env]) == 0
+    assert main(["digdag", "retry", failed["id"], "--name", "r1", *env]) == 0
+    assert main(["digdag", "kill", failed["id"], *env]) == 0
+    assert main(["digdag", "schedules", "--disable", "demo", *env]) == 0
+    assert main(["digdag", "schedules", *env]) == 0
+    assert main(["digdag", "schedules", "--enable", "nosuch", *env]) == 65
+    out = capsys.readouterr().out
+    assert f"attempt {failed['id']}: error" in out and "Command failed with code 3" in out
+    assert "reco: error: publish check" in out
+    assert "retry r1" in out and "already done; nothing to kill" in out
+    assert "paused schedule of demo" in out and "PAUSED" in out
