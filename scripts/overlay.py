@@ -51,7 +51,11 @@ def _image_block(lines: list[str], name: str) -> tuple[int, int, str]:
         if m and m.group(2) == name:
             indent = m.group(1) + "  "
             end = i + 1
-            while end < len(lines) and lines[end].startswith(indent) and not lines[end].lstrip().startswith("- "):
+            while (
+                end < len(lines)
+                and lines[end].startswith(indent)
+                and not lines[end].lstrip().startswith("- ")
+            ):
                 end += 1
             return i, end, indent
         i += 1
@@ -70,16 +74,19 @@ def set_image(text: str, name: str, ref: str) -> str:
         fields = {"newName": m.group("name"), "newTag": m.group("tag")}
     lines = text.splitlines()
     first, end, indent = _image_block(lines, name)
-    kept = [line for line in lines[first + 1:end] if not re.match(r"^\s*(newName|newTag|digest):", line)]
+    kept = [line for line in lines[first + 1 : end] if not re.match(r"^\s*(newName|newTag|digest):", line)]
     new = [f"{indent}{k}: {v}" for k, v in fields.items()]
-    lines[first + 1:end] = new + kept
+    lines[first + 1 : end] = new + kept
     return "\n".join(lines) + "\n"
 
 
 def set_repository(text: str, repository: str) -> str:
     """Point every image of ours (…/reco/<name>) at REGION-docker.pkg.dev/PROJECT/reco."""
-    return re.sub(r"(newName:\s*)\S+/reco/(reco-batch|digdag-worker)\b",
-                  lambda m: f"{m.group(1)}{repository.rstrip('/')}/{m.group(2)}", text)
+    return re.sub(
+        r"(newName:\s*)\S+/reco/(reco-batch|digdag-worker)\b",
+        lambda m: f"{m.group(1)}{repository.rstrip('/')}/{m.group(2)}",
+        text,
+    )
 
 
 def deployment_env(outputs: dict) -> str:
@@ -94,10 +101,12 @@ def deployment_env(outputs: dict) -> str:
     domains = {str(email).partition("@")[2] for email in annotations.values()}
     if len(domains) != 1:
         raise OverlayError(f"ksa_annotations name more than one GSA domain: {sorted(domains)}")
-    return ("# Written by scripts/overlay.py configure from `terraform output -json`; do not edit by hand.\n"
-            f"project_id={project}\n"
-            f"gsa_domain={domains.pop()}\n"
-            f"cloudsql_connection_name={value('cloudsql_connection_name')}\n")
+    return (
+        "# Written by scripts/overlay.py configure from `terraform output -json`; do not edit by hand.\n"
+        f"project_id={project}\n"
+        f"gsa_domain={domains.pop()}\n"
+        f"cloudsql_connection_name={value('cloudsql_connection_name')}\n"
+    )
 
 
 def main(argv: list[str] | None = None, root: Path = OVERLAYS) -> int:
@@ -117,14 +126,18 @@ def main(argv: list[str] | None = None, root: Path = OVERLAYS) -> int:
             path.write_text(set_image(path.read_text(), args.name, args.ref))
             print(f"{path.relative_to(root.parent.parent)}: {args.name} -> {args.ref}")
         else:
-            raw = sys.stdin.read() if args.terraform_output == "-" else Path(args.terraform_output).read_text()
+            raw = (
+                sys.stdin.read() if args.terraform_output == "-" else Path(args.terraform_output).read_text()
+            )
             outputs = json.loads(raw)
             (path.parent / "deployment.env").write_text(deployment_env(outputs))
             repo = outputs.get("image_repository", {})
             repo = repo.get("value") if isinstance(repo, dict) else repo
             if repo:
                 path.write_text(set_repository(path.read_text(), repo))
-            print(f"{path.parent.relative_to(root.parent.parent)}: deployment.env and image repository written")
+            print(
+                f"{path.parent.relative_to(root.parent.parent)}: deployment.env and image repository written"
+            )
     except (OverlayError, OSError, ValueError) as e:
         print(f"overlay.py: error: {e}", file=sys.stderr)
         return 1

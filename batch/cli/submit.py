@@ -16,12 +16,17 @@ from batch.steps import STEP_NAMES, get_step
 
 
 def register(sub) -> None:
-    p = sub.add_parser("submit", help="run one step through the environment's runner (local processes or GKE Jobs)")
+    p = sub.add_parser(
+        "submit", help="run one step through the environment's runner (local processes or GKE Jobs)"
+    )
     p.add_argument("name", choices=STEP_NAMES, metavar="STEP")
     add_pipeline_args(p)
-    p.add_argument("--attempt", default=None,
-                   help="Digdag attempt id (${attempt_id}): a task retry finds the Job its attempt already made "
-                        "(default: a new id per invocation)")
+    p.add_argument(
+        "--attempt",
+        default=None,
+        help="Digdag attempt id (${attempt_id}): a task retry finds the Job its attempt already made "
+        "(default: a new id per invocation)",
+    )
     p.set_defaults(func=cmd_submit)
 
 

@@ -125,17 +125,25 @@ def diagnose(job: dict[str, Any], pods: list[dict[str, Any]], tail_of) -> StepFa
 
     if reason == "DeadlineExceeded":
         last = pods[-1] if pods else None
-        return StepFailed("DeadlineExceeded", one_line(
-            f"DeadlineExceeded: Job {name} ran longer than activeDeadlineSeconds="
-            f"{spec.get('activeDeadlineSeconds')}; last log lines: {tail(last)}"))
+        return StepFailed(
+            "DeadlineExceeded",
+            one_line(
+                f"DeadlineExceeded: Job {name} ran longer than activeDeadlineSeconds="
+                f"{spec.get('activeDeadlineSeconds')}; last log lines: {tail(last)}"
+            ),
+        )
 
     oom = [(p, t) for p, t in failed_pods if t.get("reason") == "OOMKilled"]
     if oom:
         pod, term = oom[-1]
-        return StepFailed("OOMKilled", one_line(
-            f"OOMKilled: Job {name} pod {pod['metadata']['name']} exceeded its memory limit "
-            f"({_memory_limit(job, term.get('container'))}); give the step more memory (its resource class or "
-            f"an overlay patch)"))
+        return StepFailed(
+            "OOMKilled",
+            one_line(
+                f"OOMKilled: Job {name} pod {pod['metadata']['name']} exceeded its memory limit "
+                f"({_memory_limit(job, term.get('container'))}); give the step more memory (its resource class or "
+                f"an overlay patch)"
+            ),
+        )
 
     if reason in ("FailedIndexes", "MaxFailedIndexesExceeded") or status.get("failedIndexes"):
         indexes = parse_indexes(status.get("failedIndexes"))
@@ -144,26 +152,42 @@ def diagnose(job: dict[str, Any], pods: list[dict[str, Any]], tail_of) -> StepFa
         pod, term = candidates[-1] if candidates else (None, {})
         code = term.get("exitCode")
         shown = ",".join(map(str, indexes)) or "?"
-        return StepFailed("FailedIndexes", one_line(
-            f"failed indexes {shown} of {spec.get('completions')}: Job {name} index {first} exited with code "
-            f"{code}: {tail(pod)}"), exit_code=code)
+        return StepFailed(
+            "FailedIndexes",
+            one_line(
+                f"failed indexes {shown} of {spec.get('completions')}: Job {name} index {first} exited with code "
+                f"{code}: {tail(pod)}"
+            ),
+            exit_code=code,
+        )
 
     pod, term = failed_pods[-1] if failed_pods else (None, {})
     code = term.get("exitCode")
     if reason == "BackoffLimitExceeded":
-        return StepFailed("BackoffLimitExceeded", one_line(
-            f"BackoffLimitExceeded: Job {name} failed {status.get('failed', 0)} times (backoffLimit "
-            f"{spec.get('backoffLimit')}); last exit code {code}: {tail(pod)}"), exit_code=code)
+        return StepFailed(
+            "BackoffLimitExceeded",
+            one_line(
+                f"BackoffLimitExceeded: Job {name} failed {status.get('failed', 0)} times (backoffLimit "
+                f"{spec.get('backoffLimit')}); last exit code {code}: {tail(pod)}"
+            ),
+            exit_code=code,
+        )
     if code is not None:
         why = "not retried: pod failure policy" if reason == "PodFailurePolicy" else reason
-        return StepFailed("ExitCode", one_line(f"exit code {code} ({why}): Job {name}: {tail(pod)}"),
-                          exit_code=code)
+        return StepFailed(
+            "ExitCode", one_line(f"exit code {code} ({why}): Job {name}: {tail(pod)}"), exit_code=code
+        )
     return StepFailed(reason, one_line(f"{reason}: Job {name} failed: {cond.get('message') or 'no message'}"))
 
 
-def pending_problem(job: dict[str, Any], pods: list[dict[str, Any]], timeout_s: int,
-                    now: datetime | None = None, first_seen: dict[str, float] | None = None,
-                    mono: float | None = None) -> StepFailed | None:
+def pending_problem(
+    job: dict[str, Any],
+    pods: list[dict[str, Any]],
+    timeout_s: int,
+    now: datetime | None = None,
+    first_seen: dict[str, float] | None = None,
+    mono: float | None = None,
+) -> StepFailed | None:
     """A pod that will not start: an image pull failure, or unschedulable for longer than ``timeout_s``."""
     name = job["metadata"]["name"]
     now = now or datetime.now(UTC)
@@ -172,13 +196,21 @@ def pending_problem(job: dict[str, Any], pods: list[dict[str, Any]], timeout_s: 
         for cs in _container_statuses(pod):
             waiting = (cs.get("state") or {}).get("waiting") or {}
             if waiting.get("reason") in IMAGE_PULL_REASONS:
-                return StepFailed(waiting["reason"], one_line(
-                    f"{waiting['reason']}: Job {name} pod {pname} cannot pull image {cs.get('image')}: "
-                    f"{waiting.get('message') or 'no message'}"))
+                return StepFailed(
+                    waiting["reason"],
+                    one_line(
+                        f"{waiting['reason']}: Job {name} pod {pname} cannot pull image {cs.get('image')}: "
+                        f"{waiting.get('message') or 'no message'}"
+                    ),
+                )
         if (pod.get("status") or {}).get("phase") != "Pending":
             continue
         for c in (pod.get("status") or {}).get("conditions") or []:
-            if c.get("type") == "PodScheduled" and c.get("status") == "False" and c.get("reason") == "Unschedulable":
+            if (
+                c.get("type") == "PodScheduled"
+                and c.get("status") == "False"
+                and c.get("reason") == "Unschedulable"
+            ):
                 since = _parse_time(c.get("lastTransitionTime"))
                 if since is not None:
                     waited = (now - since).total_seconds()
@@ -187,9 +219,13 @@ def pending_problem(job: dict[str, Any], pods: list[dict[str, Any]], timeout_s: 
                 else:
                     waited = 0.0
                 if waited > timeout_s:
-                    return StepFailed("Unschedulable", one_line(
-                        f"Unschedulable for {int(waited)}s (limit {timeout_s}s): Job {name} pod {pname}: "
-                        f"{c.get('message') or 'no message'}"))
+                    return StepFailed(
+                        "Unschedulable",
+                        one_line(
+                            f"Unschedulable for {int(waited)}s (limit {timeout_s}s): Job {name} pod {pname}: "
+                            f"{c.get('message') or 'no message'}"
+                        ),
+                    )
     return None
 
 
@@ -209,8 +245,10 @@ class _LogStreams:
         pname = pod["metadata"]["name"]
         if pname in self.threads:
             return
-        started = any(((cs.get("state") or {}).get("running") or (cs.get("state") or {}).get("terminated"))
-                      for cs in (pod.get("status") or {}).get("containerStatuses") or [])
+        started = any(
+            ((cs.get("state") or {}).get("running") or (cs.get("state") or {}).get("terminated"))
+            for cs in (pod.get("status") or {}).get("containerStatuses") or []
+        )
         if not started:
             return
         self.tails[pname] = deque(maxlen=TAIL)
@@ -221,8 +259,9 @@ class _LogStreams:
 
     def _follow(self, pname: str, prefix: str) -> None:
         try:
-            resp = self.core.read_namespaced_pod_log(pname, self.namespace, container=self.container, follow=True,
-                                                     _preload_content=False)
+            resp = self.core.read_namespaced_pod_log(
+                pname, self.namespace, container=self.container, follow=True, _preload_content=False
+            )
             buf = b""
             for chunk in resp.stream(4096):
                 buf += chunk
@@ -249,8 +288,9 @@ class _LogStreams:
         if lines:
             return lines
         try:  # never streamed (or the stream broke): ask for the tail directly
-            text = self.core.read_namespaced_pod_log(pname, self.namespace, container=self.container,
-                                                     tail_lines=20)
+            text = self.core.read_namespaced_pod_log(
+                pname, self.namespace, container=self.container, tail_lines=20
+            )
             return str(text).splitlines()
         except Exception as e:
             log.warning("cannot read the log of pod %s: %s", pname, redact(str(e)))
@@ -262,8 +302,16 @@ class _LogStreams:
 
 
 class GkeRunner(Runner):
-    def __init__(self, env: EnvironmentConfig, *, api_client=None, watch_timeout_s: int = 30,
-                 reconnect_delay_s: float = 2.0, delete_wait_s: float = 120.0, out=None):
+    def __init__(
+        self,
+        env: EnvironmentConfig,
+        *,
+        api_client=None,
+        watch_timeout_s: int = 30,
+        reconnect_delay_s: float = 2.0,
+        delete_wait_s: float = 120.0,
+        out=None,
+    ):
         self.env = env
         self.namespace = env.kubernetes.namespace
         self._api_client = api_client
@@ -288,8 +336,10 @@ class GkeRunner(Runner):
                 except Exception as e:
                     from batch.errors import ConfigError
 
-                    raise ConfigError(f"no Kubernetes credentials for env {self.env.name}: {e}",
-                                      hint="gcloud container clusters get-credentials CLUSTER") from None
+                    raise ConfigError(
+                        f"no Kubernetes credentials for env {self.env.name}: {e}",
+                        hint="gcloud container clusters get-credentials CLUSTER",
+                    ) from None
             self._api_client = client.ApiClient()
         return self._api_client
 
@@ -322,8 +372,9 @@ class GkeRunner(Runner):
             self.wait(job)
         except Terminated:
             self.delete(name)
-            raise StepFailed("Terminated", f"terminated by SIGTERM: deleted Job {name} in {self.namespace}",
-                             exit_code=143) from None
+            raise StepFailed(
+                "Terminated", f"terminated by SIGTERM: deleted Job {name} in {self.namespace}", exit_code=143
+            ) from None
         finally:
             if in_main:
                 signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
@@ -341,11 +392,16 @@ class GkeRunner(Runner):
         existing = self.read_job(name)
         if existing is not None:
             if _cond(existing, "Failed") or _cond(existing, "FailureTarget"):
-                log.info("Job %s exists and has failed: deleting it to run the step again", name,
-                         extra={"job": name})
+                log.info(
+                    "Job %s exists and has failed: deleting it to run the step again",
+                    name,
+                    extra={"job": name},
+                )
                 self.delete(name, wait=True)
             else:
-                log.info("Job %s exists: adopting it (a retry of the same attempt)", name, extra={"job": name})
+                log.info(
+                    "Job %s exists: adopting it (a retry of the same attempt)", name, extra={"job": name}
+                )
                 return
         try:
             batch.create_namespaced_job(self.namespace, job)
@@ -354,8 +410,9 @@ class GkeRunner(Runner):
             if e.status == 409:
                 log.info("Job %s was created meanwhile: adopting it", name, extra={"job": name})
                 return
-            raise StepFailed("ApiError", one_line(f"cannot create Job {name}: {e.status} {e.reason}: "
-                                                  f"{_api_message(e)}")) from None
+            raise StepFailed(
+                "ApiError", one_line(f"cannot create Job {name}: {e.status} {e.reason}: {_api_message(e)}")
+            ) from None
 
     def read_job(self, name: str) -> dict[str, Any] | None:
         from kubernetes.client.rest import ApiException
@@ -379,8 +436,9 @@ class GkeRunner(Runner):
 
         batch, _ = self._apis()
         try:
-            batch.delete_namespaced_job(name, self.namespace,
-                                        body=client.V1DeleteOptions(propagation_policy="Background"))
+            batch.delete_namespaced_job(
+                name, self.namespace, body=client.V1DeleteOptions(propagation_policy="Background")
+            )
             log.info("deleted Job %s", name, extra={"job": name})
         except ApiException as e:
             if e.status != 404:
@@ -390,8 +448,11 @@ class GkeRunner(Runner):
             deadline = time.monotonic() + self.delete_wait_s
             while self.read_job(name) is not None:
                 if time.monotonic() > deadline:
-                    raise StepFailed("ApiError", f"Job {name} is still there {self.delete_wait_s:.0f}s after "
-                                                 f"deleting it; cannot run it again under the same name")
+                    raise StepFailed(
+                        "ApiError",
+                        f"Job {name} is still there {self.delete_wait_s:.0f}s after "
+                        f"deleting it; cannot run it again under the same name",
+                    )
                 time.sleep(0.5)
 
     def wait(self, job_manifest: dict[str, Any]) -> None:
@@ -414,9 +475,15 @@ class GkeRunner(Runner):
             rv = (job.get("metadata") or {}).get("resourceVersion")
             try:
                 w = watch.Watch()
-                for event in w.stream(batch.list_namespaced_job, self.namespace,
-                                      field_selector=f"metadata.name={name}", resource_version=rv,
-                                      timeout_seconds=self.watch_timeout_s):
+                for event in w.stream(
+                    batch.list_namespaced_job,
+                    self.namespace,
+                    field_selector=f"metadata.name={name}",
+                    resource_version=rv,
+                    timeout_seconds=self.watch_timeout_s,
+                    # a connection that dies silently must not hang the wait forever
+                    _request_timeout=self.watch_timeout_s + 30,
+                ):
                     if event["type"] == "DELETED":
                         raise StepFailed("Deleted", f"Job {name} was deleted before it finished")
                     if event["type"] == "BOOKMARK":
@@ -427,14 +494,16 @@ class GkeRunner(Runner):
                 if e.status == 410:
                     log.info("watch of Job %s expired (410 Gone): re-reading it", name)
                     continue
-                raise StepFailed("ApiError", one_line(f"watching Job {name} failed: {e.status} {e.reason}")) \
-                    from None
+                raise StepFailed(
+                    "ApiError", one_line(f"watching Job {name} failed: {e.status} {e.reason}")
+                ) from None
             except (HTTPError, ConnectionError, OSError) as e:
                 log.warning("watch of Job %s dropped (%s): reconnecting", name, type(e).__name__)
                 time.sleep(self.reconnect_delay_s)
 
-    def _settled(self, job: dict[str, Any], streams: _LogStreams, first_seen: dict[str, float],
-                 timeout_s: int) -> bool:
+    def _settled(
+        self, job: dict[str, Any], streams: _LogStreams, first_seen: dict[str, float], timeout_s: int
+    ) -> bool:
         """True when the Job succeeded; raises StepFailed when it failed or cannot start."""
         name = job["metadata"]["name"]
         pods = self.list_pods(name)

@@ -85,8 +85,12 @@ class LocalRunner(Runner):
         deadline_s = spec.get("activeDeadlineSeconds")
         argv = self.command(job)
         base_env = self.process_env(job, docs)
-        log.info("running Job %s locally: %s", name, " ".join(argv[3:] if argv[:3] == PYTHON_RECO else argv),
-                 extra={"job": name, "completions": completions, "parallelism": parallelism})
+        log.info(
+            "running Job %s locally: %s",
+            name,
+            " ".join(argv[3:] if argv[:3] == PYTHON_RECO else argv),
+            extra={"job": name, "completions": completions, "parallelism": parallelism},
+        )
 
         pending = list(range(completions))
         running: dict[int, _Proc] = {}
@@ -111,8 +115,11 @@ class LocalRunner(Runner):
                 if deadline_s is not None and time.monotonic() - started > float(deadline_s):
                     for proc in running.values():
                         proc.kill()
-                    raise StepFailed("DeadlineExceeded", f"DeadlineExceeded: Job {name} ran longer than "
-                                                         f"activeDeadlineSeconds={deadline_s} (local run)")
+                    raise StepFailed(
+                        "DeadlineExceeded",
+                        f"DeadlineExceeded: Job {name} ran longer than "
+                        f"activeDeadlineSeconds={deadline_s} (local run)",
+                    )
                 time.sleep(self.poll_s)
         finally:
             for proc in running.values():
@@ -129,8 +136,11 @@ class LocalRunner(Runner):
                 exit_code=proc.returncode,
             )
         proc = next(iter(failed.values()))
-        raise StepFailed("ExitCode", f"exit code {proc.returncode}: Job {name} failed: {_tail(proc)}",
-                         exit_code=proc.returncode)
+        raise StepFailed(
+            "ExitCode",
+            f"exit code {proc.returncode}: Job {name} failed: {_tail(proc)}",
+            exit_code=proc.returncode,
+        )
 
 
 def _expand(value: str, env: dict[str, str]) -> str:
@@ -150,8 +160,9 @@ class _Proc:
     def __init__(self, argv: list[str], env: dict[str, str], label: str):
         self.label = label
         self.tail: deque[str] = deque(maxlen=TAIL)
-        self.popen = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                      bufsize=1)
+        self.popen = subprocess.Popen(
+            argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1
+        )
         self.threads = [
             threading.Thread(target=self._pump, args=(self.popen.stdout, sys.stdout), daemon=True),
             threading.Thread(target=self._pump, args=(self.popen.stderr, sys.stderr), daemon=True),

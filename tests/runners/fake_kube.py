@@ -26,8 +26,15 @@ LOG = re.compile(r"^/api/v1/namespaces/([^/]+)/pods/([^/]+)/log$")
 
 
 def status_obj(code: int, reason: str, message: str) -> dict[str, Any]:
-    return {"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": code, "reason": reason,
-            "message": message, "metadata": {}}
+    return {
+        "kind": "Status",
+        "apiVersion": "v1",
+        "status": "Failure",
+        "code": code,
+        "reason": reason,
+        "message": message,
+        "metadata": {},
+    }
 
 
 class FakeKube:
@@ -84,8 +91,9 @@ class FakeKube:
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
-        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05},
-                                       daemon=True)
+        self.thread = threading.Thread(
+            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
 
     # -- lifecycle ----------------------------------------------------------------------------------------
 
@@ -148,14 +156,23 @@ class FakeKube:
             if name is None and method == "POST":
                 name = body["metadata"]["name"]
                 if name in self.jobs:
-                    return h._send(409, status_obj(409, "AlreadyExists", f'jobs.batch "{name}" already exists'))
+                    return h._send(
+                        409, status_obj(409, "AlreadyExists", f'jobs.batch "{name}" already exists')
+                    )
                 self.add_job({**body, "metadata": {**body["metadata"], "namespace": ns}})
                 return h._send(201, self.jobs[name])
             if name is None and query.get("watch") == ["true"]:
                 return self.watch(h, query)
             if name is None:
-                return h._send(200, {"kind": "JobList", "apiVersion": "batch/v1", "metadata": {},
-                                     "items": list(self.jobs.values())})
+                return h._send(
+                    200,
+                    {
+                        "kind": "JobList",
+                        "apiVersion": "batch/v1",
+                        "metadata": {},
+                        "items": list(self.jobs.values()),
+                    },
+                )
             if method == "GET":
                 if name not in self.jobs:
                     return h._send(404, status_obj(404, "NotFound", f'jobs.batch "{name}" not found'))
@@ -164,7 +181,9 @@ class FakeKube:
                 if self.jobs.pop(name, None) is None:
                     return h._send(404, status_obj(404, "NotFound", f'jobs.batch "{name}" not found'))
                 self.pods.pop(name, None)
-                return h._send(200, {"kind": "Status", "apiVersion": "v1", "status": "Success", "metadata": {}})
+                return h._send(
+                    200, {"kind": "Status", "apiVersion": "v1", "status": "Success", "metadata": {}}
+                )
         m = PODS.match(path)
         if m and method == "GET":
             selector = (query.get("labelSelector") or [""])[0]
@@ -189,7 +208,7 @@ class FakeKube:
             h.send_header("Content-Type", "application/json")
             h.send_header("Transfer-Encoding", "chunked")
             h.end_headers()
-            h.wfile.write(b"5\r\n{\"typ")  # a chunk cut short, then the connection goes away
+            h.wfile.write(b'5\r\n{"typ')  # a chunk cut short, then the connection goes away
             h.wfile.flush()
             h.close_connection = True
             h.connection.shutdown(2)

@@ -21,7 +21,9 @@ def test_job_name_is_deterministic_and_dns_safe():
     assert a == "reco-demo-candidates-20261121-1234"
     assert manifests.job_name("demo", "candidates", "2026-11-21", "1234") == a
     assert manifests.job_name("demo", "candidates", "2026-11-21", "1235") != a
-    assert manifests.job_name("my_reco", "train", "2026-11-21", "Att_7") == "reco-my-reco-train-20261121-att-7"
+    assert (
+        manifests.job_name("my_reco", "train", "2026-11-21", "Att_7") == "reco-my-reco-train-20261121-att-7"
+    )
 
 
 def test_long_job_names_are_cut_to_63_with_a_hash_suffix():
@@ -35,8 +37,18 @@ def test_long_job_names_are_cut_to_63_with_a_hash_suffix():
 
 
 def test_build_job_sets_run_fields(build):
-    job = build(StepRun(pipeline="demo", step="candidates", session_date="2026-11-21", env="dev", attempt="99",
-                        sharded=True, shard_count=8, overrides={"candidates.n": "20"}))
+    job = build(
+        StepRun(
+            pipeline="demo",
+            step="candidates",
+            session_date="2026-11-21",
+            env="dev",
+            attempt="99",
+            sharded=True,
+            shard_count=8,
+            overrides={"candidates.n": "20"},
+        )
+    )
     meta = job["metadata"]
     assert meta["name"] == "reco-demo-candidates-20261121-99"
     assert meta["namespace"] == "reco-batch"
@@ -50,8 +62,19 @@ def test_build_job_sets_run_fields(build):
     assert job["spec"]["completions"] == 8
     assert job["spec"]["parallelism"] == 2  # dev overlay: 2 at a time
     assert job["spec"]["template"]["spec"]["containers"][0]["args"] == [
-        "step", "candidates", "--pipeline", "demo", "--date", "2026-11-21", "--env", "dev", "--shard-count", "8",
-        "--set", "candidates.n=20"]
+        "step",
+        "candidates",
+        "--pipeline",
+        "demo",
+        "--date",
+        "2026-11-21",
+        "--env",
+        "dev",
+        "--shard-count",
+        "8",
+        "--set",
+        "candidates.n=20",
+    ]
 
 
 def test_parallelism_never_exceeds_the_shard_count(build):
@@ -60,13 +83,16 @@ def test_parallelism_never_exceeds_the_shard_count(build):
     assert job["spec"]["maxFailedIndexes"] <= 1
 
 
-@pytest.mark.parametrize("step,cls,template", [
-    ("aggregate", "standard", "reco-step-standard"),
-    ("train", "highmem", "reco-step-highmem"),
-    ("export", "standard", "reco-step-standard"),
-    ("candidates", "standard", "reco-step-sharded"),
-    ("train", "gpu", "reco-step-gpu"),
-])
+@pytest.mark.parametrize(
+    "step,cls,template",
+    [
+        ("aggregate", "standard", "reco-step-standard"),
+        ("train", "highmem", "reco-step-highmem"),
+        ("export", "standard", "reco-step-standard"),
+        ("candidates", "standard", "reco-step-sharded"),
+        ("train", "gpu", "reco-step-gpu"),
+    ],
+)
 def test_each_step_gets_its_resource_class_template(build, step, cls, template):
     job = build(step_run(step, resource_class=cls, shard_count=2))
     assert job["metadata"]["annotations"]["reco.io/template"] == template
@@ -75,13 +101,17 @@ def test_each_step_gets_its_resource_class_template(build, step, cls, template):
 def test_missing_template_is_one_clear_line(build):
     with pytest.raises(ConfigError) as e:
         build(step_run("aggregate", resource_class="tpu"))
-    assert str(e.value) == ("the rendered overlay has no Job template of resource class 'tpu' "
-                            "(labels reco.io/template=true, reco.io/resource-class)")
+    assert str(e.value) == (
+        "the rendered overlay has no Job template of resource class 'tpu' "
+        "(labels reco.io/template=true, reco.io/resource-class)"
+    )
 
 
 def test_namespace_mismatch_with_the_environment_config(build):
-    with pytest.raises(ConfigError, match="overlay puts Job templates in namespace 'reco-batch' but "
-                                          "kubernetes.namespace is 'other'"):
+    with pytest.raises(
+        ConfigError,
+        match="overlay puts Job templates in namespace 'reco-batch' but kubernetes.namespace is 'other'",
+    ):
         build(step_run(), namespace="other")
 
 

@@ -30,8 +30,11 @@ print("reco: error: shard has no users", file=sys.stderr) if index in os.environ
 sys.exit(65 if index in os.environ.get("FAKE_FAIL", "").split(",") else 0)
 """
 
-LOCAL = EnvironmentConfig(name="local", runner="local",
-                          kubernetes=KubernetesConfig(overlay="k8s/overlays/dev", namespace="reco-batch"))
+LOCAL = EnvironmentConfig(
+    name="local",
+    runner="local",
+    kubernetes=KubernetesConfig(overlay="k8s/overlays/dev", namespace="reco-batch"),
+)
 
 
 @pytest.fixture
@@ -45,7 +48,7 @@ def fake_step(tmp_path, monkeypatch, reco_home):
 
     def command(self, job):
         seen["argv"] = real_command(self, job)
-        return [sys.executable, "-c", FAKE_STEP, *seen["argv"][len(PYTHON_RECO):]]
+        return [sys.executable, "-c", FAKE_STEP, *seen["argv"][len(PYTHON_RECO) :]]
 
     monkeypatch.setattr(LocalRunner, "command", command)
     return out, seen
@@ -55,20 +58,34 @@ def records(out: Path) -> list[dict]:
     return sorted((json.loads(p.read_text()) for p in out.glob("shard-*.json")), key=lambda r: r["index"])
 
 
-def test_indexed_job_runs_every_shard_with_its_index_and_at_most_parallelism_at_once(fake_step, capsys, reco_home):
+def test_indexed_job_runs_every_shard_with_its_index_and_at_most_parallelism_at_once(
+    fake_step, capsys, reco_home
+):
     out, seen = fake_step
     runner = LocalRunner(LOCAL)
     run = step_run("candidates", env="local", shard_count=5)
     job, docs = runner.build(run)
-    assert job["spec"]["completions"] == 5 and job["spec"]["parallelism"] == 2  # the dev overlay's parallelism
+    assert (
+        job["spec"]["completions"] == 5 and job["spec"]["parallelism"] == 2
+    )  # the dev overlay's parallelism
     runner.run_job(job, docs)
 
     recs = records(out)
     assert [r["index"] for r in recs] == ["0", "1", "2", "3", "4"]
     # the container's command, args and env from the manifest, with container-only settings mapped here
     assert seen["argv"][: len(PYTHON_RECO)] == PYTHON_RECO
-    assert recs[0]["argv"] == ["step", "candidates", "--pipeline", "demo", "--date", "2026-11-21", "--env", "local",
-                               "--shard-count", "5"]
+    assert recs[0]["argv"] == [
+        "step",
+        "candidates",
+        "--pipeline",
+        "demo",
+        "--date",
+        "2026-11-21",
+        "--env",
+        "local",
+        "--shard-count",
+        "5",
+    ]
     assert recs[0]["config_dir"] == str(config_dir())
     assert recs[0]["home"] == str(reco_home.resolve())  # not the pod's /tmp/reco
     assert recs[0]["openblas"] == "1"  # a plain value from the manifest
@@ -88,8 +105,10 @@ def test_a_failed_index_fails_the_run_with_one_line(fake_step, monkeypatch):
     runner = LocalRunner(LOCAL)
     with pytest.raises(StepFailed) as e:
         runner.run(step_run("candidates", env="local", attempt="a1", shard_count=3))
-    assert str(e.value) == ("failed indexes 1 of 3: Job reco-demo-candidates-20261121-a1 index 1 exited with code "
-                            "65: shard 1 done | reco: error: shard has no users")
+    assert str(e.value) == (
+        "failed indexes 1 of 3: Job reco-demo-candidates-20261121-a1 index 1 exited with code "
+        "65: shard 1 done | reco: error: shard has no users"
+    )
     assert e.value.exit_code == 65
 
 
@@ -105,8 +124,10 @@ def test_a_failed_plain_job_names_the_exit_code(fake_step, monkeypatch):
     monkeypatch.setenv("FAKE_FAIL", "-")
     with pytest.raises(StepFailed) as e:
         LocalRunner(LOCAL).run(step_run("export", env="local"))
-    assert str(e.value) == ("exit code 65: Job reco-demo-export-20261121-42 failed: shard - done | "
-                            "reco: error: shard has no users")
+    assert str(e.value) == (
+        "exit code 65: Job reco-demo-export-20261121-42 failed: shard - done | "
+        "reco: error: shard has no users"
+    )
 
 
 def test_active_deadline_is_enforced(fake_step, monkeypatch):
@@ -118,8 +139,10 @@ def test_active_deadline_is_enforced(fake_step, monkeypatch):
     with pytest.raises(StepFailed) as e:
         runner.run_job(job, docs)
     assert time.monotonic() - t < 10
-    assert str(e.value) == ("DeadlineExceeded: Job reco-demo-aggregate-20261121-42 ran longer than "
-                            "activeDeadlineSeconds=1 (local run)")
+    assert str(e.value) == (
+        "DeadlineExceeded: Job reco-demo-aggregate-20261121-42 ran longer than "
+        "activeDeadlineSeconds=1 (local run)"
+    )
 
 
 def test_the_real_command_runs_reco(reco_home, capsys):
@@ -128,5 +151,6 @@ def test_the_real_command_runs_reco(reco_home, capsys):
         LocalRunner(LOCAL).run(step_run("aggregate", env="local", attempt="real"))
     msg = str(e.value)
     assert msg.startswith("exit code 1: Job reco-demo-aggregate-20261121-real failed:") or msg.startswith(
-        "exit code 65: Job reco-demo-aggregate-20261121-real failed:")
+        "exit code 65: Job reco-demo-aggregate-20261121-real failed:"
+    )
     assert "demo_events" in msg  # no demo data in this fresh RECO_HOME: the step says which table is missing
