@@ -74,7 +74,9 @@ class SourceConfig(_Strict):
 
 class AggregateConfig(_Strict):
     lookback_days: int = Field(28, ge=1, le=3650)
-    event_weights: dict[str, float] = Field(default_factory=lambda: {"view": 1.0, "like": 3.0, "bookmark": 5.0})
+    event_weights: dict[str, float] = Field(
+        default_factory=lambda: {"view": 1.0, "like": 3.0, "bookmark": 5.0}
+    )
     min_user_events: int = Field(1, ge=1)
     min_item_users: int = Field(1, ge=1)
 
@@ -130,7 +132,9 @@ class CandidatesConfig(_Strict):
 
 class ExportConfig(_Strict):
     table: str
-    destinations: list[Literal["warehouse", "parquet"]] = Field(default_factory=lambda: ["warehouse", "parquet"])
+    destinations: list[Literal["warehouse", "parquet"]] = Field(
+        default_factory=lambda: ["warehouse", "parquet"]
+    )
 
     @field_validator("table")
     @classmethod
@@ -170,7 +174,9 @@ class PipelineConfig(_Strict):
     @classmethod
     def _name(cls, v: str) -> str:
         if not _NAME.match(v):
-            raise ValueError("pipeline name must be lower case letters, digits and _ (it names tables and Jobs)")
+            raise ValueError(
+                "pipeline name must be lower case letters, digits and _ (it names tables and Jobs)"
+            )
         return v
 
     @model_validator(mode="after")
@@ -347,7 +353,9 @@ def load_pipeline(name: str, env: str = "local", overrides: dict[str, str] | Non
         raise ConfigError(f"{path}: field 'envs' must be a mapping of environment name to overrides")
     for env_name in envs:
         if env_name not in ENVIRONMENTS:
-            raise ConfigError(f"{path}: field 'envs.{env_name}': unknown environment; known: {', '.join(ENVIRONMENTS)}")
+            raise ConfigError(
+                f"{path}: field 'envs.{env_name}': unknown environment; known: {', '.join(ENVIRONMENTS)}"
+            )
     merged = deep_merge(raw, envs.get(env) or {})
     if merged.get("name", name) != name:
         raise ConfigError(f"{path}: field 'name' is {merged.get('name')!r} but the file is named {name!r}")
@@ -396,7 +404,9 @@ def load_environment(env: str) -> EnvironmentConfig:
     try:
         return EnvironmentConfig.model_validate(data)
     except ValidationError as e:
-        raise ConfigError(_format_validation(f"{path}", e).replace("field '", f"field 'environments.{env}.")) from None
+        raise ConfigError(
+            _format_validation(f"{path}", e).replace("field '", f"field 'environments.{env}.")
+        ) from None
 
 
 def parse_date(value: str, what: str = "--date") -> date:

@@ -6,10 +6,10 @@ context, on a laptop or in a GKE pod, reads and writes the same places.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from functools import cached_property
-from typing import Mapping
 from zoneinfo import ZoneInfo
 
 from batch.config import EnvironmentConfig, PipelineConfig

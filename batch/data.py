@@ -32,12 +32,19 @@ from batch.errors import InputDataError
 log = logging.getLogger(__name__)
 
 EVENT_SCHEMA = pa.schema(
-    [("user_id", pa.string()), ("item_id", pa.string()), ("event_type", pa.string()),
-     ("ts", pa.timestamp("us", tz="UTC"))]
+    [
+        ("user_id", pa.string()),
+        ("item_id", pa.string()),
+        ("event_type", pa.string()),
+        ("ts", pa.timestamp("us", tz="UTC")),
+    ]
 )
 ITEM_SCHEMA = pa.schema(
-    [("item_id", pa.string()), ("available_from", pa.timestamp("us", tz="UTC")),
-     ("available_until", pa.timestamp("us", tz="UTC"))]
+    [
+        ("item_id", pa.string()),
+        ("available_from", pa.timestamp("us", tz="UTC")),
+        ("available_until", pa.timestamp("us", tz="UTC")),
+    ]
 )
 
 
@@ -67,10 +74,13 @@ def generate(spec: SyntheticSpec) -> tuple[pa.Table, pa.Table]:
     item_cluster = rng.integers(0, k, n_i)
     item_pop = 1.0 / np.arange(1, n_i + 1) ** 1.05
     rng.shuffle(item_pop)
-    arrive = np.where(rng.random(n_i) < 0.9, -rng.integers(1, 365 * 86400, n_i) * 1_000_000,
-                      rng.integers(0, period_us, n_i))
+    arrive = np.where(
+        rng.random(n_i) < 0.9, -rng.integers(1, 365 * 86400, n_i) * 1_000_000, rng.integers(0, period_us, n_i)
+    )
     leaves = rng.random(n_i) < 0.12
-    leave = np.where(leaves, arrive + rng.integers(3 * 86400, 120 * 86400, n_i) * 1_000_000, np.iinfo(np.int64).max)
+    leave = np.where(
+        leaves, arrive + rng.integers(3 * 86400, 120 * 86400, n_i) * 1_000_000, np.iinfo(np.int64).max
+    )
     leave = np.where(leave <= arrive, arrive + 86400 * 1_000_000, leave)
 
     # Users: one or two taste clusters, heavy-tailed activity.
@@ -87,9 +97,9 @@ def generate(spec: SyntheticSpec) -> tuple[pa.Table, pa.Table]:
     bounds = np.searchsorted(item_cluster[order], np.arange(k + 1))
     cum_within = np.zeros(n_i)
     for c in range(k):
-        sl = order[bounds[c]:bounds[c + 1]]
+        sl = order[bounds[c] : bounds[c + 1]]
         w = item_pop[sl]
-        cum_within[bounds[c]:bounds[c + 1]] = np.cumsum(w) / w.sum() if len(w) else 0
+        cum_within[bounds[c] : bounds[c + 1]] = np.cumsum(w) / w.sum() if len(w) else 0
     global_cum = np.cumsum(item_pop) / item_pop.sum()
     in_taste = rng.random(n_ev) < spec.taste_share
     cluster = np.where(rng.random(n_ev) < 0.65, user_c1[users], user_c2[users])
@@ -117,17 +127,28 @@ def generate(spec: SyntheticSpec) -> tuple[pa.Table, pa.Table]:
     user_names = pa.array([f"u{i:07d}" for i in range(n_u)])
     item_names = pa.array([f"i{i:06d}" for i in range(n_i)])
     ts = pa.array(offs + int(start.timestamp() * 1e6), pa.timestamp("us", tz="UTC"))
-    events = pa.table({"user_id": user_names.take(pa.array(users)), "item_id": item_names.take(pa.array(items)),
-                       "event_type": pa.array(etype), "ts": ts}, schema=EVENT_SCHEMA)
+    events = pa.table(
+        {
+            "user_id": user_names.take(pa.array(users)),
+            "item_id": item_names.take(pa.array(items)),
+            "event_type": pa.array(etype),
+            "ts": ts,
+        },
+        schema=EVENT_SCHEMA,
+    )
     events = _add_dirt(events, rng, spec.dirty_share)
 
     start_us = int(start.timestamp() * 1e6)
-    catalogue = pa.table({
-        "item_id": item_names,
-        "available_from": pa.array(arrive + start_us, pa.timestamp("us", tz="UTC")),
-        "available_until": pa.array(np.where(leaves, leave + start_us, 0), pa.timestamp("us", tz="UTC"),
-                                    mask=~leaves),
-    }, schema=ITEM_SCHEMA)
+    catalogue = pa.table(
+        {
+            "item_id": item_names,
+            "available_from": pa.array(arrive + start_us, pa.timestamp("us", tz="UTC")),
+            "available_until": pa.array(
+                np.where(leaves, leave + start_us, 0), pa.timestamp("us", tz="UTC"), mask=~leaves
+            ),
+        },
+        schema=ITEM_SCHEMA,
+    )
     return events, catalogue
 
 
@@ -137,9 +158,11 @@ def _add_dirt(events: pa.Table, rng: np.random.Generator, share: float) -> pa.Ta
         return events
     df = events.slice(0, n * 4).to_pandas()
     null_ids = df.iloc[:n].assign(user_id=None)
-    unknown = df.iloc[n:2 * n].assign(event_type="share")
-    dupes = df.iloc[2 * n:3 * n]
-    dirty = pa.Table.from_pandas(pd.concat([null_ids, unknown, dupes]), schema=EVENT_SCHEMA, preserve_index=False)
+    unknown = df.iloc[n : 2 * n].assign(event_type="share")
+    dupes = df.iloc[2 * n : 3 * n]
+    dirty = pa.Table.from_pandas(
+        pd.concat([null_ids, unknown, dupes]), schema=EVENT_SCHEMA, preserve_index=False
+    )
     return pa.concat_tables([events, dirty])
 
 
@@ -163,13 +186,17 @@ def read_movielens(path: str) -> pa.Table:
     reader = csv.reader(io.StringIO(text))
     header = next(reader, None)
     if header != MOVIELENS_HEADER:
-        raise InputDataError(f"{path}:1: expected header {','.join(MOVIELENS_HEADER)}, got {','.join(header or [])}")
+        raise InputDataError(
+            f"{path}:1: expected header {','.join(MOVIELENS_HEADER)}, got {','.join(header or [])}"
+        )
     users, movies, ratings, stamps = [], [], [], []
     for line_no, row in enumerate(reader, start=2):
         if not row:
             continue
         if len(row) != 4:
-            raise InputDataError(f"{path}:{line_no}: expected 4 fields (userId,movieId,rating,timestamp), got {len(row)}")
+            raise InputDataError(
+                f"{path}:{line_no}: expected 4 fields (userId,movieId,rating,timestamp), got {len(row)}"
+            )
         try:
             uid, mid, rating, stamp = int(row[0]), int(row[1]), float(row[2]), int(row[3])
         except ValueError:
@@ -182,30 +209,41 @@ def read_movielens(path: str) -> pa.Table:
         stamps.append(stamp)
     if not users:
         raise InputDataError(f"{path}: no ratings after the header")
-    return pa.table({
-        "user_id": pa.array(users, pa.string()),
-        "item_id": pa.array(movies, pa.string()),
-        "event_type": pa.array(rating_to_event(np.asarray(ratings))),
-        "ts": pa.array(np.asarray(stamps, dtype=np.int64) * 1_000_000, pa.timestamp("us", tz="UTC")),
-    }, schema=EVENT_SCHEMA)
+    return pa.table(
+        {
+            "user_id": pa.array(users, pa.string()),
+            "item_id": pa.array(movies, pa.string()),
+            "event_type": pa.array(rating_to_event(np.asarray(ratings))),
+            "ts": pa.array(np.asarray(stamps, dtype=np.int64) * 1_000_000, pa.timestamp("us", tz="UTC")),
+        },
+        schema=EVENT_SCHEMA,
+    )
 
 
 def catalogue_from_events(events: pa.Table) -> pa.Table:
     df = events.select(["item_id", "ts"]).to_pandas()
     first = df.groupby("item_id")["ts"].min().reset_index()
-    return pa.table({"item_id": pa.array(first["item_id"].astype(str), pa.string()),
-                     "available_from": pa.array(first["ts"], pa.timestamp("us", tz="UTC")),
-                     "available_until": pa.nulls(len(first), pa.timestamp("us", tz="UTC"))}, schema=ITEM_SCHEMA)
+    return pa.table(
+        {
+            "item_id": pa.array(first["item_id"].astype(str), pa.string()),
+            "available_from": pa.array(first["ts"], pa.timestamp("us", tz="UTC")),
+            "available_until": pa.nulls(len(first), pa.timestamp("us", tz="UTC")),
+        },
+        schema=ITEM_SCHEMA,
+    )
 
 
-def write_source(wh, events_table: str, items_table: str | None, events: pa.Table, items: pa.Table | None, *,
-                 append: bool) -> dict:
+def write_source(
+    wh, events_table: str, items_table: str | None, events: pa.Table, items: pa.Table | None, *, append: bool
+) -> dict:
     """Write events (and new catalogue rows) to the warehouse; returns counts."""
     n_events = wh.write_table(events_table, events, mode="append" if append else "replace")
     n_items = 0
     if items_table and items is not None:
         if append and wh.table_exists(items_table):
-            known = set(wh.query("SELECT item_id FROM {t}", tables={"t": items_table}).column("item_id").to_pylist())
+            known = set(
+                wh.query("SELECT item_id FROM {t}", tables={"t": items_table}).column("item_id").to_pylist()
+            )
             items = items.filter(pa.array([i not in known for i in items.column("item_id").to_pylist()]))
             n_items = wh.write_table(items_table, items, mode="append") if items.num_rows else 0
         else:

@@ -53,8 +53,11 @@ def setup_logging(level: str | None = None) -> None:
     fmt = os.environ.get("RECO_LOG_FORMAT") or ("text" if sys.stderr.isatty() else "json")
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(
-        JsonFormatter("%(asctime)s %(levelname)s %(name)s %(message)s", rename_fields={"levelname": "severity"})
-        if fmt == "json" else ReadableFormatter()
+        JsonFormatter(
+            "%(asctime)s %(levelname)s %(name)s %(message)s", rename_fields={"levelname": "severity"}
+        )
+        if fmt == "json"
+        else ReadableFormatter()
     )
     handler.addFilter(RedactingFilter())
     root = logging.getLogger()

@@ -24,10 +24,11 @@ import os
 import posixpath
 import tempfile
 import uuid
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from typing import Any, Iterator
+from typing import Any
 
 import fsspec
 import pyarrow as pa
@@ -92,7 +93,9 @@ class Committed:
     def path(self, name: str) -> str:
         if name not in self.marker.get("files", {}):
             raise CorruptArtifactError(
-                f"the commit marker lists no file {name!r}", path=posixpath.join(self.url, MARKER), step=self.step
+                f"the commit marker lists no file {name!r}",
+                path=posixpath.join(self.url, MARKER),
+                step=self.step,
             )
         return posixpath.join(self.run_dir, name)
 
@@ -111,7 +114,9 @@ class Committed:
         try:
             return json.loads(self.read_bytes(name))
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise CorruptArtifactError(f"not valid JSON ({e})", path=self.path(name), step=self.step) from None
+            raise CorruptArtifactError(
+                f"not valid JSON ({e})", path=self.path(name), step=self.step
+            ) from None
 
     def read_parquet(self, name: str, columns: list[str] | None = None) -> pa.Table:
         path = self.path(name)
@@ -121,7 +126,9 @@ class Committed:
         except FileNotFoundError:
             raise MissingArtifactError("a committed file is missing", path=path, step=self.step) from None
         except (pa.ArrowInvalid, OSError) as e:
-            raise CorruptArtifactError(f"not a readable Parquet file ({e})", path=path, step=self.step) from None
+            raise CorruptArtifactError(
+                f"not a readable Parquet file ({e})", path=path, step=self.step
+            ) from None
 
 
 @dataclass
@@ -177,7 +184,9 @@ class ArtifactStore:
         protocol = self.fs.protocol if isinstance(self.fs.protocol, str) else self.fs.protocol[0]
         return f"{protocol}://{path}"
 
-    def partition_url(self, pipeline: str, dataset: str, dt: date | None = None, shard: tuple[int, int] | None = None) -> str:
+    def partition_url(
+        self, pipeline: str, dataset: str, dt: date | None = None, shard: tuple[int, int] | None = None
+    ) -> str:
         parts = [self.root, pipeline, dataset]
         if dt is not None:
             parts.append(f"dt={dt.isoformat()}")
@@ -187,8 +196,15 @@ class ArtifactStore:
         return posixpath.join(*parts)
 
     @contextmanager
-    def writer(self, pipeline: str, dataset: str, dt: date | None, *, shard: tuple[int, int] | None = None,
-               run_id: str | None = None) -> Iterator[PartitionWriter]:
+    def writer(
+        self,
+        pipeline: str,
+        dataset: str,
+        dt: date | None,
+        *,
+        shard: tuple[int, int] | None = None,
+        run_id: str | None = None,
+    ) -> Iterator[PartitionWriter]:
         """Write a partition: files go to a fresh run directory; the marker moves only if the block succeeds."""
         url = self.partition_url(pipeline, dataset, dt, shard)
         run_id = run_id or new_run_id()
@@ -201,7 +217,9 @@ class ArtifactStore:
             self.fs.rm(run_dir, recursive=True)
             raise
         marker = {"run_id": run_id, "committed_at": now_utc(), "files": w.files, "metadata": w.metadata}
-        write_bytes_atomic(self.fs, posixpath.join(url, MARKER), json.dumps(marker, indent=2, default=str).encode())
+        write_bytes_atomic(
+            self.fs, posixpath.join(url, MARKER), json.dumps(marker, indent=2, default=str).encode()
+        )
         self._collect_garbage(url, keep={run_dir})
 
     def _protected_runs(self, pipeline_url: str) -> set[str]:
@@ -233,8 +251,16 @@ class ArtifactStore:
             if posixpath.basename(entry).startswith("run=") and entry not in keep:
                 self.fs.rm(entry, recursive=True)
 
-    def committed(self, pipeline: str, dataset: str, dt: date | None, *, step: str,
-                  shard: tuple[int, int] | None = None, rerun: str | None = None) -> Committed:
+    def committed(
+        self,
+        pipeline: str,
+        dataset: str,
+        dt: date | None,
+        *,
+        step: str,
+        shard: tuple[int, int] | None = None,
+        rerun: str | None = None,
+    ) -> Committed:
         """The committed partition, or an error naming the path and the step to rerun."""
         url = self.partition_url(pipeline, dataset, dt, shard)
         marker_path = posixpath.join(url, MARKER)
@@ -243,7 +269,9 @@ class ArtifactStore:
         except FileNotFoundError:
             raise MissingArtifactError(
                 f"no committed '{dataset}' output for {pipeline} {dt or ''}".rstrip(),
-                path=self.display(marker_path), step=step, rerun=rerun,
+                path=self.display(marker_path),
+                step=step,
+                rerun=rerun,
             ) from None
         try:
             marker = json.loads(raw)
@@ -251,11 +279,14 @@ class ArtifactStore:
             if not isinstance(marker.get("files"), dict):
                 raise KeyError("files")
         except (ValueError, KeyError, TypeError) as e:
-            raise CorruptArtifactError(f"commit marker is corrupt ({e})", path=self.display(marker_path),
-                                       step=step, rerun=rerun) from None
+            raise CorruptArtifactError(
+                f"commit marker is corrupt ({e})", path=self.display(marker_path), step=step, rerun=rerun
+            ) from None
         return Committed(self.fs, url, posixpath.join(url, f"run={run_id}"), marker, step)
 
-    def exists(self, pipeline: str, dataset: str, dt: date | None, shard: tuple[int, int] | None = None) -> bool:
+    def exists(
+        self, pipeline: str, dataset: str, dt: date | None, shard: tuple[int, int] | None = None
+    ) -> bool:
         return self.fs.exists(posixpath.join(self.partition_url(pipeline, dataset, dt, shard), MARKER))
 
     # -- the published pointer ---------------------------------------------------------------------------------
@@ -288,9 +319,13 @@ class ArtifactStore:
         Returns whether LATEST moved.
         """
         d = self._published_dir(pipeline)
-        write_bytes_atomic(self.fs, posixpath.join(d, f"dt={record['dt']}.json"), json.dumps(record, indent=2).encode())
+        write_bytes_atomic(
+            self.fs, posixpath.join(d, f"dt={record['dt']}.json"), json.dumps(record, indent=2).encode()
+        )
         current = self.latest(pipeline)
         if current is None or record["dt"] >= current["dt"]:
-            write_bytes_atomic(self.fs, posixpath.join(d, "LATEST.json"), json.dumps(record, indent=2).encode())
+            write_bytes_atomic(
+                self.fs, posixpath.join(d, "LATEST.json"), json.dumps(record, indent=2).encode()
+            )
             return True
         return False

@@ -27,8 +27,11 @@ def build_summary(store: ArtifactStore, pipeline: str, dt: date, shard_count: in
     model = _marker(store, pipeline, "model", dt)
     if model:
         meta = model.metadata
-        out["model"] = {"version": meta.get("model_version"), "type": meta.get("model_type"),
-                        "params": meta.get("params")}
+        out["model"] = {
+            "version": meta.get("model_version"),
+            "type": meta.get("model_type"),
+            "params": meta.get("params"),
+        }
         out["metrics"] = meta.get("metrics", {})
         out["steps"]["train"] = _step_entry(model)
     for dataset in ("candidates", "related"):
@@ -41,7 +44,9 @@ def build_summary(store: ArtifactStore, pipeline: str, dt: date, shard_count: in
             for k, v in s.metadata.get("counts", {}).items():
                 counts[k] = counts.get(k, 0) + v
         out["steps"][dataset] = {
-            "shards_committed": len(done), "shard_count": shard_count, "counts": counts,
+            "shards_committed": len(done),
+            "shard_count": shard_count,
+            "counts": counts,
             "timings": {"max_shard_s": max(s.metadata.get("timings", {}).get("total_s", 0) for s in done)},
             "model_version": sorted({s.metadata.get("model_version") for s in done}),
         }
@@ -52,8 +57,8 @@ def build_summary(store: ArtifactStore, pipeline: str, dt: date, shard_count: in
     latest = store.latest(pipeline)
     out["published"] = {
         "this_date_published": any(r["dt"] == dt.isoformat() for r in store.publish_records(pipeline)),
-        "latest": latest and {"dt": latest["dt"], "model_version": latest["model_version"],
-                              "files": latest.get("files")},
+        "latest": latest
+        and {"dt": latest["dt"], "model_version": latest["model_version"], "files": latest.get("files")},
     }
     overrides = {}
     for entry in out["steps"].values():
@@ -65,5 +70,11 @@ def build_summary(store: ArtifactStore, pipeline: str, dt: date, shard_count: in
 def _step_entry(c) -> dict:
     meta = c.metadata
     run = meta.get("run", {})
-    return {"run_id": c.run_id, "committed_at": c.marker.get("committed_at"), "env": run.get("env"),
-            "overrides": run.get("overrides", {}), "timings": meta.get("timings", {}), "location": c.url}
+    return {
+        "run_id": c.run_id,
+        "committed_at": c.marker.get("committed_at"),
+        "env": run.get("env"),
+        "overrides": run.get("overrides", {}),
+        "timings": meta.get("timings", {}),
+        "location": c.url,
+    }

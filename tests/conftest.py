@@ -28,10 +28,13 @@ def small_data(reco_home):
     from batch.warehouse import open_warehouse
 
     pipeline = load_pipeline("demo")
-    events, items = generate(SyntheticSpec(users=600, items=300, days=35, end_date=SESSION, seed=3,
-                                           events_per_user=25))
+    events, items = generate(
+        SyntheticSpec(users=600, items=300, days=35, end_date=SESSION, seed=3, events_per_user=25)
+    )
     with open_warehouse(load_environment("local")) as wh:
-        write_source(wh, pipeline.source.events_table, pipeline.source.items_table, events, items, append=False)
+        write_source(
+            wh, pipeline.source.events_table, pipeline.source.items_table, events, items, append=False
+        )
     return events, items
 
 
@@ -45,10 +48,16 @@ def make_ctx(reco_home):
         base = {"model.params.iterations": "3", "model.params.factors": "16"}
         base.update(overrides or {})
         pipeline = load_pipeline("demo", "local", base)
-        return StepContext(pipeline=pipeline, env=load_environment("local"), session_date=session_date,
-                           shard_index=shard_index,
-                           shard_count=shard_count or pipeline.candidates.shard_count, overrides=base,
-                           show_progress=False, **kw)
+        return StepContext(
+            pipeline=pipeline,
+            env=load_environment("local"),
+            session_date=session_date,
+            shard_index=shard_index,
+            shard_count=shard_count or pipeline.candidates.shard_count,
+            overrides=base,
+            show_progress=False,
+            **kw,
+        )
 
     return factory
 

@@ -25,20 +25,41 @@ def test_run_then_show(small_data, capsys):
     # the run records its overrides
     assert summary["overrides"] == {"model.params.iterations": "2", "model.params.factors": "8"}
 
-    code, out, _ = _run(capsys, "show", "recommendations", "--pipeline", "demo", "--date", "2026-11-21",
-                        "--format", "csv")
+    code, out, _ = _run(
+        capsys, "show", "recommendations", "--pipeline", "demo", "--date", "2026-11-21", "--format", "csv"
+    )
     rows = list(csv.DictReader(io.StringIO(out)))
-    assert code == 0 and list(rows[0]) == ["user_id", "item_id", "rank", "score", "source", "model_version", "dt"]
+    assert code == 0 and list(rows[0]) == [
+        "user_id",
+        "item_id",
+        "rank",
+        "score",
+        "source",
+        "model_version",
+        "dt",
+    ]
     user = rows[0]["user_id"]
     assert len({r["user_id"] for r in rows}) > 100  # all users without --user
 
-    code, out, _ = _run(capsys, "show", "recommendations", "--pipeline", "demo", "--date", "2026-11-21",
-                        "--user", user, "--format", "jsonl")
+    code, out, _ = _run(
+        capsys,
+        "show",
+        "recommendations",
+        "--pipeline",
+        "demo",
+        "--date",
+        "2026-11-21",
+        "--user",
+        user,
+        "--format",
+        "jsonl",
+    )
     lines = [json.loads(line) for line in out.splitlines()]
     assert {r["user_id"] for r in lines} == {user} and [r["rank"] for r in lines] == list(range(1, 51))
 
-    code, out, _ = _run(capsys, "show", "recommendations", "--pipeline", "demo", "--date", "2026-11-21",
-                        "--user", user)
+    code, out, _ = _run(
+        capsys, "show", "recommendations", "--pipeline", "demo", "--date", "2026-11-21", "--user", user
+    )
     assert code == 0 and "model_version" in out.splitlines()[0]
 
     code, out, _ = _run(capsys, "show", "summary", "--pipeline", "demo", "--date", "2026-11-21")
@@ -48,8 +69,9 @@ def test_run_then_show(small_data, capsys):
 
 
 def test_bad_override_is_one_line_naming_the_field(reco_home, capsys):
-    code, _, err = _run(capsys, "run", "--pipeline", "demo", "--date", "2026-11-21",
-                        "--set", "aggregate.lookback_days=-1")
+    code, _, err = _run(
+        capsys, "run", "--pipeline", "demo", "--date", "2026-11-21", "--set", "aggregate.lookback_days=-1"
+    )
     assert code == 65
     assert err.count("\n") == 1 and "aggregate.lookback_days" in err
 
@@ -62,8 +84,21 @@ def test_bad_date_and_unknown_pipeline(reco_home, capsys):
 
 
 def test_no_events_exits_with_bad_input(reco_home, capsys):
-    _run(capsys, "data", "generate", "--pipeline", "demo", "--users", "50", "--items", "40", "--days", "3",
-         "--end-date", "2026-10-01")
+    _run(
+        capsys,
+        "data",
+        "generate",
+        "--pipeline",
+        "demo",
+        "--users",
+        "50",
+        "--items",
+        "40",
+        "--days",
+        "3",
+        "--end-date",
+        "2026-10-01",
+    )
     code, _, err = _run(capsys, "step", "aggregate", "--pipeline", "demo", "--date", "2026-11-21")
     assert code == 65 and "no usable events" in err
 

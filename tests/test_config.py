@@ -54,8 +54,11 @@ def _write_config(tmp_path, text):
 
 def test_invalid_file_names_file_and_field(tmp_path, monkeypatch):
     monkeypatch.setenv("RECO_CONFIG_DIR", str(tmp_path))
-    path = _write_config(tmp_path, "name: broken\nsource: {events_table: ev}\nexport: {table: out}\n"
-                                   "aggregate: {event_weights: {view: -1}}\n")
+    path = _write_config(
+        tmp_path,
+        "name: broken\nsource: {events_table: ev}\nexport: {table: out}\n"
+        "aggregate: {event_weights: {view: -1}}\n",
+    )
     with pytest.raises(ConfigError) as e:
         load_pipeline("broken")
     assert str(path) in str(e.value) and "aggregate.event_weights" in str(e.value)

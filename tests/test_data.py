@@ -39,8 +39,12 @@ def test_taste_clusters_give_signal():
     df = events.to_pandas().dropna(subset=["user_id"])
     df = df[df["item_id"] != ""].drop_duplicates(["user_id", "item_id"])
     top = df["item_id"].value_counts().index[:200]
-    m = df[df["item_id"].isin(top)].assign(v=1).pivot_table(index="user_id", columns="item_id", values="v",
-                                                            fill_value=0).to_numpy(float)
+    m = (
+        df[df["item_id"].isin(top)]
+        .assign(v=1)
+        .pivot_table(index="user_id", columns="item_id", values="v", fill_value=0)
+        .to_numpy(float)
+    )
     co = m.T @ m
     expected = np.outer(m.sum(0), m.sum(0)) / m.shape[0]
     np.fill_diagonal(co, 0)
@@ -51,7 +55,13 @@ def test_taste_clusters_give_signal():
 
 def test_rating_mapping():
     assert list(rating_to_event(np.array([5.0, 4.5, 4.0, 3.5, 3.0, 0.5]))) == [
-        "bookmark", "bookmark", "like", "like", "view", "view"]
+        "bookmark",
+        "bookmark",
+        "like",
+        "like",
+        "view",
+        "view",
+    ]
 
 
 @pytest.mark.parametrize(

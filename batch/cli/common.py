@@ -14,12 +14,23 @@ def add_pipeline_args(p: argparse.ArgumentParser, *, date: bool = True, override
         p.add_argument("--date", required=True, help="session date, YYYY-MM-DD")
     p.add_argument("--env", default="local", choices=ENVIRONMENTS, help="environment (default: local)")
     if overrides:
-        p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE",
-                       help="override one config value for this run, e.g. --set model.factors=64 (repeatable)")
+        p.add_argument(
+            "--set",
+            dest="overrides",
+            action="append",
+            default=[],
+            metavar="KEY.PATH=VALUE",
+            help="override one config value for this run, e.g. --set model.factors=64 (repeatable)",
+        )
 
 
-def context_from_args(args: argparse.Namespace, *, shard_index: int = 0, shard_count: int | None = None,
-                      run_id: str | None = None) -> StepContext:
+def context_from_args(
+    args: argparse.Namespace,
+    *,
+    shard_index: int = 0,
+    shard_count: int | None = None,
+    run_id: str | None = None,
+) -> StepContext:
     overrides = parse_set_options(getattr(args, "overrides", None))
     pipeline = load_pipeline(args.pipeline, args.env, overrides)
     env = load_environment(args.env)
@@ -27,7 +38,11 @@ def context_from_args(args: argparse.Namespace, *, shard_index: int = 0, shard_c
     if run_id:
         kwargs["run_id"] = run_id
     return StepContext(
-        pipeline=pipeline, env=env, session_date=parse_date(args.date), shard_index=shard_index,
+        pipeline=pipeline,
+        env=env,
+        session_date=parse_date(args.date),
+        shard_index=shard_index,
         shard_count=shard_count if shard_count is not None else pipeline.candidates.shard_count,
-        overrides=overrides, **kwargs,
+        overrides=overrides,
+        **kwargs,
     )

@@ -27,13 +27,19 @@ def register(sub) -> None:
     p = sub.add_parser("step", help="run one step (the command a Job's container runs)")
     p.add_argument("name", choices=STEP_NAMES)
     add_pipeline_args(p)
-    p.add_argument("--shard-index", type=int, default=None,
-                   help="shard of users/items to do (default: $JOB_COMPLETION_INDEX, else 0)")
+    p.add_argument(
+        "--shard-index",
+        type=int,
+        default=None,
+        help="shard of users/items to do (default: $JOB_COMPLETION_INDEX, else 0)",
+    )
     p.add_argument("--shard-count", type=int, default=None, help="number of shards (default: the pipeline's)")
     p.add_argument("--run-id", default=None, help=argparse.SUPPRESS)
     p.set_defaults(func=cmd_step)
 
-    show = sub.add_parser("show", help="print outputs").add_subparsers(dest="what", required=True, metavar="WHAT")
+    show = sub.add_parser("show", help="print outputs").add_subparsers(
+        dest="what", required=True, metavar="WHAT"
+    )
     p = show.add_parser("recommendations", help="the export of one date (all users, or one)")
     add_pipeline_args(p, overrides=False)
     p.add_argument("--user", default=None)
@@ -44,7 +50,8 @@ def register(sub) -> None:
     p.set_defaults(func=cmd_show_summary)
 
     data = sub.add_parser("data", help="load input data into the local warehouse").add_subparsers(
-        dest="what", required=True, metavar="WHAT")
+        dest="what", required=True, metavar="WHAT"
+    )
     p = data.add_parser("generate", help="seeded synthetic traffic (replaces the pipeline's source tables)")
     add_pipeline_args(p, date=False, overrides=False)
     p.add_argument("--users", type=int, default=5000)
@@ -89,11 +96,20 @@ def run_all(args: argparse.Namespace, say=print) -> StepContext:
     count = base.pipeline.candidates.shard_count
 
     def ctx_for_shard(index: int) -> StepContext:
-        return StepContext(pipeline=base.pipeline, env=base.env, session_date=base.session_date, shard_index=index,
-                           shard_count=count, overrides=base.overrides, run_id=run_id)
+        return StepContext(
+            pipeline=base.pipeline,
+            env=base.env,
+            session_date=base.session_date,
+            shard_index=index,
+            shard_count=count,
+            overrides=base.overrides,
+            run_id=run_id,
+        )
 
-    say(f"reco run {base.name} {base.session_date} (env {base.env.name}, run {run_id})"
-        + (f" overrides: {dict(base.overrides)}" if base.overrides else ""))
+    say(
+        f"reco run {base.name} {base.session_date} (env {base.env.name}, run {run_id})"
+        + (f" overrides: {dict(base.overrides)}" if base.overrides else "")
+    )
     for name in STEP_NAMES:
         run_step(ctx_for_shard, name, count, say)
     return base
@@ -101,7 +117,11 @@ def run_all(args: argparse.Namespace, say=print) -> StepContext:
 
 def cmd_run(args) -> int:
     ctx = run_all(args, say=lambda m: print(m, file=sys.stderr))
-    print(json.dumps(build_summary(ctx.store, ctx.name, ctx.session_date, ctx.shard_count), indent=2, default=str))
+    print(
+        json.dumps(
+            build_summary(ctx.store, ctx.name, ctx.session_date, ctx.shard_count), indent=2, default=str
+        )
+    )
     return 0
 
 
@@ -119,8 +139,18 @@ def cmd_step(args) -> int:
         print(f"step {args.name} skipped: not in candidates.sources of {ctx.name}", file=sys.stderr)
         return 0
     result = step.run(ctx)
-    print(json.dumps({"step": args.name, "pipeline": ctx.name, "date": str(ctx.session_date),
-                      "shard": list(ctx.shard) if step.sharded else None, **result}, default=str))
+    print(
+        json.dumps(
+            {
+                "step": args.name,
+                "pipeline": ctx.name,
+                "date": str(ctx.session_date),
+                "shard": list(ctx.shard) if step.sharded else None,
+                **result,
+            },
+            default=str,
+        )
+    )
     return 0
 
 
@@ -138,8 +168,10 @@ def cmd_show_summary(args) -> int:
     dt = parse_date(args.date)
     summary = build_summary(store, pipeline.name, dt, pipeline.candidates.shard_count)
     if len(summary["steps"]) == 0:
-        raise ConfigError(f"nothing has run for {pipeline.name} on {dt} under {store.root_url}",
-                          hint=f"reco run --pipeline {pipeline.name} --date {dt}")
+        raise ConfigError(
+            f"nothing has run for {pipeline.name} on {dt} under {store.root_url}",
+            hint=f"reco run --pipeline {pipeline.name} --date {dt}",
+        )
     print(json.dumps(summary, indent=2, default=str))
     return 0
 
@@ -152,7 +184,10 @@ def cmd_show_recommendations(args) -> int:
     dt = parse_date(args.date)
     export = store.committed(pipeline.name, "export", dt, step="export")
     if not export.metadata.get("publish_check", {}).get("passed", False):
-        print(f"warning: the export of {dt} did not pass its publish check; it is not published", file=sys.stderr)
+        print(
+            f"warning: the export of {dt} did not pass its publish check; it is not published",
+            file=sys.stderr,
+        )
     with export.open("recommendations.parquet") as f:
         pf = pq.ParquetFile(f)
         out = sys.stdout
@@ -168,8 +203,9 @@ def cmd_show_recommendations(args) -> int:
             elif args.format == "jsonl":
                 df.assign(dt=df["dt"].astype(str)).to_json(out, orient="records", lines=True)
             else:
-                out.write(df.to_string(index=False, header=first,
-                                       formatters={"score": "{:.4f}".format}) + "\n")
+                out.write(
+                    df.to_string(index=False, header=first, formatters={"score": "{:.4f}".format}) + "\n"
+                )
             first = False
     if first and args.user is not None:
         print(f"user {args.user!r} has no recommendations on {dt}", file=sys.stderr)
@@ -192,12 +228,19 @@ def cmd_data_generate(args) -> int:
     from batch.data import SyntheticSpec, generate, write_source
 
     wh, pipeline = _local_warehouse(args)
-    spec = SyntheticSpec(users=args.users, items=args.items, days=args.days, seed=args.seed,
-                         end_date=parse_date(args.end_date, "--end-date"), events_per_user=args.events_per_user)
+    spec = SyntheticSpec(
+        users=args.users,
+        items=args.items,
+        days=args.days,
+        seed=args.seed,
+        end_date=parse_date(args.end_date, "--end-date"),
+        events_per_user=args.events_per_user,
+    )
     events, items = generate(spec)
     with wh:
-        counts = write_source(wh, pipeline.source.events_table, pipeline.source.items_table, events, items,
-                              append=False)
+        counts = write_source(
+            wh, pipeline.source.events_table, pipeline.source.items_table, events, items, append=False
+        )
     print(json.dumps({"pipeline": pipeline.name, "events_table": pipeline.source.events_table, **counts}))
     return 0
 
@@ -208,8 +251,14 @@ def cmd_data_import(args) -> int:
     wh, pipeline = _local_warehouse(args)
     events = read_movielens(args.path)
     with wh:
-        counts = write_source(wh, pipeline.source.events_table, pipeline.source.items_table, events,
-                              catalogue_from_events(events), append=True)
+        counts = write_source(
+            wh,
+            pipeline.source.events_table,
+            pipeline.source.items_table,
+            events,
+            catalogue_from_events(events),
+            append=True,
+        )
     print(json.dumps({"pipeline": pipeline.name, "imported_from": args.path, **counts}))
     return 0
 
@@ -228,26 +277,35 @@ def cmd_demo(args) -> int:
         if not wh.table_exists(pipeline.source.events_table):
             print(f"generating demo data into {env.resolved_duckdb_path()} ...", file=sys.stderr)
             events, items = generate(SyntheticSpec(end_date=dt))
-            write_source(wh, pipeline.source.events_table, pipeline.source.items_table, events, items, append=False)
+            write_source(
+                wh, pipeline.source.events_table, pipeline.source.items_table, events, items, append=False
+            )
     # The same workflow Digdag runs in the cloud, through the local .dig runner (batch/digdag/local.py).
     from batch.config import PROJECT_ROOT
     from batch.digdag.local import run_workflow
 
     workflow = PROJECT_ROOT / "digdag" / f"{pipeline.name}.dig"
     if not workflow.exists():
-        raise ConfigError(f"{workflow}: no workflow for pipeline {pipeline.name!r}",
-                          hint="each pipeline has digdag/<pipeline>.dig (see docs/digdag.md)")
+        raise ConfigError(
+            f"{workflow}: no workflow for pipeline {pipeline.name!r}",
+            hint="each pipeline has digdag/<pipeline>.dig (see docs/digdag.md)",
+        )
     result = run_workflow(workflow, dt, {"env": "local"}, out=sys.stderr)
     if not result.success:
-        print(f"demo: workflow {workflow.name} failed at {result.failed_task}: {result.error} "
-              f"(attempt record: {result.record_path})", file=sys.stderr)
+        print(
+            f"demo: workflow {workflow.name} failed at {result.failed_task}: {result.error} "
+            f"(attempt record: {result.record_path})",
+            file=sys.stderr,
+        )
         return 1
     store = ArtifactStore(env.resolved_artifact_root())
     print_demo_summary(store, pipeline.name, dt, pipeline.candidates.shard_count, env.resolved_duckdb_path())
     return 0
 
 
-def print_demo_summary(store: ArtifactStore, pipeline: str, dt: date, shard_count: int, warehouse: str) -> None:
+def print_demo_summary(
+    store: ArtifactStore, pipeline: str, dt: date, shard_count: int, warehouse: str
+) -> None:
     s = build_summary(store, pipeline, dt, shard_count)
     data, metrics = s.get("data", {}), s.get("metrics", {})
     model_m = metrics.get("model", {})

@@ -45,7 +45,9 @@ def query_params(ctx: StepContext) -> dict:
         "holdout_start": w.holdout_start,
         "now": ctx.now,
         "timezone": ctx.pipeline.source.timezone,
-        "event_weights": [{"event_type": k, "weight": float(v)} for k, v in ctx.pipeline.aggregate.event_weights.items()],
+        "event_weights": [
+            {"event_type": k, "weight": float(v)} for k, v in ctx.pipeline.aggregate.event_weights.items()
+        ],
     }
 
 
@@ -54,7 +56,9 @@ def summarize_stats(rows: pd.DataFrame) -> dict:
     by_status = rows.groupby("status")["n_rows"].sum().to_dict() if len(rows) else {}
     valid = rows[rows["status"] == "valid"] if len(rows) else rows
     per_day = (
-        {str(d): int(n) for d, n in valid.groupby("day")["n_rows"].sum().sort_index().items()} if len(valid) else {}
+        {str(d): int(n) for d, n in valid.groupby("day")["n_rows"].sum().sort_index().items()}
+        if len(valid)
+        else {}
     )
     latest = valid["max_ts"].max() if len(valid) else None
     return {
@@ -66,8 +70,9 @@ def summarize_stats(rows: pd.DataFrame) -> dict:
     }
 
 
-def build_interactions(pairs: pd.DataFrame, availability: pd.DataFrame | None, *, min_user_events: int,
-                       min_item_users: int) -> Aggregated:
+def build_interactions(
+    pairs: pd.DataFrame, availability: pd.DataFrame | None, *, min_user_events: int, min_item_users: int
+) -> Aggregated:
     """Aggregated (user_id, item_id) rows -> integer-indexed interactions and id maps.
 
     Items with fewer than ``min_item_users`` users are dropped; users left with fewer than ``min_user_events``
@@ -105,7 +110,9 @@ def build_interactions(pairs: pd.DataFrame, availability: pd.DataFrame | None, *
     else:
         items["available"] = True
     items["n_users"] = np.bincount(inter["item_idx"], minlength=len(items)).astype(np.int32)
-    items["weight"] = np.bincount(inter["item_idx"], weights=inter["weight"], minlength=len(items)).astype(np.float32)
+    items["weight"] = np.bincount(inter["item_idx"], weights=inter["weight"], minlength=len(items)).astype(
+        np.float32
+    )
     return Aggregated(inter, users, items)
 
 
@@ -128,11 +135,16 @@ def run(ctx: StepContext) -> dict:
         availability = None
         if cfg.source.items_table:
             availability = wh.query_file(
-                "items_available", {"window_end": ctx.window.end}, tables={"items_table": cfg.source.items_table}
+                "items_available",
+                {"window_end": ctx.window.end},
+                tables={"items_table": cfg.source.items_table},
             ).to_pandas()
     query_s = time.perf_counter() - started
     agg = build_interactions(
-        pairs, availability, min_user_events=cfg.aggregate.min_user_events, min_item_users=cfg.aggregate.min_item_users
+        pairs,
+        availability,
+        min_user_events=cfg.aggregate.min_user_events,
+        min_item_users=cfg.aggregate.min_item_users,
     )
     if agg.interactions.empty:
         raise NoEventsError(
@@ -141,8 +153,11 @@ def run(ctx: StepContext) -> dict:
         )
     stats.update(
         {
-            "window": {"start": ctx.window.start.isoformat(), "end": ctx.window.end.isoformat(),
-                       "holdout_start": ctx.window.holdout_start.isoformat()},
+            "window": {
+                "start": ctx.window.start.isoformat(),
+                "end": ctx.window.end.isoformat(),
+                "holdout_start": ctx.window.holdout_start.isoformat(),
+            },
             "users": int(len(agg.users)),
             "users_with_history": int((agg.users["n_items"] > 0).sum()),
             "items": int(len(agg.items)),
@@ -156,9 +171,18 @@ def run(ctx: StepContext) -> dict:
         w.write_parquet("users.parquet", pa.Table.from_pandas(agg.users, preserve_index=False))
         w.write_parquet("items.parquet", pa.Table.from_pandas(agg.items, preserve_index=False))
         w.write_json("stats.json", stats)
-        summary = {"stats": stats, "timings": {"query_s": round(query_s, 3),
-                                               "total_s": round(time.perf_counter() - started, 3)}}
+        summary = {
+            "stats": stats,
+            "timings": {"query_s": round(query_s, 3), "total_s": round(time.perf_counter() - started, 3)},
+        }
         w.metadata.update({"run": ctx.run_record(), **summary})
-    log.info("aggregate done", extra={"pipeline": cfg.name, "dt": str(ctx.session_date), **stats["dropped"],
-                                      "interactions": stats["interactions"]})
+    log.info(
+        "aggregate done",
+        extra={
+            "pipeline": cfg.name,
+            "dt": str(ctx.session_date),
+            **stats["dropped"],
+            "interactions": stats["interactions"],
+        },
+    )
     return summary

@@ -35,11 +35,21 @@ log = logging.getLogger(__name__)
 DATASET = "candidates"
 RELATED_DATASET = "related"
 CANDIDATE_SCHEMA = pa.schema(
-    [("user_id", pa.string()), ("item_id", pa.string()), ("rank", pa.int32()), ("score", pa.float32()),
-     ("source", pa.string())]
+    [
+        ("user_id", pa.string()),
+        ("item_id", pa.string()),
+        ("rank", pa.int32()),
+        ("score", pa.float32()),
+        ("source", pa.string()),
+    ]
 )
 RELATED_SCHEMA = pa.schema(
-    [("item_id", pa.string()), ("related_item_id", pa.string()), ("rank", pa.int32()), ("score", pa.float32())]
+    [
+        ("item_id", pa.string()),
+        ("related_item_id", pa.string()),
+        ("rank", pa.int32()),
+        ("score", pa.float32()),
+    ]
 )
 
 
@@ -56,10 +66,13 @@ class UserBlock:
     seen: sp.csr_matrix  # rows = user_idx, columns = items
 
 
-def iter_user_blocks(users: pq.ParquetFile, interactions: pq.ParquetFile, n_items: int,
-                     batch_size: int) -> Iterator[UserBlock]:
+def iter_user_blocks(
+    users: pq.ParquetFile, interactions: pq.ParquetFile, n_items: int, batch_size: int
+) -> Iterator[UserBlock]:
     """Walk users and their interactions (both sorted by user_idx) together, one bounded block at a time."""
-    inter_batches = interactions.iter_batches(batch_size=max(batch_size * 8, 65536), columns=["user_idx", "item_idx"])
+    inter_batches = interactions.iter_batches(
+        batch_size=max(batch_size * 8, 65536), columns=["user_idx", "item_idx"]
+    )
     pending_u = np.empty(0, np.int32)
     pending_i = np.empty(0, np.int32)
     exhausted = False
@@ -91,34 +104,46 @@ def popular_order(items: pd.DataFrame) -> np.ndarray:
     return avail["item_idx"].to_numpy()[order].astype(np.int32)
 
 
-def fill_with_popular(ids: np.ndarray, scores: np.ndarray, seen: sp.csr_matrix, popular: np.ndarray,
-                      popular_scores: np.ndarray) -> np.ndarray:
+def fill_with_popular(
+    ids: np.ndarray, scores: np.ndarray, seen: sp.csr_matrix, popular: np.ndarray, popular_scores: np.ndarray
+) -> np.ndarray:
     """Fill -1 slots with popular items the user has not seen and was not recommended. Returns a source mask
     (True where the slot came from the fallback). Modifies ids and scores in place."""
     from_popular = np.zeros(ids.shape, dtype=bool)
     n = ids.shape[1]
     for row in np.flatnonzero(ids[:, -1] < 0):
         start = int((ids[row] >= 0).sum())  # models fill a prefix; -1 pads only the tail
-        exclude = np.concatenate([ids[row, :start], seen.indices[seen.indptr[row]:seen.indptr[row + 1]]])
+        exclude = np.concatenate([ids[row, :start], seen.indices[seen.indptr[row] : seen.indptr[row + 1]]])
         head = popular[: n + len(exclude)]  # enough popular items to fill the gap whatever is excluded
         keep = ~np.isin(head, exclude)
         extra = head[keep][: n - start]
-        ids[row, start:start + len(extra)] = extra
-        scores[row, start:start + len(extra)] = popular_scores[: n + len(exclude)][keep][: n - start]
-        from_popular[row, start:start + len(extra)] = True
+        ids[row, start : start + len(extra)] = extra
+        scores[row, start : start + len(extra)] = popular_scores[: n + len(exclude)][keep][: n - start]
+        from_popular[row, start : start + len(extra)] = True
     return from_popular
 
 
-def recommend_block(model: models.Recommender, block: UserBlock, n: int, unavailable: np.ndarray,
-                    popular: np.ndarray, popular_scores: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def recommend_block(
+    model: models.Recommender,
+    block: UserBlock,
+    n: int,
+    unavailable: np.ndarray,
+    popular: np.ndarray,
+    popular_scores: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(ids, scores, from_popular) for one block of users: model where there is history, fallback elsewhere."""
     ids = np.full((len(block.user_idx), n), -1, np.int32)
     scores = np.full((len(block.user_idx), n), -np.inf, np.float32)
     has_history = np.diff(block.seen.indptr) > 0
     rows = np.flatnonzero(has_history)
     if len(rows):
-        got_ids, got_scores = model.recommend(block.user_idx[rows], block.seen[rows], n,
-                                              filter_already_liked_items=True, filter_items=unavailable)
+        got_ids, got_scores = model.recommend(
+            block.user_idx[rows],
+            block.seen[rows],
+            n,
+            filter_already_liked_items=True,
+            filter_items=unavailable,
+        )
         ids[rows], scores[rows] = got_ids, got_scores
     from_popular = fill_with_popular(ids, scores, block.seen, popular, popular_scores)
     return ids, scores, from_popular
@@ -130,7 +155,9 @@ def _load_model(ctx: StepContext):
         with src.open("model.npz") as f:
             model = models.load_model(f)
     except (ValueError, KeyError, OSError) as e:
-        raise CorruptArtifactError(f"cannot load the model ({e})", path=src.path("model.npz"), step="train") from None
+        raise CorruptArtifactError(
+            f"cannot load the model ({e})", path=src.path("model.npz"), step="train"
+        ) from None
     return src, model
 
 
@@ -152,17 +179,24 @@ def run(ctx: StepContext) -> dict:
         with model_src.open("users.parquet") as uf, inter_src.open("interactions.parquet") as inf:
             users_pf, inter_pf = pq.ParquetFile(uf), pq.ParquetFile(inf)
             total = users_pf.metadata.num_rows
-            with w.parquet_writer("part.parquet", CANDIDATE_SCHEMA) as out, tqdm(
-                total=total, unit="user", desc=f"candidates shard {ctx.shard_index}/{ctx.shard_count}",
-                disable=None if ctx.show_progress else True,
-            ) as bar:
+            with (
+                w.parquet_writer("part.parquet", CANDIDATE_SCHEMA) as out,
+                tqdm(
+                    total=total,
+                    unit="user",
+                    desc=f"candidates shard {ctx.shard_index}/{ctx.shard_count}",
+                    disable=None if ctx.show_progress else True,
+                ) as bar,
+            ):
                 for block in iter_user_blocks(users_pf, inter_pf, len(items), cfg.candidates.batch_size):
                     bar.update(len(block.user_idx))
                     mine = shard_of(block.user_ids, ctx.shard_count) == ctx.shard_index
                     if not mine.any():
                         continue
                     block = UserBlock(block.user_idx[mine], block.user_ids[mine], block.seen[mine])
-                    ids, scores, from_pop = recommend_block(model, block, n, unavailable, popular, popular_scores)
+                    ids, scores, from_pop = recommend_block(
+                        model, block, n, unavailable, popular, popular_scores
+                    )
                     valid = ids >= 0
                     counts["users"] += len(block.user_idx)
                     counts["users_fallback_only"] += int((from_pop | ~valid).all(axis=1).sum())
@@ -172,20 +206,36 @@ def run(ctx: StepContext) -> dict:
                     rank = np.broadcast_to(np.arange(1, n + 1, dtype=np.int32), ids.shape)
                     user_col = np.repeat(block.user_ids, n).reshape(ids.shape)
                     item_ids = items["item_id"].to_numpy()
-                    out.write_table(pa.table({
-                        "user_id": pa.array(user_col[valid], pa.string()),
-                        "item_id": pa.array(item_ids[ids[valid]], pa.string()),
-                        "rank": pa.array(rank[valid], pa.int32()),
-                        "score": pa.array(scores[valid], pa.float32()),
-                        "source": pa.array(np.where(from_pop[valid], "popular", "personal"), pa.string()),
-                    }, schema=CANDIDATE_SCHEMA))
+                    out.write_table(
+                        pa.table(
+                            {
+                                "user_id": pa.array(user_col[valid], pa.string()),
+                                "item_id": pa.array(item_ids[ids[valid]], pa.string()),
+                                "rank": pa.array(rank[valid], pa.int32()),
+                                "score": pa.array(scores[valid], pa.float32()),
+                                "source": pa.array(
+                                    np.where(from_pop[valid], "popular", "personal"), pa.string()
+                                ),
+                            },
+                            schema=CANDIDATE_SCHEMA,
+                        )
+                    )
         timings = {"total_s": round(time.perf_counter() - started, 3)}
         if timings["total_s"] > 0:
             timings["users_per_s"] = round(counts["users"] / timings["total_s"], 1)
-        w.metadata.update({"run": ctx.run_record(), "model_version": model_version, "counts": counts,
-                           "timings": timings, "shard": list(ctx.shard)})
-    log.info("candidates done", extra={"pipeline": ctx.name, "dt": str(ctx.session_date), "shard": ctx.shard_index,
-                                       **counts})
+        w.metadata.update(
+            {
+                "run": ctx.run_record(),
+                "model_version": model_version,
+                "counts": counts,
+                "timings": timings,
+                "shard": list(ctx.shard),
+            }
+        )
+    log.info(
+        "candidates done",
+        extra={"pipeline": ctx.name, "dt": str(ctx.session_date), "shard": ctx.shard_index, **counts},
+    )
     return {"counts": counts, "timings": timings}
 
 
@@ -202,25 +252,43 @@ def run_related(ctx: StepContext) -> dict:
     target_idx = targets["item_idx"].to_numpy(np.int32)
     n = cfg.candidates.related_n
     rows = 0
-    with ctx.store.writer(ctx.name, RELATED_DATASET, ctx.session_date, shard=ctx.shard, run_id=ctx.run_id) as w:
+    with ctx.store.writer(
+        ctx.name, RELATED_DATASET, ctx.session_date, shard=ctx.shard, run_id=ctx.run_id
+    ) as w:
         with w.parquet_writer("part.parquet", RELATED_SCHEMA) as out:
             step = cfg.candidates.batch_size
-            for start in tqdm(range(0, len(target_idx), step), desc="related items", unit="batch",
-                              disable=None if ctx.show_progress else True):
-                batch = target_idx[start:start + step]
+            for start in tqdm(
+                range(0, len(target_idx), step),
+                desc="related items",
+                unit="batch",
+                disable=None if ctx.show_progress else True,
+            ):
+                batch = target_idx[start : start + step]
                 ids, scores = model.similar_items(batch, n, filter_items=unavailable)
                 valid = ids >= 0
                 rank = np.broadcast_to(np.arange(1, n + 1, dtype=np.int32), ids.shape)
                 src_col = np.repeat(item_ids[batch], n).reshape(ids.shape)
-                out.write_table(pa.table({
-                    "item_id": pa.array(src_col[valid], pa.string()),
-                    "related_item_id": pa.array(item_ids[ids[valid]], pa.string()),
-                    "rank": pa.array(rank[valid], pa.int32()),
-                    "score": pa.array(scores[valid], pa.float32()),
-                }, schema=RELATED_SCHEMA))
+                out.write_table(
+                    pa.table(
+                        {
+                            "item_id": pa.array(src_col[valid], pa.string()),
+                            "related_item_id": pa.array(item_ids[ids[valid]], pa.string()),
+                            "rank": pa.array(rank[valid], pa.int32()),
+                            "score": pa.array(scores[valid], pa.float32()),
+                        },
+                        schema=RELATED_SCHEMA,
+                    )
+                )
                 rows += int(valid.sum())
         timings = {"total_s": round(time.perf_counter() - started, 3)}
         counts = {"items": int(len(target_idx)), "rows": rows}
-        w.metadata.update({"run": ctx.run_record(), "model_version": model_src.metadata.get("model_version"),
-                           "counts": counts, "timings": timings, "shard": list(ctx.shard)})
+        w.metadata.update(
+            {
+                "run": ctx.run_record(),
+                "model_version": model_src.metadata.get("model_version"),
+                "counts": counts,
+                "timings": timings,
+                "shard": list(ctx.shard),
+            }
+        )
     return {"counts": counts, "timings": timings}

@@ -40,21 +40,29 @@ def shard_parts(ctx: StepContext, dataset: str, step: str, model_version: str) -
     count = ctx.pipeline.candidates.shard_count
     urls = []
     for index in range(count):
-        rerun = (f"reco step {step} --pipeline {ctx.name} --date {ctx.session_date} --env {ctx.env.name} "
-                 f"--shard-index {index} --shard-count {count}")
-        part = ctx.store.committed(ctx.name, dataset, ctx.session_date, step=step, shard=(index, count), rerun=rerun)
+        rerun = (
+            f"reco step {step} --pipeline {ctx.name} --date {ctx.session_date} --env {ctx.env.name} "
+            f"--shard-index {index} --shard-count {count}"
+        )
+        part = ctx.store.committed(
+            ctx.name, dataset, ctx.session_date, step=step, shard=(index, count), rerun=rerun
+        )
         made_from = part.metadata.get("model_version")
         if made_from != model_version:
             raise ArtifactError(
                 f"shard {index} of {count} was made from model {made_from}, but the committed model is "
-                f"{model_version}", path=part.url, step=step, rerun=rerun,
+                f"{model_version}",
+                path=part.url,
+                step=step,
+                rerun=rerun,
             )
         urls.append(ctx.store.display(part.path("part.parquet")))
     return urls
 
 
-def _combine(con: duckdb.DuckDBPyConnection, parts: list[str], columns: str, out_path: str, model_version: str,
-             dt) -> None:
+def _combine(
+    con: duckdb.DuckDBPyConnection, parts: list[str], columns: str, out_path: str, model_version: str, dt
+) -> None:
     con.execute(
         f"COPY (SELECT {columns}, $model_version AS model_version, CAST($dt AS DATE) AS dt "
         f"FROM read_parquet($parts)) TO '{out_path}' (FORMAT parquet, COMPRESSION zstd)",
@@ -70,13 +78,17 @@ def run(ctx: StepContext) -> dict:
     expected_users = model_src.read_parquet("users.parquet", columns=["user_idx"]).num_rows
     parts = shard_parts(ctx, candidates.DATASET, "candidates", model_version)
     with_related = "related" in cfg.candidates.sources
-    related_parts = shard_parts(ctx, candidates.RELATED_DATASET, "related", model_version) if with_related else []
+    related_parts = (
+        shard_parts(ctx, candidates.RELATED_DATASET, "related", model_version) if with_related else []
+    )
 
     con = duckdb.connect()
     register_fsspec(con, parts[0])
     previous = ctx.store.previous_publish(ctx.name, ctx.session_date)
-    with ctx.store.writer(ctx.name, DATASET, ctx.session_date, run_id=ctx.run_id) as w, \
-            tempfile.TemporaryDirectory() as tmp:
+    with (
+        ctx.store.writer(ctx.name, DATASET, ctx.session_date, run_id=ctx.run_id) as w,
+        tempfile.TemporaryDirectory() as tmp,
+    ):
         outputs = {"recommendations.parquet": (parts, "user_id, item_id, rank, score, source")}
         if with_related:
             outputs["related.parquet"] = (related_parts, "item_id, related_item_id, rank, score")
@@ -88,8 +100,12 @@ def run(ctx: StepContext) -> dict:
                     dst.write(chunk)
         stats = publish_check.export_stats(con, [os.path.join(tmp, "recommendations.parquet")])
         failures = publish_check.evaluate(stats, expected_users, previous, cfg.checks.publish)
-        check = {"passed": not failures, "failures": failures, "stats": stats,
-                 "previous": previous and {"dt": previous["dt"], "stats": previous.get("stats")}}
+        check = {
+            "passed": not failures,
+            "failures": failures,
+            "stats": stats,
+            "previous": previous and {"dt": previous["dt"], "stats": previous.get("stats")},
+        }
         w.write_json("publish_check.json", check)
         w.metadata.update({"run": ctx.run_record(), "model_version": model_version, "publish_check": check})
         run_dir = w.run_dir
@@ -97,18 +113,28 @@ def run(ctx: StepContext) -> dict:
 
     if failures:
         latest = ctx.store.latest(ctx.name)
-        kept = f"latest stays {latest['dt']} ({latest['model_version']})" if latest else "nothing is published yet"
-        raise CheckFailedError(f"publish check failed for {ctx.name} {ctx.session_date}: " + "; ".join(failures)
-                               + f"; {kept}", failures=failures)
+        kept = (
+            f"latest stays {latest['dt']} ({latest['model_version']})"
+            if latest
+            else "nothing is published yet"
+        )
+        raise CheckFailedError(
+            f"publish check failed for {ctx.name} {ctx.session_date}: " + "; ".join(failures) + f"; {kept}",
+            failures=failures,
+        )
 
     loaded = {}
     if "warehouse" in cfg.export.destinations:
         with ctx.open_warehouse() as wh:
-            for name, table in (("recommendations.parquet", cfg.export.table),
-                                ("related.parquet", related_table(cfg.export.table))):
+            for name, table in (
+                ("recommendations.parquet", cfg.export.table),
+                ("related.parquet", related_table(cfg.export.table)),
+            ):
                 if name in outputs:
                     url = ctx.store.display(f"{run_dir}/{name}")
-                    loaded[table] = wh.load_parquet(table, url, mode="replace_partition", partition=ctx.session_date)
+                    loaded[table] = wh.load_parquet(
+                        table, url, mode="replace_partition", partition=ctx.session_date
+                    )
     record = {
         "dt": ctx.session_date.isoformat(),
         "model_version": model_version,
@@ -121,6 +147,13 @@ def run(ctx: StepContext) -> dict:
     }
     moved = ctx.store.publish(ctx.name, record)
     timings = {"total_s": round(time.perf_counter() - started, 3)}
-    log.info("export published", extra={"pipeline": ctx.name, "dt": str(ctx.session_date), "rows": stats["rows"],
-                                        "latest_moved": moved})
+    log.info(
+        "export published",
+        extra={
+            "pipeline": ctx.name,
+            "dt": str(ctx.session_date),
+            "rows": stats["rows"],
+            "latest_moved": moved,
+        },
+    )
     return {"published": True, "latest_moved": moved, "stats": stats, "tables": loaded, "timings": timings}

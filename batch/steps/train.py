@@ -35,7 +35,8 @@ def to_csr(inter: pd.DataFrame, column: str, n_users: int, n_items: int) -> sp.c
     rows = inter[inter[column] > 0]
     m = sp.csr_matrix(
         (rows[column].to_numpy(np.float32), (rows["user_idx"].to_numpy(), rows["item_idx"].to_numpy())),
-        shape=(n_users, n_items), dtype=np.float32,
+        shape=(n_users, n_items),
+        dtype=np.float32,
     )
     m.sum_duplicates()
     m.sort_indices()
@@ -64,18 +65,30 @@ def holdout_split(inter: pd.DataFrame, n_users: int, n_items: int) -> tuple[sp.c
     train = to_csr(inter, "weight_train", n_users, n_items)
     new_in_holdout = inter[(inter["holdout_events"] > 0) & (inter["weight_train"] <= 0)]
     relevant = sp.csr_matrix(
-        (np.ones(len(new_in_holdout), np.float32),
-         (new_in_holdout["user_idx"].to_numpy(), new_in_holdout["item_idx"].to_numpy())),
+        (
+            np.ones(len(new_in_holdout), np.float32),
+            (new_in_holdout["user_idx"].to_numpy(), new_in_holdout["item_idx"].to_numpy()),
+        ),
         shape=(n_users, n_items),
     )
     return train, relevant
 
 
-def evaluate(model_type: str, params: dict, seed: int, train: sp.csr_matrix, relevant: sp.csr_matrix,
-             ks: list[int], *, show_progress: bool = False) -> dict:
+def evaluate(
+    model_type: str,
+    params: dict,
+    seed: int,
+    train: sp.csr_matrix,
+    relevant: sp.csr_matrix,
+    ks: list[int],
+    *,
+    show_progress: bool = False,
+) -> dict:
     """Fit on the train matrix, recommend for users with relevant holdout items, score against them."""
     users = np.flatnonzero(np.diff(relevant.indptr) > 0).astype(np.int32)
-    users = users[np.diff(train.indptr)[users] > 0]  # users the model has seen; the cold ones are the fallback's
+    users = users[
+        np.diff(train.indptr)[users] > 0
+    ]  # users the model has seen; the cold ones are the fallback's
     if len(users) == 0:
         return {"users_evaluated": 0, "note": "no user has new items in the holdout days"}
     model = models.create_model(model_type, seed=seed, **params).fit(train, show_progress=show_progress)
@@ -99,8 +112,15 @@ def run(ctx: StepContext) -> dict:
         t = time.perf_counter()
         train_m, relevant = holdout_split(inter, n_users, n_items)
         ks = cfg.evaluation.ks
-        metrics["model"] = evaluate(cfg.model.type, cfg.model.params, cfg.model.seed, train_m, relevant, ks,
-                                    show_progress=ctx.show_progress)
+        metrics["model"] = evaluate(
+            cfg.model.type,
+            cfg.model.params,
+            cfg.model.seed,
+            train_m,
+            relevant,
+            ks,
+            show_progress=ctx.show_progress,
+        )
         metrics["popularity_baseline"] = evaluate("popularity", {}, cfg.model.seed, train_m, relevant, ks)
         metrics["holdout"] = {"days": cfg.evaluation.holdout_days, "relevant_pairs": int(relevant.nnz)}
         timings["evaluate_s"] = round(time.perf_counter() - t, 3)
@@ -133,8 +153,23 @@ def run(ctx: StepContext) -> dict:
         w.write_parquet("items.parquet", items)
         w.write_json("metrics.json", metrics)
         w.write_json("metadata.json", meta)
-        w.metadata.update({"run": ctx.run_record(), "model_version": model_version, "metrics": metrics,
-                           "timings": timings, "params": model.params, "model_type": cfg.model.type})
-    log.info("train done", extra={"pipeline": cfg.name, "dt": str(ctx.session_date), "model_version": model_version,
-                                  **{f"timing_{k}": v for k, v in timings.items()}})
+        w.metadata.update(
+            {
+                "run": ctx.run_record(),
+                "model_version": model_version,
+                "metrics": metrics,
+                "timings": timings,
+                "params": model.params,
+                "model_type": cfg.model.type,
+            }
+        )
+    log.info(
+        "train done",
+        extra={
+            "pipeline": cfg.name,
+            "dt": str(ctx.session_date),
+            "model_version": model_version,
+            **{f"timing_{k}": v for k, v in timings.items()},
+        },
+    )
     return {"model_version": model_version, "metrics": metrics, "timings": timings}

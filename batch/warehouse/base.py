@@ -44,20 +44,38 @@ class Warehouse(ABC):
         return sql.format(**{k: self.table_ref(check_table_name(v)) for k, v in tables.items()})
 
     @abstractmethod
-    def query(self, sql: str, params: dict[str, Any] | None = None, *, tables: dict[str, str] | None = None) -> pa.Table:
+    def query(
+        self, sql: str, params: dict[str, Any] | None = None, *, tables: dict[str, str] | None = None
+    ) -> pa.Table:
         """Run one BigQuery-dialect statement and return its rows."""
 
-    def query_file(self, name: str, params: dict[str, Any] | None = None, *, tables: dict[str, str]) -> pa.Table:
+    def query_file(
+        self, name: str, params: dict[str, Any] | None = None, *, tables: dict[str, str]
+    ) -> pa.Table:
         return self.query(load_sql(name), params, tables=tables)
 
     @abstractmethod
-    def write_table(self, table: str, data: pa.Table, *, mode: WriteMode, partition: date | None = None,
-                    partition_column: str = "dt") -> int:
+    def write_table(
+        self,
+        table: str,
+        data: pa.Table,
+        *,
+        mode: WriteMode,
+        partition: date | None = None,
+        partition_column: str = "dt",
+    ) -> int:
         """Write rows; ``replace_partition`` swaps one date partition atomically. Returns rows written."""
 
     @abstractmethod
-    def load_parquet(self, table: str, url: str, *, mode: WriteMode, partition: date | None = None,
-                     partition_column: str = "dt") -> int:
+    def load_parquet(
+        self,
+        table: str,
+        url: str,
+        *,
+        mode: WriteMode,
+        partition: date | None = None,
+        partition_column: str = "dt",
+    ) -> int:
         """Load a Parquet file (fsspec URL) without holding it in memory; modes as ``write_table``."""
 
     @abstractmethod

@@ -75,7 +75,9 @@ class BigQueryWarehouse(Warehouse):
     def table_ref(self, table: str) -> str:
         return f"`{self._qualified(table)}`"
 
-    def query(self, sql: str, params: dict[str, Any] | None = None, *, tables: dict[str, str] | None = None) -> pa.Table:
+    def query(
+        self, sql: str, params: dict[str, Any] | None = None, *, tables: dict[str, str] | None = None
+    ) -> pa.Table:
         from google.cloud import bigquery
 
         config = bigquery.QueryJobConfig(query_parameters=query_parameters(params or {}))
@@ -91,8 +93,15 @@ class BigQueryWarehouse(Warehouse):
         except NotFound:
             return False
 
-    def write_table(self, table: str, data: pa.Table, *, mode: WriteMode, partition: date | None = None,
-                    partition_column: str = "dt") -> int:
+    def write_table(
+        self,
+        table: str,
+        data: pa.Table,
+        *,
+        mode: WriteMode,
+        partition: date | None = None,
+        partition_column: str = "dt",
+    ) -> int:
         destination, config = self._load_target(table, mode, partition, partition_column)
         buf = io.BytesIO()
         pq.write_table(data, buf, compression="zstd")
@@ -121,8 +130,15 @@ class BigQueryWarehouse(Warehouse):
             config.write_disposition = bigquery.WriteDisposition.WRITE_APPEND
         return destination, config
 
-    def load_parquet(self, table: str, url: str, *, mode: WriteMode, partition: date | None = None,
-                     partition_column: str = "dt") -> int:
+    def load_parquet(
+        self,
+        table: str,
+        url: str,
+        *,
+        mode: WriteMode,
+        partition: date | None = None,
+        partition_column: str = "dt",
+    ) -> int:
         destination, config = self._load_target(table, mode, partition, partition_column)
         if url.startswith("gs://"):  # BigQuery reads the bucket itself: nothing passes through this process
             job = self.client.load_table_from_uri(url, destination, job_config=config, location=self.location)
@@ -130,6 +146,8 @@ class BigQueryWarehouse(Warehouse):
             import fsspec
 
             with fsspec.open(url, "rb") as f:
-                job = self.client.load_table_from_file(f, destination, job_config=config, location=self.location)
+                job = self.client.load_table_from_file(
+                    f, destination, job_config=config, location=self.location
+                )
         job.result()
         return int(job.output_rows or 0)

@@ -48,7 +48,9 @@ class DuckDBWarehouse(Warehouse):
     def _local_name(self, table: str) -> str:
         return check_table_name(table).split(".")[-1]
 
-    def query(self, sql: str, params: dict[str, Any] | None = None, *, tables: dict[str, str] | None = None) -> pa.Table:
+    def query(
+        self, sql: str, params: dict[str, Any] | None = None, *, tables: dict[str, str] | None = None
+    ) -> pa.Table:
         text = transpile(self.render(sql, tables or {}))
         used = {k: v for k, v in (params or {}).items() if f"${k}" in text}
         relation = self.con.sql(text, params=used or None)
@@ -68,16 +70,30 @@ class DuckDBWarehouse(Warehouse):
         ).fetchall()
         return bool(rows)
 
-    def write_table(self, table: str, data: pa.Table, *, mode: WriteMode, partition: date | None = None,
-                    partition_column: str = "dt") -> int:
+    def write_table(
+        self,
+        table: str,
+        data: pa.Table,
+        *,
+        mode: WriteMode,
+        partition: date | None = None,
+        partition_column: str = "dt",
+    ) -> int:
         self.con.register("_incoming", data)
         try:
             return self._write_from("_incoming", table, mode, partition, partition_column)
         finally:
             self.con.unregister("_incoming")
 
-    def load_parquet(self, table: str, url: str, *, mode: WriteMode, partition: date | None = None,
-                     partition_column: str = "dt") -> int:
+    def load_parquet(
+        self,
+        table: str,
+        url: str,
+        *,
+        mode: WriteMode,
+        partition: date | None = None,
+        partition_column: str = "dt",
+    ) -> int:
         register_fsspec(self.con, url)
         self.con.read_parquet(url).create_view("_incoming", replace=True)
         try:
@@ -85,8 +101,9 @@ class DuckDBWarehouse(Warehouse):
         finally:
             self.con.execute("DROP VIEW IF EXISTS _incoming")
 
-    def _write_from(self, source: str, table: str, mode: WriteMode, partition: date | None,
-                    partition_column: str) -> int:
+    def _write_from(
+        self, source: str, table: str, mode: WriteMode, partition: date | None, partition_column: str
+    ) -> int:
         """One transaction: readers see the old partition or the new one, never neither."""
         name = self._local_name(table)
         self.con.execute("BEGIN TRANSACTION")

@@ -28,8 +28,10 @@ def _load(reco_home, rows, items=None):
     with open_warehouse(load_environment("local")) as wh:
         wh.write_table("demo_events", _events(rows), mode="replace")
         if items is None:
-            items = pa.table({"item_id": ["a", "b", "c"], "available_from": [None] * 3, "available_until": [None] * 3},
-                             schema=ITEM_SCHEMA)
+            items = pa.table(
+                {"item_id": ["a", "b", "c"], "available_from": [None] * 3, "available_until": [None] * 3},
+                schema=ITEM_SCHEMA,
+            )
         wh.write_table("demo_items", items, mode="replace")
 
 
@@ -39,8 +41,14 @@ def t(days_before_end: float) -> datetime:
 
 @pytest.fixture
 def ctx(make_ctx):
-    return make_ctx(overrides={"aggregate.min_item_users": "1", "evaluation.holdout_days": "1",
-                               "aggregate.lookback_days": "7"}, now=NOW)
+    return make_ctx(
+        overrides={
+            "aggregate.min_item_users": "1",
+            "evaluation.holdout_days": "1",
+            "aggregate.lookback_days": "7",
+        },
+        now=NOW,
+    )
 
 
 def test_sql_file_transpiles_for_duckdb():
@@ -51,15 +59,17 @@ def test_sql_file_transpiles_for_duckdb():
 def test_weights_drops_and_window(reco_home, ctx):
     w = ctx.pipeline.aggregate.event_weights
     rows = [
-        ("u1", "a", "view", t(3)), ("u1", "a", "like", t(2)), ("u1", "b", "bookmark", t(0.5)),  # b in holdout
-        ("u2", "a", "view", t(0.01)),                      # 23:59 JST on the session date: inside
-        ("u2", "c", "view", t(-0.01)),                     # 00:00+ JST the next day: the future of D, unseen
-        ("u2", "c", "view", t(7.01)),                      # before the 7-day window
-        (None, "a", "view", t(1)),                         # null id
-        ("u3", "", "view", t(1)),                          # empty id
-        ("u3", "a", "share", t(1)),                        # unknown event type
+        ("u1", "a", "view", t(3)),
+        ("u1", "a", "like", t(2)),
+        ("u1", "b", "bookmark", t(0.5)),  # b in holdout
+        ("u2", "a", "view", t(0.01)),  # 23:59 JST on the session date: inside
+        ("u2", "c", "view", t(-0.01)),  # 00:00+ JST the next day: the future of D, unseen
+        ("u2", "c", "view", t(7.01)),  # before the 7-day window
+        (None, "a", "view", t(1)),  # null id
+        ("u3", "", "view", t(1)),  # empty id
+        ("u3", "a", "share", t(1)),  # unknown event type
         ("u3", "a", "view", datetime(1969, 12, 31, tzinfo=UTC)),  # before 1970
-        ("u1", "a", "view", t(3)),                         # exact duplicate
+        ("u1", "a", "view", t(3)),  # exact duplicate
     ]
     _load(reco_home, rows)
     summary = aggregate.run(ctx)
@@ -95,20 +105,31 @@ def test_backfill_never_sees_its_future(reco_home, make_ctx):
     old = make_ctx(session_date=D - timedelta(days=5), overrides={"aggregate.min_item_users": "1"}, now=NOW)
     stats = aggregate.run(old)["stats"]
     assert stats["events_valid"] == 1
-    users = old.store.committed("demo", "interactions", old.session_date, step="aggregate").read_parquet(
-        "users.parquet").column("user_id").to_pylist()
+    users = (
+        old.store.committed("demo", "interactions", old.session_date, step="aggregate")
+        .read_parquet("users.parquet")
+        .column("user_id")
+        .to_pylist()
+    )
     assert users == ["u1"]
 
 
 def test_item_availability_at_the_session_date(reco_home, ctx):
-    items = pa.table({
-        "item_id": ["a", "b", "c"],
-        "available_from": [None, None, JST_MIDNIGHT_AFTER + timedelta(days=1)],  # c arrives after D
-        "available_until": [t(2), None, None],  # a left sale before the end of D
-    }, schema=ITEM_SCHEMA)
+    items = pa.table(
+        {
+            "item_id": ["a", "b", "c"],
+            "available_from": [None, None, JST_MIDNIGHT_AFTER + timedelta(days=1)],  # c arrives after D
+            "available_until": [t(2), None, None],  # a left sale before the end of D
+        },
+        schema=ITEM_SCHEMA,
+    )
     _load(reco_home, [("u1", "a", "view", t(3)), ("u1", "b", "view", t(2)), ("u2", "c", "view", t(2))], items)
     aggregate.run(ctx)
-    got = ctx.store.committed("demo", "interactions", D, step="aggregate").read_parquet("items.parquet").to_pandas()
+    got = (
+        ctx.store.committed("demo", "interactions", D, step="aggregate")
+        .read_parquet("items.parquet")
+        .to_pandas()
+    )
     assert dict(zip(got["item_id"], got["available"])) == {"a": False, "b": True, "c": False}
 
 
@@ -120,10 +141,15 @@ def test_no_events_in_window_is_a_clear_error_and_writes_nothing(reco_home, ctx)
 
 
 def test_build_interactions_thresholds():
-    pairs = pd.DataFrame({
-        "user_id": ["u1", "u1", "u2", "u3"], "item_id": ["a", "b", "a", "c"],
-        "weight": [1.0, 2.0, 3.0, 4.0], "weight_train": [1.0, 2.0, 3.0, 4.0], "holdout_events": [0, 0, 0, 0],
-    })
+    pairs = pd.DataFrame(
+        {
+            "user_id": ["u1", "u1", "u2", "u3"],
+            "item_id": ["a", "b", "a", "c"],
+            "weight": [1.0, 2.0, 3.0, 4.0],
+            "weight_train": [1.0, 2.0, 3.0, 4.0],
+            "holdout_events": [0, 0, 0, 0],
+        }
+    )
     agg = aggregate.build_interactions(pairs, None, min_user_events=1, min_item_users=2)
     # items b and c have one user each: dropped; u3 is left without history but keeps its id (fallback)
     assert list(agg.items["item_id"]) == ["a"]

@@ -37,7 +37,9 @@ def test_end_to_end_publishes_valid_recommendations(small_data, make_ctx, run_pi
     n = ctx.pipeline.candidates.n
     assert list(recs.columns) == ["user_id", "item_id", "rank", "score", "source", "model_version", "dt"]
     # every user of the window gets exactly N recommendations ranked 1..N, no duplicates
-    users = ctx.store.committed("demo", "model", SESSION, step="train").read_parquet("users.parquet").to_pandas()
+    users = (
+        ctx.store.committed("demo", "model", SESSION, step="train").read_parquet("users.parquet").to_pandas()
+    )
     assert set(recs["user_id"]) == set(users["user_id"])
     assert (recs.groupby("user_id")["rank"].agg(list).map(lambda r: r == list(range(1, n + 1)))).all()
     assert not recs.duplicated(["user_id", "item_id"]).any()
@@ -48,8 +50,12 @@ def test_end_to_end_publishes_valid_recommendations(small_data, make_ctx, run_pi
     agg = ctx.store.committed("demo", "interactions", SESSION, step="aggregate")
     inter = agg.read_parquet("interactions.parquet").to_pandas()
     items = agg.read_parquet("items.parquet").to_pandas()
-    seen = set(zip(users.set_index("user_idx").loc[inter["user_idx"], "user_id"],
-                   items.set_index("item_idx").loc[inter["item_idx"], "item_id"]))
+    seen = set(
+        zip(
+            users.set_index("user_idx").loc[inter["user_idx"], "user_id"],
+            items.set_index("item_idx").loc[inter["item_idx"], "item_id"],
+        )
+    )
     assert not seen & set(zip(recs["user_id"], recs["item_id"]))
     unavailable = set(items.loc[~items["available"], "item_id"])
     assert unavailable and not unavailable & set(recs["item_id"])
@@ -65,8 +71,11 @@ def test_end_to_end_publishes_valid_recommendations(small_data, make_ctx, run_pi
 def test_users_without_history_get_the_popularity_fallback(small_data, make_ctx, run_pipeline):
     run_pipeline(overrides={"aggregate.min_user_events": "8"})
     ctx = make_ctx()
-    users = ctx.store.committed("demo", "interactions", SESSION, step="aggregate").read_parquet(
-        "users.parquet").to_pandas()
+    users = (
+        ctx.store.committed("demo", "interactions", SESSION, step="aggregate")
+        .read_parquet("users.parquet")
+        .to_pandas()
+    )
     cold = set(users.loc[users["n_items"] == 0, "user_id"])
     assert cold
     recs = _export(ctx)
@@ -82,8 +91,13 @@ def test_shards_cover_every_user_exactly_once(small_data, make_ctx, run_pipeline
         ctx = make_ctx(overrides={"candidates.shard_count": "3"}, shard_index=i)
         part = ctx.store.committed("demo", "candidates", SESSION, step="candidates", shard=(i, 3))
         seen_users.append(set(part.read_parquet("part.parquet").column("user_id").to_pylist()))
-    all_users = set(make_ctx().store.committed("demo", "model", SESSION, step="train").read_parquet(
-        "users.parquet").column("user_id").to_pylist())
+    all_users = set(
+        make_ctx()
+        .store.committed("demo", "model", SESSION, step="train")
+        .read_parquet("users.parquet")
+        .column("user_id")
+        .to_pylist()
+    )
     assert set().union(*seen_users) == all_users
     assert sum(len(s) for s in seen_users) == len(all_users)
     assert all(seen_users)
@@ -107,8 +121,10 @@ def test_rerunning_a_date_is_safe(small_data, make_ctx, run_pipeline):
     assert make_ctx().store.latest("demo")["dt"] == str(SESSION)
     # same seed, same data: the same recommendations
     cols = ["user_id", "item_id", "rank"]
-    pd.testing.assert_frame_equal(first[cols].sort_values(cols).reset_index(drop=True),
-                                  second[cols].sort_values(cols).reset_index(drop=True))
+    pd.testing.assert_frame_equal(
+        first[cols].sort_values(cols).reset_index(drop=True),
+        second[cols].sort_values(cols).reset_index(drop=True),
+    )
 
 
 def test_failed_publish_check_keeps_the_previous_publish(small_data, make_ctx, run_pipeline):
@@ -170,15 +186,30 @@ def test_als_beats_popularity_on_movielens(reco_home, movielens_dir, make_ctx):
     events = read_movielens(str(movielens_dir / "ratings.csv"))
     pipeline = load_pipeline("demo")
     with open_warehouse(load_environment("local")) as wh:
-        write_source(wh, pipeline.source.events_table, pipeline.source.items_table, events,
-                     catalogue_from_events(events), append=True)
-    overrides = {"aggregate.lookback_days": "730", "evaluation.holdout_days": "90", "aggregate.min_item_users": "1",
-                 "model.params.factors": "64", "model.params.iterations": "15", "model.params.alpha": "1.0",
-                 "model.params.regularization": "1.0", "evaluation.ks": "[10]"}
+        write_source(
+            wh,
+            pipeline.source.events_table,
+            pipeline.source.items_table,
+            events,
+            catalogue_from_events(events),
+            append=True,
+        )
+    overrides = {
+        "aggregate.lookback_days": "730",
+        "evaluation.holdout_days": "90",
+        "aggregate.min_item_users": "1",
+        "model.params.factors": "64",
+        "model.params.iterations": "15",
+        "model.params.alpha": "1.0",
+        "model.params.regularization": "1.0",
+        "evaluation.ks": "[10]",
+    }
     users = model_sum = base_sum = 0.0
     for year in range(2001, 2019):
         for month in (3, 9):
-            ctx = make_ctx(session_date=pd.Timestamp(year=year, month=month, day=1).date(), overrides=overrides)
+            ctx = make_ctx(
+                session_date=pd.Timestamp(year=year, month=month, day=1).date(), overrides=overrides
+            )
             try:
                 get_step("aggregate").run(ctx)
             except NoEventsError:
