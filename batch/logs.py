@@ -19,6 +19,7 @@ _SECRET_PATTERNS = [
     re.compile(r"(?i)((?:token|password|secret|api[_-]?key)[\"']?\s*[:=]\s*[\"']?)[^\s\"',}]+"),
 ]
 _SECRET_ENV = re.compile(r"(?i)(TOKEN|SECRET|PASSWORD|WEBHOOK)")
+_STD = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message", "asctime"}
 
 
 def redact(text: str) -> str:
@@ -32,13 +33,18 @@ def redact(text: str) -> str:
 
 
 class RedactingFilter(logging.Filter):
+    """Masks secrets in the message, in ``extra=`` fields and in the formatted traceback."""
+
     def filter(self, record: logging.LogRecord) -> bool:
         record.msg = redact(record.getMessage())
         record.args = None
+        for key, value in list(record.__dict__.items()):
+            if key not in _STD and isinstance(value, str):
+                setattr(record, key, redact(value))
+        if record.exc_info:
+            record.exc_text = redact(logging.Formatter().formatException(record.exc_info))
+            record.exc_info = None
         return True
-
-
-_STD = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message", "asctime"}
 
 
 class ReadableFormatter(logging.Formatter):
