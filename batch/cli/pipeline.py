@@ -303,6 +303,10 @@ def cmd_demo(args) -> int:
     return 0
 
 
+def _fmt(value) -> str:
+    return f"{value:.4f}" if isinstance(value, float) else "n/a"
+
+
 def print_demo_summary(
     store: ArtifactStore, pipeline: str, dt: date, shard_count: int, warehouse: str
 ) -> None:
@@ -322,7 +326,7 @@ def print_demo_summary(
         f"  events used:      {data.get('events_valid')}  dropped: {data.get('dropped')}",
         f"  users/items:      {data.get('users')} / {data.get('items')}  interactions: {data.get('interactions')}",
         f"  model:            {s.get('model', {}).get('version')}",
-        f"  nDCG@10:          {model_m.get('ndcg@10', 'n/a')}  (popularity baseline {base_m.get('ndcg@10', 'n/a')})",
+        f"  nDCG@10:          {_fmt(model_m.get('ndcg@10'))}  (popularity baseline {_fmt(base_m.get('ndcg@10'))})",
         f"  publish check:    {'passed' if check.get('passed') else 'FAILED'}  rows: {check.get('stats', {}).get('rows')}",
         f"  try:              reco show recommendations --pipeline {pipeline} --date {dt} --user u0000001",
         f"                    reco show summary --pipeline {pipeline} --date {dt}",
