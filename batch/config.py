@@ -152,10 +152,106 @@ class PublishCheckConfig(_Strict):
     max_user_change: float = Field(0.5, ge=0)
 
 
-class ChecksConfig(BaseModel):
-    # Not frozen/forbid at this level: the quality-gate sections (data, model) are defined where they are used.
-    model_config = ConfigDict(extra="allow", frozen=True)
+Severity = Literal["fail", "warn"]
+
+
+class _Check(_Strict):
+    enabled: bool = True
+    severity: Severity = "fail"
+
+
+class FreshnessCheckConfig(_Check):
+    # the latest valid event must be at most this many hours before the end of the session date (its timezone)
+    max_lag_hours: float = Field(12.0, gt=0)
+    # judged against the source's own rate: a gap in which fewer events than this were expected (trailing median
+    # per-day volume x lag) is not evidence of a stale source (sparse or replayed sources)
+    min_expected_events: float = Field(50.0, ge=0)
+
+
+class VolumeCheckConfig(_Check):
+    # events on the session date vs the trailing median per-day volume of the previous `window_days` days
+    window_days: int = Field(7, ge=1, le=366)
+    min_ratio: float = Field(0.5, ge=0)
+    max_ratio: float = Field(3.0, gt=0)
+    min_history_days: int = Field(3, ge=1)  # fewer previous days with data: skipped
+    min_median_events: float = Field(100.0, ge=0)  # a smaller median is noise, not a baseline: skipped
+
+
+class InvalidRowsCheckConfig(_Check):
+    max_ratio: float = Field(0.05, ge=0, le=1)  # dropped rows (any reason) / rows scanned
+
+
+class MinCountCheckConfig(_Check):
+    min: int = Field(1, ge=0)
+
+
+class DataChecksConfig(_Strict):
+    freshness: FreshnessCheckConfig = Field(default_factory=FreshnessCheckConfig)
+    volume: VolumeCheckConfig = Field(default_factory=VolumeCheckConfig)
+    invalid_rows: InvalidRowsCheckConfig = Field(default_factory=InvalidRowsCheckConfig)
+    distinct_users: MinCountCheckConfig = Field(default_factory=MinCountCheckConfig)
+    distinct_items: MinCountCheckConfig = Field(default_factory=MinCountCheckConfig)
+
+
+class MetricDropCheckConfig(_Check):
+    metric: str = "ndcg@10"
+    # relative drop allowed against the promoted model's value: new >= promoted * (1 - max_relative_drop)
+    max_relative_drop: float = Field(0.2, ge=0, le=1)
+    min_users_evaluated: int = Field(20, ge=0)  # fewer on either side: skipped (too noisy to gate on)
+
+
+class OverlapCheckConfig(_Check):
+    k: int = Field(10, ge=1, le=1000)
+    sample_users: int = Field(500, ge=1)
+    min_mean_overlap: float = Field(0.2, ge=0, le=1)  # mean |new top-k & previous top-k| / k
+    min_users: int = Field(20, ge=1)  # fewer returning users: skipped
+
+
+class ScoreShiftCheckConfig(_Check):
+    severity: Severity = "warn"
+    max_ks: float = Field(0.5, gt=0, le=1)  # two-sample KS statistic of top-k scores, new vs previous publish
+
+
+class ModelGateConfig(_Strict):
+    metric: MetricDropCheckConfig = Field(default_factory=MetricDropCheckConfig)
+    overlap: OverlapCheckConfig = Field(default_factory=OverlapCheckConfig)
+    score_shift: ScoreShiftCheckConfig = Field(default_factory=ScoreShiftCheckConfig)
+
+
+class StaticBound(_Strict):
+    min: float | None = None
+    max: float | None = None
+
+
+class AnomalyConfig(_Strict):
+    enabled: bool = True
+    # the metric store table: dataset.table in BigQuery (Terraform's reco_metrics.run_metrics), `table` in DuckDB
+    table: str = "reco_metrics.run_metrics"
+    metrics: list[str] = Field(default_factory=lambda: [
+        "aggregate.events_session_day", "aggregate.users", "aggregate.items", "aggregate.invalid_ratio", "train.ndcg@10",
+        "export.rows", "export.user_coverage", "export.catalog_coverage"])
+    static: dict[str, StaticBound] = Field(default_factory=dict)  # "step.metric" -> bounds
+    window: int = Field(28, ge=3)  # previous runs the rolling median/MAD looks at
+    weekday_weeks: int = Field(4, ge=2)  # same-weekday runs the weekday baseline looks at
+    min_history: int = Field(7, ge=2)
+    threshold: float = Field(4.0, gt=0)  # robust z: |value - median| / (1.4826 MAD)
+    min_relative_deviation: float = Field(0.05, ge=0)  # ignore deviations smaller than this share of the median
+    severity: Severity = "warn"  # "fail" makes an anomaly fail the export step (after publishing nothing)
+
+    @field_validator("table")
+    @classmethod
+    def _table(cls, v: str) -> str:
+        if not _IDENTIFIER.match(v):
+            raise ValueError(f"not a table name: {v!r}")
+        return v
+
+
+class ChecksConfig(_Strict):
     publish: PublishCheckConfig = Field(default_factory=PublishCheckConfig)
+    data: DataChecksConfig = Field(default_factory=DataChecksConfig)
+    model: ModelGateConfig = Field(default_factory=ModelGateConfig)
+    anomaly: AnomalyConfig = Field(default_factory=AnomalyConfig)
+    report: bool = True  # write the HTML run report at the end of export (and when a gate stops the batch)
 
 
 class PipelineConfig(_Strict):

@@ -1,0 +1,211 @@
+"""The model gate after train, and the promoted-model pointer.
+
+The reference is the model in service for the session date: the one behind the previous publish (the latest
+publish before the date). The gate compares the new model with it (``checks.model``):
+
+- metric: the offline metric (default ndcg@10 on the train step's temporal holdout) must not drop more than
+  ``max_relative_drop`` below the reference's recorded value (skipped when either side evaluated fewer than
+  ``min_users_evaluated`` users, or when nothing is promoted yet).
+- overlap: mean overlap@k between the new model's top-k and the previous publish's top-k, over a seeded sample
+  of returning users (in the previous publish and with history today). A model whose outputs move under every
+  user fails here even when its offline metric looks fine.
+- score_shift: two-sample KS statistic between the new and the published top-k scores of the same users
+  (warn by default: a retrain may rescale scores legitimately).
+
+Promotion: a model is *promoted* when a publish made from it succeeds (the export hook calls ``promote``):
+``<root>/<pipeline>/published/MODEL.json`` (moves forward in time only, like LATEST) and one
+``published/model-dt=<D>.json`` per published date. Both carry the model's run directory, which the store's
+garbage collection then keeps, and the metrics the gate compares against. A model that fails the gate never
+reaches export, so it is never promoted and the previous model and publish stay in service.
+"""
+
+from __future__ import annotations
+
+import json
+import posixpath
+from dataclasses import dataclass
+from datetime import date
+
+import numpy as np
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import scipy.sparse as sp
+
+from batch.checks.data import CheckResult, _outcome
+from batch.config import ModelGateConfig
+from batch.storage import ArtifactStore, now_utc, write_bytes_atomic
+
+MODEL_POINTER = "MODEL.json"
+
+
+# -- the promoted-model pointer ----------------------------------------------------------------------------------
+
+
+def _published_dir(store: ArtifactStore, pipeline: str) -> str:
+    return posixpath.join(store.root, pipeline, "published")
+
+
+def promoted_model(store: ArtifactStore, pipeline: str) -> dict | None:
+    """The model in service now (the latest publish's), or None before the first promotion."""
+    try:
+        return json.loads(store.fs.cat_file(posixpath.join(_published_dir(store, pipeline), MODEL_POINTER)))
+    except FileNotFoundError:
+        return None
+
+
+def promotion_records(store: ArtifactStore, pipeline: str) -> list[dict]:
+    d = _published_dir(store, pipeline)
+    try:
+        names = sorted(n for n in store.fs.ls(d, detail=False) if posixpath.basename(n).startswith("model-dt="))
+    except FileNotFoundError:
+        return []
+    return [json.loads(store.fs.cat_file(n)) for n in names]
+
+
+def reference_model(store: ArtifactStore, pipeline: str, before: date) -> dict | None:
+    """The promotion record of the model in service for a session date: the latest promoted before it."""
+    earlier = [r for r in promotion_records(store, pipeline) if r["dt"] < before.isoformat()]
+    return earlier[-1] if earlier else None
+
+
+def promote(store: ArtifactStore, pipeline: str, record: dict) -> bool:
+    """Record a published model; move MODEL.json only forward in time. Returns whether MODEL.json moved."""
+    record = {**record, "promoted_at": now_utc()}
+    d = _published_dir(store, pipeline)
+    blob = json.dumps(record, indent=2, default=str).encode()
+    write_bytes_atomic(store.fs, posixpath.join(d, f"model-dt={record['dt']}.json"), blob)
+    current = promoted_model(store, pipeline)
+    if current is None or record["dt"] >= current["dt"]:
+        write_bytes_atomic(store.fs, posixpath.join(d, MODEL_POINTER), blob)
+        return True
+    return False
+
+
+# -- the gate ----------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Candidate:
+    """The new model and what is needed to recommend with it."""
+
+    model: object
+    metrics: dict
+    model_version: str
+    user_ids: np.ndarray  # index = user_idx
+    item_ids: np.ndarray  # index = item_idx
+    seen: sp.csr_matrix  # users x items
+    unavailable: np.ndarray
+
+
+def _metric_check(cand: Candidate, ref: dict | None, cfg) -> CheckResult:
+    name, bound = "metric", f">= (1 - {cfg.max_relative_drop:g}) x promoted"
+    new = (cand.metrics.get("model") or {})
+    if ref is None:
+        return CheckResult(name, "skipped", new.get(cfg.metric), bound, "no promoted model yet", cfg.severity)
+    old = ((ref.get("metrics") or {}).get("model") or {})
+    if cfg.metric not in new or cfg.metric not in old:
+        return CheckResult(name, "skipped", new.get(cfg.metric), bound,
+                           f"{cfg.metric} missing on one side (evaluation disabled?)", cfg.severity)
+    n_new, n_old = new.get("users_evaluated", 0), old.get("users_evaluated", 0)
+    if min(n_new, n_old) < cfg.min_users_evaluated:
+        return CheckResult(name, "skipped", new[cfg.metric], bound,
+                           f"too few users evaluated ({n_new} new, {n_old} promoted; min {cfg.min_users_evaluated})",
+                           cfg.severity)
+    floor = old[cfg.metric] * (1 - cfg.max_relative_drop)
+    ok = new[cfg.metric] >= floor
+    drop = 1 - new[cfg.metric] / old[cfg.metric] if old[cfg.metric] else 0.0
+    msg = (f"{cfg.metric} {new[cfg.metric]:.4f} vs promoted {ref['model_version']} {old[cfg.metric]:.4f} "
+           f"({-drop:+.1%}; floor {floor:.4f})")
+    return CheckResult(name, _outcome(ok, cfg.severity), new[cfg.metric], f">= {floor:.4f}",
+                       ("offline metric dropped: " if not ok else "") + msg, cfg.severity,
+                       {"promoted": old[cfg.metric], "relative_drop": drop})
+
+
+def previous_top_k(store: ArtifactStore, publish: dict, k: int):
+    """(user_id -> item ids ranked, user_id -> scores) of a publish's personal top-k."""
+    path = (publish.get("files") or {}).get("recommendations.parquet")
+    fs, p = (store.fs, path) if "://" not in (path or "") else __import__("fsspec").core.url_to_fs(path)
+    with fs.open(p, "rb") as f:
+        t = pq.read_table(f, columns=["user_id", "item_id", "rank", "score", "source"],
+                          filters=[("rank", "<=", k)])
+    t = t.filter(pc.equal(t["source"], "personal"))
+    df = t.to_pandas().sort_values(["user_id", "rank"])
+    items = df.groupby("user_id")["item_id"].agg(list)
+    scores = df.groupby("user_id")["score"].agg(list)
+    return items, scores
+
+
+def _shift_checks(cand: Candidate, store: ArtifactStore, publish: dict | None, cfg: ModelGateConfig,
+                  seed: int) -> tuple[list[CheckResult], dict]:
+    oc, sc = cfg.overlap, cfg.score_shift
+    out: list[CheckResult] = []
+    if not (oc.enabled or sc.enabled):
+        return out, {}
+    if publish is None:
+        for c, name in ((oc, "overlap"), (sc, "score_shift")):
+            if c.enabled:
+                out.append(CheckResult(name, "skipped", None, "", "no previous publish to compare with", c.severity))
+        return out, {}
+    k = oc.k
+    prev_items, prev_scores = previous_top_k(store, publish, k)
+    prev_items = prev_items[prev_items.map(len) >= k]  # users the previous model had a full personal list for
+    index = {u: i for i, u in enumerate(cand.user_ids)}
+    has_history = np.diff(cand.seen.indptr) > 0
+    returning = [u for u in prev_items.index if u in index and has_history[index[u]]]
+    rng = np.random.default_rng(seed)
+    if len(returning) > oc.sample_users:
+        returning = list(rng.choice(np.array(returning, dtype=object), oc.sample_users, replace=False))
+    details = {"returning_users_sampled": len(returning), "compared_with": publish["dt"], "k": k}
+    if len(returning) < oc.min_users:
+        for c, name in ((oc, "overlap"), (sc, "score_shift")):
+            if c.enabled:
+                out.append(CheckResult(name, "skipped", None, "", f"only {len(returning)} returning users "
+                                       f"(min {oc.min_users})", c.severity, details))
+        return out, details
+    uidx = np.array([index[u] for u in returning], dtype=np.int32)
+    ids, scores = cand.model.recommend(uidx, cand.seen[uidx], k, filter_already_liked_items=True,
+                                       filter_items=cand.unavailable)
+    overlaps, new_scores, old_scores = [], [], []
+    for row, u in enumerate(returning):
+        new_set = {cand.item_ids[i] for i in ids[row] if i >= 0}
+        overlaps.append(len(new_set & set(prev_items[u])) / k)
+        new_scores.extend(float(s) for s, i in zip(scores[row], ids[row], strict=True) if i >= 0)
+        old_scores.extend(prev_scores[u])
+    mean_overlap = float(np.mean(overlaps))
+    details["mean_overlap"] = mean_overlap
+    if oc.enabled:
+        ok = mean_overlap >= oc.min_mean_overlap
+        msg = (f"mean overlap@{k} with the publish of {publish['dt']} ({publish['model_version']}) is "
+               f"{mean_overlap:.3f} over {len(returning)} returning users")
+        out.append(CheckResult("overlap", _outcome(ok, oc.severity), mean_overlap, f">= {oc.min_mean_overlap:g}",
+                               ("recommendations shifted under returning users: " if not ok else "") + msg,
+                               oc.severity, dict(details)))
+    if sc.enabled:
+        from scipy.stats import ks_2samp
+
+        ks = float(ks_2samp(np.asarray(new_scores), np.asarray(old_scores)).statistic) if new_scores and \
+            old_scores else 0.0
+        details["score_ks"] = ks
+        ok = ks <= sc.max_ks
+        out.append(CheckResult(
+            "score_shift", _outcome(ok, sc.severity), ks, f"<= {sc.max_ks:g}",
+            ("score distribution shifted: " if not ok else "") + f"KS statistic {ks:.3f} between the new and the "
+            f"published top-{k} scores (new median {np.median(new_scores):.4f}, published median "
+            f"{np.median(old_scores):.4f})", sc.severity,
+            {"new_median": float(np.median(new_scores)), "published_median": float(np.median(old_scores))}))
+    return out, details
+
+
+def run_gate(cand: Candidate, store: ArtifactStore, pipeline: str, session_date: date, cfg: ModelGateConfig,
+             seed: int = 0) -> tuple[list[CheckResult], dict]:
+    """(check results, reference info) of a freshly trained model."""
+    ref = reference_model(store, pipeline, session_date)
+    publish = store.previous_publish(pipeline, session_date)
+    results = []
+    if cfg.metric.enabled:
+        results.append(_metric_check(cand, ref, cfg.metric))
+    shift, details = _shift_checks(cand, store, publish, cfg, seed)
+    results += shift
+    info = {"reference_model": ref and ref.get("model_version"), "reference_dt": ref and ref.get("dt"),
+            "previous_publish": publish and publish.get("dt"), **details}
+    return results, info

@@ -1,0 +1,317 @@
+"""The run report: one self-contained HTML file per pipeline and date that people can look at.
+
+Contents: the gates' outcomes (data checks, model gate, publish check), the day's metrics, history charts from the
+metric store, score and popularity distributions, coverage, and a few users with their history and
+recommendations. Charts are matplotlib (Agg) PNGs inlined as base64: the file needs no network, no JS, no CSS
+from elsewhere, so it can be mailed, attached or opened from a bucket.
+
+Default location: ``<artifact_root>/reports/<pipeline>/<date>/index.html`` (``$RECO_HOME/artifacts/reports/...``
+locally, the artifacts bucket in the cloud); the export step writes it at the end of every run, and a gate that
+stops the batch writes it before alerting. Everything is read back from committed artifacts and the metric
+store, so ``reco report`` rebuilds the same page at any time. Missing pieces (a batch stopped at aggregate) are
+shown as missing, never an error.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+import logging
+import posixpath
+from datetime import date, timedelta
+
+import numpy as np
+import pandas as pd
+
+from batch.errors import ArtifactError
+from batch.storage import ArtifactStore, write_bytes_atomic
+from batch.summary import build_summary
+
+log = logging.getLogger(__name__)
+
+HISTORY_DAYS = 60
+SAMPLE_USERS = 5
+
+
+def default_location(store: ArtifactStore, pipeline: str, dt: date) -> str:
+    return posixpath.join(store.root, "reports", pipeline, dt.isoformat(), "index.html")
+
+
+def _committed(store, pipeline, dataset, dt):
+    try:
+        return store.committed(pipeline, dataset, dt, step=dataset)
+    except ArtifactError:
+        return None
+
+
+# -- charts ------------------------------------------------------------------------------------------------------
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _png(fig) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
+    _plt().close(fig)
+    return f'<img alt="chart" src="data:image/png;base64,{base64.b64encode(buf.getvalue()).decode()}">'
+
+
+def history_chart(name: str, points: list[tuple[date, float]], today: date) -> str:
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(4.2, 2.2))
+    xs = [d for d, _ in points]
+    ys = [v for _, v in points]
+    ax.plot(xs, ys, marker=".", lw=1)
+    for d, v in points:
+        if d == today:
+            ax.plot([d], [v], "o", color="crimson")
+    ax.set_title(name, fontsize=9)
+    ax.tick_params(labelsize=7)
+    fig.autofmt_xdate()
+    return _png(fig)
+
+
+def histogram(values_by_label: dict[str, np.ndarray], title: str, xlabel: str) -> str:
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(5, 2.6))
+    arrays = [v for v in values_by_label.values() if len(v)]
+    if arrays:
+        lo, hi = min(float(np.min(v)) for v in arrays), max(float(np.max(v)) for v in arrays)
+        bins = np.linspace(lo, hi if hi > lo else lo + 1, 40)
+        for label, v in values_by_label.items():
+            if len(v):
+                ax.hist(v, bins=bins, alpha=0.55, label=label, density=True)
+        ax.legend(fontsize=7)
+    ax.set_title(title, fontsize=9)
+    ax.set_xlabel(xlabel, fontsize=8)
+    ax.tick_params(labelsize=7)
+    return _png(fig)
+
+
+def popularity_chart(item_users: np.ndarray, rec_counts: np.ndarray) -> str:
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(5, 2.6))
+    if len(item_users):
+        ax.plot(np.arange(1, len(item_users) + 1), np.sort(item_users)[::-1], label="users per item (input)")
+    if len(rec_counts):
+        ax.plot(np.arange(1, len(rec_counts) + 1), np.sort(rec_counts)[::-1], label="times recommended")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("item rank", fontsize=8)
+    ax.set_title("popularity: input vs recommendations (long tail)", fontsize=9)
+    ax.legend(fontsize=7)
+    ax.tick_params(labelsize=7)
+    return _png(fig)
+
+
+# -- html --------------------------------------------------------------------------------------------------------
+
+CSS = """
+body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:24px;color:#222;max-width:1200px}
+h1{font-size:22px}h2{font-size:17px;border-bottom:1px solid #ddd;padding-bottom:4px;margin-top:28px}
+table{border-collapse:collapse;font-size:12px;margin:6px 0}td,th{border:1px solid #ddd;padding:3px 7px;
+text-align:left;vertical-align:top}th{background:#f4f4f4}.pass{color:#17803d}.fail{color:#c62828;font-weight:bold}
+.warn{color:#b26a00;font-weight:bold}.skipped{color:#777}.grid{display:flex;flex-wrap:wrap;gap:8px}
+.muted{color:#777}.kv td:first-child{font-weight:bold}code{background:#f4f4f4;padding:1px 3px}
+"""
+
+
+def _e(v) -> str:
+    return html.escape("" if v is None else str(v))
+
+
+def _fmt(v) -> str:
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return _e(v)
+
+
+def _table(rows: list[dict], columns: list[str], status_col: str | None = None) -> str:
+    if not rows:
+        return '<p class="muted">none</p>'
+    head = "".join(f"<th>{_e(c)}</th>" for c in columns)
+    body = []
+    for r in rows:
+        cells = []
+        for c in columns:
+            cls = f' class="{_e(r.get(c))}"' if c == status_col else ""
+            cells.append(f"<td{cls}>{_fmt(r.get(c))}</td>")
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    return f"<table><tr>{head}</tr>{''.join(body)}</table>"
+
+
+def _kv(pairs: list[tuple[str, object]]) -> str:
+    return '<table class="kv">' + "".join(f"<tr><td>{_e(k)}</td><td>{_fmt(v)}</td></tr>" for k, v in pairs) + "</table>"
+
+
+def build_html(pipeline_cfg, env_cfg, dt: date) -> str:
+    from batch import metrics_store as ms
+    from batch.checks import model_gate
+
+    store = ArtifactStore(env_cfg.resolved_artifact_root())
+    name = pipeline_cfg.name
+    summary = build_summary(store, name, dt, pipeline_cfg.candidates.shard_count)
+    parts: list[str] = []
+    latest = store.latest(name)
+    promoted = model_gate.promoted_model(store, name)
+    published_today = summary["published"]["this_date_published"]
+    parts.append(f"<h1>Run report: {_e(name)} {dt} <span class='muted'>({_e(env_cfg.name)})</span></h1>")
+    parts.append(_kv([
+        ("this date published", "yes" if published_today else "no"),
+        ("model of this date", (summary.get("model") or {}).get("version")),
+        ("latest publish (in service)", latest and f"{latest['dt']} ({latest['model_version']})"),
+        ("promoted model", promoted and f"{promoted['model_version']} (published {promoted['dt']})"),
+        ("artifacts", f"{store.root_url}/{name}/"),
+        ("steps committed", ", ".join(summary["steps"]) or "none"),
+    ]))
+
+    # gates
+    parts.append("<h2>Quality gates</h2>")
+    for dataset, file, title in (("quality_data", "checks.json", "Data checks (after aggregate)"),
+                                 ("quality_model", "gate.json", "Model gate (after train)")):
+        c = _committed(store, name, dataset, dt)
+        parts.append(f"<h3>{title}</h3>")
+        if c is None:
+            parts.append('<p class="muted">not run</p>')
+            continue
+        doc = c.read_json(file)
+        parts.append(_table(doc.get("results", []), ["name", "status", "value", "bound", "severity", "message"],
+                            status_col="status"))
+        if doc.get("reference_model") or doc.get("previous_publish"):
+            parts.append(f"<p class='muted'>compared with promoted model {_e(doc.get('reference_model'))} and the "
+                         f"publish of {_e(doc.get('previous_publish'))}</p>")
+    check = summary.get("publish_check")
+    parts.append("<h3>Publish check (export)</h3>")
+    if check is None:
+        parts.append('<p class="muted">not run</p>')
+    else:
+        status = "pass" if check.get("passed") else "fail"
+        parts.append(f"<p class='{status}'>{status}</p>" + "".join(f"<p class='fail'>{_e(f)}</p>"
+                                                                 for f in check.get("failures", [])))
+        parts.append(_kv(sorted((check.get("stats") or {}).items())))
+
+    # metrics of the day and history
+    hist = ms.safe_history(env_cfg, pipeline_cfg.checks.anomaly.table, name, since=dt - timedelta(days=HISTORY_DAYS),
+                           until=dt)
+    today = hist[hist["dt"] == dt] if not hist.empty else hist
+    parts.append("<h2>Metrics of the day</h2>")
+    if today.empty:
+        parts.append('<p class="muted">no metrics recorded for this date</p>')
+    else:
+        rows = [{"step": r.step, "metric": r.metric, "dimensions": "" if r.dimensions == "{}" else r.dimensions,
+                 "value": float(r.value)} for r in today.itertuples()]
+        parts.append(_table(rows, ["step", "metric", "dimensions", "value"]))
+    parts.append(f"<h2>History (last {HISTORY_DAYS} days, metric store)</h2><div class='grid'>")
+    charted = 0
+    for metric in pipeline_cfg.checks.anomaly.metrics + ["train.timing_s"]:
+        step, _, m = metric.partition(".")
+        s = ms.series(hist, step, m, {"phase": "total_s"} if m == "timing_s" else None)
+        if len(s) >= 1:
+            pts = sorted((date.fromisoformat(d), v) for d, v in s.items())
+            parts.append(history_chart(metric if m != "timing_s" else f"{step} total seconds", pts, dt))
+            charted += 1
+    parts.append("</div>" if charted else "</div><p class='muted'>no history yet</p>")
+
+    # distributions, coverage, users
+    parts += _output_sections(store, name, dt, summary)
+    parts.append(f"<p class='muted'>summary JSON</p><pre style='font-size:11px'>"
+                 f"{_e(json.dumps(summary, indent=1, default=str)[:20000])}</pre>")
+    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{_e(name)} {dt} run report</title>"
+            f"<style>{CSS}</style></head><body>{''.join(parts)}</body></html>")
+
+
+def _output_sections(store: ArtifactStore, name: str, dt: date, summary: dict) -> list[str]:
+    parts = []
+    agg = _committed(store, name, "interactions", dt)
+    export = _committed(store, name, "export", dt)
+    if export is None:
+        return ["<h2>Recommendations</h2><p class='muted'>no export for this date</p>"]
+    recs = export.read_parquet("recommendations.parquet", columns=["user_id", "item_id", "rank", "score",
+                                                                   "source"]).to_pandas()
+    prev = store.previous_publish(name, dt)
+    prev_scores = np.array([])
+    if prev and (prev.get("files") or {}).get("recommendations.parquet"):
+        try:
+            import pyarrow.parquet as pq
+
+            with store.fs.open(prev["files"]["recommendations.parquet"], "rb") as f:
+                p = pq.read_table(f, columns=["score", "source"]).to_pandas()
+            prev_scores = p.loc[p["source"] == "personal", "score"].to_numpy()
+        except Exception:  # a report shows what it can
+            prev_scores = np.array([])
+    personal = recs.loc[recs["source"] == "personal", "score"].to_numpy()
+    parts.append("<h2>Score distribution</h2>")
+    parts.append(histogram({f"{dt} personal": personal, **({f"{prev['dt']} (previous publish)": prev_scores}
+                                                            if len(prev_scores) else {})},
+                           "scores of personal recommendations", "score"))
+    item_users = np.array([])
+    items = None
+    if agg is not None:
+        items = agg.read_parquet("items.parquet").to_pandas()
+        item_users = items["n_users"].to_numpy()
+    rec_counts = recs["item_id"].value_counts().to_numpy()
+    parts.append("<h2>Popularity and coverage</h2>")
+    parts.append(popularity_chart(item_users, rec_counts))
+    n_avail = int(items["available"].sum()) if items is not None else None
+    distinct = int(recs["item_id"].nunique())
+    check = summary.get("publish_check") or {}
+    parts.append(_kv([
+        ("users with recommendations", recs["user_id"].nunique()),
+        ("user coverage (of the model's users)", (check.get("stats") or {}).get("user_coverage")),
+        ("distinct items recommended", distinct),
+        ("catalog coverage (of available items)", distinct / n_avail if n_avail else None),
+        ("share of rows from the model (rest: popularity fallback)", float((recs["source"] == "personal").mean())),
+        ("share of rows taken by the most recommended item", float(rec_counts[0] / len(recs)) if len(recs) else None),
+    ]))
+    parts.append("<h2>A few users</h2>")
+    parts.append(_users_section(agg, recs))
+    return parts
+
+
+def _users_section(agg, recs: pd.DataFrame) -> str:
+    if agg is None or recs.empty:
+        return "<p class='muted'>no data</p>"
+    users = agg.read_parquet("users.parquet").to_pandas()
+    items = agg.read_parquet("items.parquet", columns=["item_idx", "item_id"]).to_pandas()
+    inter = agg.read_parquet("interactions.parquet", columns=["user_idx", "item_idx", "weight"]).to_pandas()
+    with_hist = users[users["n_items"] > 0]
+    rng = np.random.default_rng(0)
+    pick = with_hist.sample(min(SAMPLE_USERS - 1, len(with_hist)), random_state=rng) if len(with_hist) else with_hist
+    cold = users[users["n_items"] == 0].head(1)
+    out = []
+    for u in pd.concat([pick, cold]).itertuples():
+        h = inter[inter["user_idx"] == u.user_idx].sort_values("weight", ascending=False).head(10)
+        hist_items = items.set_index("item_idx").loc[h["item_idx"], "item_id"].tolist() if len(h) else []
+        r = recs[recs["user_id"] == u.user_id].sort_values("rank").head(10)
+        rec_cells = ", ".join(f"{_e(i)} <span class='muted'>({s:.3g}{'' if src == 'personal' else ', popular'})"
+                              f"</span>" for i, s, src in zip(r["item_id"], r["score"], r["source"], strict=True))
+        hist_cells = ", ".join(f"{_e(i)} <span class='muted'>({w:.3g})</span>"
+                               for i, w in zip(hist_items, h["weight"], strict=True)) or "<i>no history</i>"
+        out.append(f"<tr><td><code>{_e(u.user_id)}</code><br><span class='muted'>{int(u.n_items)} items</span></td>"
+                   f"<td>{hist_cells}</td><td>{rec_cells}</td></tr>")
+    return ("<table><tr><th>user</th><th>history (top 10 by weight)</th><th>recommendations (top 10)</th></tr>"
+            + "".join(out) + "</table>")
+
+
+def write_report(pipeline_cfg, env_cfg, dt: date, out: str | None = None) -> str:
+    """Build and write the report; returns where it went (a path or URL)."""
+    import fsspec
+
+    page = build_html(pipeline_cfg, env_cfg, dt).encode()
+    if out is None:
+        store = ArtifactStore(env_cfg.resolved_artifact_root())
+        path = default_location(store, pipeline_cfg.name, dt)
+        write_bytes_atomic(store.fs, path, page)
+        return store.display(path)
+    fs, path = fsspec.core.url_to_fs(out)
+    write_bytes_atomic(fs, path, page)
+    return out
