@@ -19,6 +19,7 @@ COMMAND_MODULES = [
     "batch.cli.submit",
     "batch.cli.digdag",
     "batch.cli.notify",
+    "batch.cli.quality",
 ]
 
 log = logging.getLogger("reco")

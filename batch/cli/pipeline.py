@@ -48,6 +48,9 @@ def register(sub) -> None:
     p = show.add_parser("summary", help="JSON: counts, metrics, timings, parameters of one date")
     add_pipeline_args(p, overrides=False)
     p.set_defaults(func=cmd_show_summary)
+    from batch.cli.quality import add_show_published
+
+    add_show_published(show)  # reco show published: latest published date and model version
 
     data = sub.add_parser("data", help="load input data into the local warehouse").add_subparsers(
         dest="what", required=True, metavar="WHAT"
