@@ -139,6 +139,7 @@ module "cloudsql" {
   private_network_id                  = module.network.private_services_network_id
   deletion_protection                 = var.deletion_protection
   digdag_server_service_account_email = module.iam.service_account_emails["digdag_server"]
+  digdag_worker_service_account_email = module.iam.service_account_emails["digdag_worker"]
   labels                              = local.labels
 }
 

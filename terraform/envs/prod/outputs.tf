@@ -79,9 +79,31 @@ output "cloudsql_iam_user" {
   value       = module.cloudsql.iam_user
 }
 
+output "cloudsql_iam_users" {
+  description = "PostgreSQL users of the Digdag server and workers (digdag_server, digdag_worker): the one-off GRANT."
+  value       = module.cloudsql.iam_users
+}
+
 output "slack_webhook_secret" {
   description = "Secret Manager resource name of the Slack webhook URL (add the value with gcloud, see README)."
   value       = module.secrets.slack_webhook_secret_name
+}
+
+# The three values below are also flat outputs whose names are the keys of k8s/overlays/<env>/deployment.env
+# (Ingress static IP annotation, FrontendConfig sslPolicy, Ingress host and ManagedCertificate domain).
+output "digdag_ui_static_ip_name" {
+  description = "Global static IP name of the Digdag UI (deployment.env: Ingress kubernetes.io/ingress.global-static-ip-name)."
+  value       = module.iap.static_ip_name
+}
+
+output "digdag_ui_ssl_policy_name" {
+  description = "SSL policy name of the Digdag UI (deployment.env: FrontendConfig spec.sslPolicy)."
+  value       = module.iap.ssl_policy_name
+}
+
+output "digdag_ui_hostname" {
+  description = "DNS name of the Digdag UI (deployment.env: Ingress host and ManagedCertificate domain)."
+  value       = module.iap.hostname
 }
 
 output "digdag_ui" {

@@ -1,5 +1,6 @@
 # PostgreSQL for Digdag: private IP only, TLS only, backups with point-in-time recovery, IAM database
-# authentication (the Digdag server's GSA is the database user: no password exists anywhere).
+# authentication (the GSAs of the Digdag server and of the Digdag workers are the database users: no password
+# exists anywhere).
 
 resource "google_sql_database_instance" "digdag" {
   #checkov:skip=CKV2_GCP_13:Digdag polls its database continuously; logging every statement duration would flood Cloud Logging. Slow queries show in Query Insights.
@@ -49,7 +50,7 @@ resource "google_sql_database_instance" "digdag" {
       query_insights_enabled = true
     }
 
-    # IAM database authentication for the Digdag server's GSA.
+    # IAM database authentication for the Digdag server's and workers' GSAs.
     database_flags {
       name  = "cloudsql.iam_authentication"
       value = "on"
@@ -118,10 +119,19 @@ resource "google_sql_database" "digdag" {
   instance = google_sql_database_instance.digdag.name
 }
 
-# IAM database user: Postgres user name is the GSA email without ".gserviceaccount.com".
+# IAM database users: the Postgres user name is the GSA email without ".gserviceaccount.com". The workers are
+# Digdag servers too (same database, no scheduler), so they sign in as their own GSA, like the server.
+# Their privileges inside the database are granted once by hand (IAM users start with none): terraform/README.md.
 resource "google_sql_user" "digdag_server" {
   project  = var.project_id
   name     = trimsuffix(var.digdag_server_service_account_email, ".gserviceaccount.com")
+  instance = google_sql_database_instance.digdag.name
+  type     = "CLOUD_IAM_SERVICE_ACCOUNT"
+}
+
+resource "google_sql_user" "digdag_worker" {
+  project  = var.project_id
+  name     = trimsuffix(var.digdag_worker_service_account_email, ".gserviceaccount.com")
   instance = google_sql_database_instance.digdag.name
   type     = "CLOUD_IAM_SERVICE_ACCOUNT"
 }

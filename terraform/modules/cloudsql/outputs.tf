@@ -22,3 +22,11 @@ output "iam_user" {
   description = "PostgreSQL user of the Digdag server (IAM authentication, no password)."
   value       = google_sql_user.digdag_server.name
 }
+
+output "iam_users" {
+  description = "PostgreSQL users by identity key (digdag_server, digdag_worker): IAM authentication, no password."
+  value = {
+    digdag_server = google_sql_user.digdag_server.name
+    digdag_worker = google_sql_user.digdag_worker.name
+  }
+}

@@ -81,6 +81,11 @@ variable "digdag_server_service_account_email" {
   description = "Email of the Digdag server GSA, made an IAM database user."
 }
 
+variable "digdag_worker_service_account_email" {
+  type        = string
+  description = "Email of the Digdag worker GSA, made an IAM database user."
+}
+
 variable "labels" {
   type        = map(string)
   description = "Labels of the instance."

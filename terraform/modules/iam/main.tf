@@ -82,14 +82,29 @@ resource "google_storage_bucket_iam_member" "this" {
   member = local.members[each.value.identity]
 }
 
-# The Digdag server reaches Cloud SQL through the Auth Proxy with IAM database authentication; Cloud SQL
-# roles exist only at project level, so they are limited to the Digdag instance with an IAM condition.
+# Both Digdag processes (the server, and the workers, which are Digdag servers without scheduler) reach Cloud SQL
+# through the Auth Proxy with IAM database authentication, each as its own GSA. Cloud SQL roles exist only at
+# project level, so they are limited to the Digdag instance with an IAM condition (the same one for both).
 resource "google_project_iam_member" "digdag_server_cloudsql" {
   for_each = toset(["roles/cloudsql.client", "roles/cloudsql.instanceUser"])
 
   project = var.project_id
   role    = each.value
   member  = local.members["digdag_server"]
+
+  condition {
+    title       = "digdag-instance-only"
+    description = "Only the Digdag Cloud SQL instance."
+    expression  = "resource.name == \"projects/${var.project_id}/instances/${var.cloudsql_instance_name}\" && resource.service == \"sqladmin.googleapis.com\""
+  }
+}
+
+resource "google_project_iam_member" "digdag_worker_cloudsql" {
+  for_each = toset(["roles/cloudsql.client", "roles/cloudsql.instanceUser"])
+
+  project = var.project_id
+  role    = each.value
+  member  = local.members["digdag_worker"]
 
   condition {
     title       = "digdag-instance-only"

@@ -53,7 +53,7 @@ variable "exports_bucket" {
 
 variable "cloudsql_instance_name" {
   type        = string
-  description = "Name of the Digdag Cloud SQL instance (the IAM condition of the Digdag server's roles)."
+  description = "Name of the Digdag Cloud SQL instance (the IAM condition of the Cloud SQL roles of both Digdag GSAs)."
 }
 
 variable "slack_webhook_secret_id" {
