@@ -54,10 +54,25 @@ class ReadableFormatter(logging.Formatter):
         return f"{base}  {extra}" if extra else base
 
 
+class _CurrentStderrHandler(logging.StreamHandler):
+    """Writes to whatever sys.stderr is at the time of the record (it may be replaced after setup)."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value) -> None:
+        pass
+
+
 def setup_logging(level: str | None = None) -> None:
     level = level or os.environ.get("RECO_LOG_LEVEL", "INFO")
     fmt = os.environ.get("RECO_LOG_FORMAT") or ("text" if sys.stderr.isatty() else "json")
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _CurrentStderrHandler()
     handler.setFormatter(
         JsonFormatter(
             "%(asctime)s %(levelname)s %(name)s %(message)s", rename_fields={"levelname": "severity"}

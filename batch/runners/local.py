@@ -160,6 +160,8 @@ class _Proc:
     def __init__(self, argv: list[str], env: dict[str, str], label: str):
         self.label = label
         self.tail: deque[str] = deque(maxlen=TAIL)
+        # Unbuffered like the container (its image sets PYTHONUNBUFFERED): progress shows as it happens.
+        env = {"PYTHONUNBUFFERED": "1", **env}
         self.popen = subprocess.Popen(
             argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1
         )
