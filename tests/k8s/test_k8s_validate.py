@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 from k8s_helpers import K8S_VERSION, OVERLAYS, PROJECT_ROOT
 
 SKIP = re.compile(r"^(CKV2?_K8S_\d+)=(.+)$")
@@ -36,18 +37,58 @@ def test_every_overlay_renders(rendered):
             "Deployment",
             "Service",
             "NetworkPolicy",
+            "Ingress",
+            "BackendConfig",
+            "FrontendConfig",
+            "ManagedCertificate",
         } <= kinds, env
 
 
-def test_kubernetes_validate_strict(rendered_dir):
-    files = sorted(str(p) for p in rendered_dir.glob("*.yaml"))
-    result = subprocess.run(
+# GKE custom resources of the Digdag UI (k8s/base/digdag/ui.yaml). kubernetes-validate only ships the schemas of
+# the built-in Kubernetes APIs, so it cannot validate these kinds: it prints "Couldn't find schema" and exits 0,
+# which would let a warning hide anything. They are therefore left out of the schema run below (and only they:
+# the set is exact), every other document is validated with --strict, and any warning fails the test. checkov
+# still scans them (rendered_dir is unfiltered) and tests/k8s/test_k8s_digdag_ui.py checks their fields.
+GKE_CRD_KINDS = {
+    ("cloud.google.com/v1", "BackendConfig"),
+    ("networking.gke.io/v1beta1", "FrontendConfig"),
+    ("networking.gke.io/v1", "ManagedCertificate"),
+}
+
+
+def _run_validate(files: list[str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
         [_script("kubernetes-validate"), "--strict", "-k", K8S_VERSION, "--quiet", *files],
         capture_output=True,
         text=True,
         timeout=300,
     )
+
+
+def test_kubernetes_validate_strict(rendered, tmp_path):
+    files = []
+    for env, docs in rendered.items():
+        kept = [d for d in docs if (d["apiVersion"], d["kind"]) not in GKE_CRD_KINDS]
+        left_out = {(d["apiVersion"], d["kind"]) for d in docs} - {(d["apiVersion"], d["kind"]) for d in kept}
+        assert left_out == GKE_CRD_KINDS, f"{env}: left out {left_out}"
+        assert len(docs) - len(kept) == len(GKE_CRD_KINDS), f"{env}: one document per GKE custom resource kind"
+        path = tmp_path / f"{env}.yaml"
+        path.write_text(yaml.safe_dump_all(kept, sort_keys=False))
+        files.append(str(path))
+    result = _run_validate(files)
     assert result.returncode == 0, result.stdout + result.stderr
+    assert "WARN" not in result.stdout + result.stderr, result.stdout + result.stderr
+
+
+def test_kubernetes_validate_cannot_check_the_gke_custom_resources(rendered, tmp_path):
+    """Why the GKE kinds are left out: the validator has no schema for them and only warns."""
+    docs = [d for d in rendered["prod"] if (d["apiVersion"], d["kind"]) in GKE_CRD_KINDS]
+    path = tmp_path / "crds.yaml"
+    path.write_text(yaml.safe_dump_all(docs, sort_keys=False))
+    result = _run_validate([str(path)])
+    output = result.stdout + result.stderr
+    for _, kind in GKE_CRD_KINDS:
+        assert f"Couldn't find schema for kind {kind}" in output, output
 
 
 def test_kubernetes_validate_catches_a_broken_manifest(tmp_path):
