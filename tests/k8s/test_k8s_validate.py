@@ -71,7 +71,9 @@ def test_kubernetes_validate_strict(rendered, tmp_path):
         kept = [d for d in docs if (d["apiVersion"], d["kind"]) not in GKE_CRD_KINDS]
         left_out = {(d["apiVersion"], d["kind"]) for d in docs} - {(d["apiVersion"], d["kind"]) for d in kept}
         assert left_out == GKE_CRD_KINDS, f"{env}: left out {left_out}"
-        assert len(docs) - len(kept) == len(GKE_CRD_KINDS), f"{env}: one document per GKE custom resource kind"
+        assert len(docs) - len(kept) == len(GKE_CRD_KINDS), (
+            f"{env}: one document per GKE custom resource kind"
+        )
         path = tmp_path / f"{env}.yaml"
         path.write_text(yaml.safe_dump_all(kept, sort_keys=False))
         files.append(str(path))

@@ -68,8 +68,9 @@ def test_both_digdag_identities_have_conditional_cloudsql_roles() -> None:
         assert roles == CLOUDSQL_ROLES, f"{identity}: {sorted(roles)}"
         for _, expression in grants[identity]:
             assert expression, f"{identity}: Cloud SQL role without an IAM condition"
-            assert 'resource.name == "projects/${var.project_id}/instances/${var.cloudsql_instance_name}"' in (
-                expression
+            assert (
+                'resource.name == "projects/${var.project_id}/instances/${var.cloudsql_instance_name}"'
+                in (expression)
             ), f"{identity}: condition not limited to the Digdag instance: {expression}"
             assert 'resource.service == "sqladmin.googleapis.com"' in expression, identity
             expressions.add(expression)
