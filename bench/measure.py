@@ -1,0 +1,118 @@
+"""Run one child process and measure it: wall time and peak memory (RSS of the child and its descendants)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import threading
+import time
+from dataclasses import dataclass, field
+
+import psutil
+
+
+@dataclass
+class Measured:
+    cmd: list[str]
+    returncode: int | None
+    wall_s: float
+    peak_rss_mb: float  # max over time of the summed RSS of the process tree (polled)
+    maxrss_mb: float  # the child's own ru_maxrss (exact, but the child process only)
+    timed_out: bool = False
+    stdout: str = ""
+    stderr_tail: str = ""
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def peak_mb(self) -> float:
+        return max(self.peak_rss_mb, self.maxrss_mb)
+
+    @property
+    def ok(self) -> bool:
+        return self.returncode == 0 and not self.timed_out
+
+
+def _tree_rss(proc: psutil.Process) -> int:
+    total = 0
+    try:
+        procs = [proc, *proc.children(recursive=True)]
+    except psutil.Error:
+        return 0
+    for p in procs:
+        try:
+            total += p.memory_info().rss
+        except psutil.Error:
+            pass
+    return total
+
+
+def run_measured(
+    cmd: list[str],
+    *,
+    env: dict | None = None,
+    timeout: float | None = None,
+    poll_s: float = 0.05,
+    cwd: str | None = None,
+) -> Measured:
+    """Start ``cmd`` (one child per measurement), poll its tree's RSS, reap it with wait4 for ru_maxrss."""
+    started = time.perf_counter()
+    proc = subprocess.Popen(
+        cmd,
+        env=env,
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    out_chunks: list[str] = []
+    err_chunks: list[str] = []
+    readers = [
+        threading.Thread(target=lambda s=s, buf=buf: buf.append(s.read()), daemon=True)
+        for s, buf in ((proc.stdout, out_chunks), (proc.stderr, err_chunks))
+    ]
+    for t in readers:
+        t.start()
+    ps = psutil.Process(proc.pid)
+    peak = 0
+    timed_out = False
+    status = None
+    rusage = None
+    while True:
+        pid, status, rusage = os.wait4(proc.pid, os.WNOHANG)
+        if pid == proc.pid:
+            break
+        peak = max(peak, _tree_rss(ps))
+        if timeout is not None and time.perf_counter() - started > timeout:
+            timed_out = True
+            _kill_tree(ps)
+            pid, status, rusage = os.wait4(proc.pid, 0)
+            break
+        time.sleep(poll_s)
+    wall = time.perf_counter() - started
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    for t in readers:
+        t.join(timeout=30)
+    return Measured(
+        cmd=cmd,
+        returncode=proc.returncode,
+        wall_s=wall,
+        peak_rss_mb=peak / 2**20,
+        maxrss_mb=rusage.ru_maxrss / 1024 if rusage else 0.0,
+        timed_out=timed_out,
+        stdout="".join(out_chunks),
+        stderr_tail="".join(err_chunks)[-4000:],
+    )
+
+
+def _kill_tree(ps: psutil.Process) -> None:
+    """End the child we started and its descendants (e.g. Spark's JVM), by pid."""
+    try:
+        procs = [*ps.children(recursive=True), ps]
+    except psutil.Error:
+        procs = [ps]
+    for p in procs:
+        try:
+            p.kill()
+        except psutil.Error:
+            pass
