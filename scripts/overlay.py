@@ -106,6 +106,9 @@ def deployment_env(outputs: dict) -> str:
         f"project_id={project}\n"
         f"gsa_domain={domains.pop()}\n"
         f"cloudsql_connection_name={value('cloudsql_connection_name')}\n"
+        f"digdag_ui_static_ip_name={value('digdag_ui_static_ip_name')}\n"
+        f"digdag_ui_ssl_policy_name={value('digdag_ui_ssl_policy_name')}\n"
+        f"digdag_ui_hostname={value('digdag_ui_hostname')}\n"
     )
 
 

@@ -90,6 +90,9 @@ def test_configure_from_terraform_outputs(tree):
         "project_id": {"value": "acme-reco-prod", "type": "string", "sensitive": False},
         "image_repository": {"value": "europe-west1-docker.pkg.dev/acme-reco-prod/reco"},
         "cloudsql_connection_name": {"value": "acme-reco-prod:europe-west1:digdag-prod"},
+        "digdag_ui_static_ip_name": {"value": "reco-prod-digdag-ui"},
+        "digdag_ui_ssl_policy_name": {"value": "reco-prod-digdag-ui"},
+        "digdag_ui_hostname": {"value": "digdag.acme.example"},
         "ksa_annotations": {
             "value": {
                 "reco-batch/reco-batch": "reco-batch@acme-reco-prod.iam.gserviceaccount.com",
@@ -112,6 +115,13 @@ def test_configure_from_terraform_outputs(tree):
     assert cm["data"]["cloudsql_connection_name"] == "acme-reco-prod:europe-west1:digdag-prod"
     images = {j["spec"]["template"]["spec"]["containers"][0]["image"] for j in by_kind(docs, "Job")}
     assert all(i.startswith("europe-west1-docker.pkg.dev/acme-reco-prod/reco/reco-batch@") for i in images)
+    # the Digdag UI's Ingress and certificate follow the Terraform outputs, not the base placeholders
+    ingress = named(docs, "Ingress", "digdag-ui")
+    assert ingress["spec"]["rules"][0]["host"] == "digdag.acme.example"
+    assert named(docs, "ManagedCertificate", "digdag-ui")["spec"]["domains"] == ["digdag.acme.example"]
+    del outputs["digdag_ui_hostname"]
+    out_file.write_text(json.dumps(outputs))
+    assert tool.main(["configure", "prod", str(out_file)], root) != 0
 
 
 def test_release_plan_tags_pins_applies_and_pushes_with_one_sha():
