@@ -13,15 +13,14 @@ from typing import Any
 
 import yaml
 from tf_helpers import (
-    ENVS,
     K8S_BASE,
     MODULES_DIR,
     attr,
     blocks,
-    env_dir,
     named_blocks,
     names_locals,
     parse_dir,
+    platform_calls,
     resources,
 )
 
@@ -86,12 +85,14 @@ def test_both_digdag_identities_are_iam_database_users() -> None:
         assert attr(user, "instance") == "${google_sql_database_instance.digdag.name}", identity
         name = attr(user, "name").replace("'", '"').replace(", ", ",")
         assert name == f'${{trimsuffix(var.{identity}_service_account_email,".gserviceaccount.com")}}', name
-    # every environment passes each identity's own GSA email
-    for env in ENVS:
-        call = named_blocks(parse_dir(env_dir(env)), "module")["cloudsql"]
-        for identity in DIGDAG_IDENTITIES:
-            passed = attr(call, f"{identity}_service_account_email").replace("'", '"')
-            assert passed == f'${{module.iam.service_account_emails["{identity}"]}}', f"envs/{env}: {passed}"
+    # every environment (through modules/platform, which every env calls: test_terraform_layout) passes each
+    # identity's own GSA email
+    call = platform_calls()["cloudsql"]
+    for identity in DIGDAG_IDENTITIES:
+        passed = attr(call, f"{identity}_service_account_email").replace("'", '"')
+        assert passed == f'${{module.iam.service_account_emails["{identity}"]}}', (
+            f"modules/platform: {passed}"
+        )
     outputs = named_blocks(parse_dir(MODULES_DIR / "cloudsql"), "output")
     iam_users = str(attr(outputs["iam_users"], "value"))
     assert all(f"google_sql_user.{i}.name" in iam_users for i in DIGDAG_IDENTITIES), iam_users

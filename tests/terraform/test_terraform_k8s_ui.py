@@ -1,11 +1,12 @@
 """Terraform's Digdag UI names (terraform/modules/iap) match what the k8s overlays put in the Ingress.
 
-The chain is: Terraform output `digdag_ui_<x>` of envs/<env> -> key `digdag_ui_<x>` of
+The chain is: Terraform output `digdag_ui_<x>` of envs/<env> (forwarding modules/platform's, which is
+modules/iap's) -> key `digdag_ui_<x>` of
 k8s/overlays/<env>/deployment.env (scripts/overlay.py configure) -> the replacements of
 k8s/overlays/components/deployment -> the field of k8s/base/digdag/ui.yaml. Each link is checked here from the
 files, without rendering (tests/k8s checks the rendered result). The static IP and SSL policy names are computed
-from the HCL (`${var.name_prefix}-digdag-ui`, name_prefix `reco-${var.environment}`, environment from
-terraform.tfvars); the host is organisation specific (project.auto.tfvars, never committed), so for it only the
+from the HCL (`${var.name_prefix}-digdag-ui`, name_prefix `reco-${var.settings.environment}` in modules/platform,
+environment from the settings of envs/<env>/terraform.tfvars); the host is organisation specific (project.auto.tfvars, never committed), so for it only the
 plumbing and the shape are checked.
 """
 
@@ -21,13 +22,15 @@ import yaml
 from tf_helpers import (
     ENVS,
     MODULES_DIR,
+    PLATFORM_DIR,
     REPO_ROOT,
     attr,
     env_dir,
     load_hcl,
-    load_tfvars,
+    load_settings,
     named_blocks,
     parse_dir,
+    platform_calls,
     resources,
 )
 
@@ -75,9 +78,11 @@ def _interpolate(template: str, values: dict[str, str]) -> str:
 
 def expected_iap_names(env: str) -> dict[str, str]:
     """Static IP and SSL policy names that `terraform apply` in envs/<env> creates, computed from the HCL."""
-    iap_call = named_blocks(parse_dir(env_dir(env)), "module")["iap"]
-    tfvars = load_tfvars(env)
-    name_prefix = _interpolate(attr(iap_call, "name_prefix"), {"var.environment": tfvars["environment"]})
+    assert attr(named_blocks(parse_dir(env_dir(env)), "module")["platform"], "settings") == "${var.settings}"
+    iap_call = platform_calls()["iap"]
+    name_prefix = _interpolate(
+        attr(iap_call, "name_prefix"), {"var.settings.environment": load_settings(env)["environment"]}
+    )
     iap = resources(parse_dir(MODULES_DIR / "iap"))
     address = attr(iap[("google_compute_global_address", "digdag_ui")], "name")
     policy = attr(iap[("google_compute_ssl_policy", "digdag_ui")], "name")
@@ -107,8 +112,9 @@ def test_overlay_static_ip_and_ssl_policy_names_are_the_terraform_ones(env: str)
 def test_overlay_hostname_is_the_terraform_variable(env: str) -> None:
     facts = deployment_env(env)
     assert DNS_NAME.match(facts.get("digdag_ui_hostname", "")), facts
-    iap_call = named_blocks(parse_dir(env_dir(env)), "module")["iap"]
-    assert attr(iap_call, "hostname") == "${var.digdag_ui_hostname}"
+    platform_call = named_blocks(parse_dir(env_dir(env)), "module")["platform"]
+    assert attr(platform_call, "digdag_ui_hostname") == "${var.digdag_ui_hostname}"
+    assert attr(platform_calls()["iap"], "hostname") == "${var.digdag_ui_hostname}"
     iap_outputs = named_blocks(parse_dir(MODULES_DIR / "iap"), "output")
     assert attr(iap_outputs["hostname"], "value") == "${var.hostname}"
     example = load_hcl(env_dir(env) / "project.auto.tfvars.example")
@@ -123,9 +129,11 @@ def test_every_deployment_env_key_is_a_terraform_output(env: str) -> None:
     missing = set(facts) - {"gsa_domain"} - set(outputs)
     assert not missing, f"envs/{env}/outputs.tf lacks outputs for deployment.env keys {sorted(missing)}"
     assert "ksa_annotations" in outputs  # gsa_domain's source
+    platform_outputs = named_blocks(parse_dir(PLATFORM_DIR), "output")
     for key, (iap_output, _) in UI_FACTS.items():
         assert key in facts, f"k8s/overlays/{env}/deployment.env lacks {key}"
-        assert attr(outputs[key], "value") == f"${{module.iap.{iap_output}}}", key
+        assert attr(outputs[key], "value") == f"${{module.platform.{key}}}", key
+        assert attr(platform_outputs[key], "value") == f"${{module.iap.{iap_output}}}", key
 
 
 def _replacement_targets() -> dict[str, set[tuple[str, str]]]:

@@ -10,24 +10,43 @@ import pytest
 from tf_helpers import (
     ENVS,
     MODULES_DIR,
+    PLATFORM_DIR,
     TF_ROOT,
     attr,
     blocks,
     env_dir,
     is_expression,
+    is_required,
     load_hcl,
+    load_settings,
     load_tfvars,
     locals_of,
     module_dirs,
     named_blocks,
     names_locals,
+    object_type_attributes,
+    optional_default,
     parse_dir,
+    platform_calls,
     resources,
     strip_meta,
     var_ref,
 )
 
-ENV_FILES = ("main.tf", "variables.tf", "outputs.tf", "versions.tf", "backend.tf", "terraform.tfvars")
+ENV_FILES = (
+    "main.tf",
+    "variables.tf",
+    "outputs.tf",
+    "versions.tf",
+    "providers.tf",
+    "backend.tf",
+    "terraform.tfvars",
+)
+# What an env folder may hold besides ENV_FILES: the state moves of the refactoring into modules/platform and the
+# example of the uncommitted project file.
+ENV_EXTRA_FILES = {"moved.tf", "project.auto.tfvars.example"}
+PLATFORM_SOURCE = "../../modules/platform"
+SETTINGS_TYPE = PLATFORM_DIR / "variables.tf"
 MODULE_FILES = ("main.tf", "variables.tf", "outputs.tf", "versions.tf")
 
 
@@ -49,7 +68,7 @@ def all_resources() -> dict[tuple[str, str, str], dict[str, Any]]:
 def test_expected_modules_exist() -> None:
     names = {p.name for p in module_dirs()}
     expected = {"names", "project", "network", "gke", "registry", "storage", "bigquery", "iam", "cloudsql"}
-    assert expected | {"secrets", "iap"} <= names
+    assert expected | {"secrets", "iap", "platform"} <= names
 
 
 @pytest.mark.parametrize("module", [p.name for p in module_dirs()])
@@ -118,27 +137,34 @@ def test_every_variable_has_type_and_description() -> None:
 
 
 def test_every_output_has_description() -> None:
+    """Every output is described where it is computed; an env output that only forwards the platform output of
+    the same name (test_env_outputs_forward_every_platform_output) is described by that one."""
     problems = []
     for directory in all_module_and_env_dirs():
         for name, body in named_blocks(parse_dir(directory), "output").items():
+            if directory.parent.name == "envs" and attr(body, "value") == f"${{module.platform.{name}}}":
+                continue
             if not attr(body, "description", ""):
                 problems.append(f"{directory.relative_to(TF_ROOT)}: output {name} has no description")
     assert not problems, "\n".join(problems)
 
 
 def test_module_inputs_exist_in_called_modules() -> None:
-    """Every argument an environment passes to a module is a variable of that module, and no required one is missing."""
+    """Every argument an environment (or the platform module) passes to a module is a variable of that module,
+    and no required one is missing."""
     meta = {"source", "version", "depends_on", "providers", "count", "for_each"}
-    for env in ENVS:
-        for name, call in named_blocks(parse_dir(env_dir(env)), "module").items():
-            target = (env_dir(env) / attr(call, "source")).resolve()
+    callers = [env_dir(env) for env in ENVS] + [PLATFORM_DIR]
+    for caller in callers:
+        where = caller.relative_to(TF_ROOT)
+        for name, call in named_blocks(parse_dir(caller), "module").items():
+            target = (caller / attr(call, "source")).resolve()
             variables = named_blocks(parse_dir(target), "variable")
             passed = {k for k in call if not k.startswith("__")} - meta
             unknown = passed - set(variables)
-            assert not unknown, f"envs/{env} module {name}: unknown arguments {sorted(unknown)}"
+            assert not unknown, f"{where} module {name}: unknown arguments {sorted(unknown)}"
             required = {v for v, body in variables.items() if "default" not in body}
             missing = required - passed
-            assert not missing, f"envs/{env} module {name}: required variables not passed {sorted(missing)}"
+            assert not missing, f"{where} module {name}: required variables not passed {sorted(missing)}"
 
 
 # --- environments -----------------------------------------------------------------------------------------
@@ -148,25 +174,88 @@ def _module_calls(env: str) -> dict[str, dict[str, Any]]:
     return named_blocks(parse_dir(env_dir(env)), "module")
 
 
-def test_every_env_calls_the_same_modules_with_the_same_sources() -> None:
-    calls = {env: {name: attr(body, "source") for name, body in _module_calls(env).items()} for env in ENVS}
-    reference = calls["prod"]
-    assert len(reference) >= 10
+def test_every_env_calls_the_platform_module_with_the_same_source() -> None:
     for env in ENVS:
-        assert calls[env] == reference, f"envs/{env} calls {calls[env]}, prod calls {reference}"
-    for source in reference.values():
-        assert source.startswith("../../modules/"), f"module source {source!r} is not a local module"
-        assert (env_dir("prod") / source).resolve().is_dir(), f"module source {source} does not exist"
-    used = {Path(s).name for s in reference.values()}
-    assert used == {p.name for p in module_dirs()}, "a module under terraform/modules is not used by the envs"
+        calls = {name: attr(body, "source") for name, body in _module_calls(env).items()}
+        assert calls == {"platform": PLATFORM_SOURCE}, f"envs/{env} calls {calls}; expected only the platform"
+        assert (env_dir(env) / PLATFORM_SOURCE).resolve() == PLATFORM_DIR
+
+
+def test_platform_module_calls_every_other_module() -> None:
+    calls = {name: attr(body, "source") for name, body in platform_calls().items()}
+    assert len(calls) >= 10
+    for name, source in calls.items():
+        assert source == f"../{name}", f"modules/platform module {name}: source {source!r} is not ../{name}"
+        assert (PLATFORM_DIR / source).resolve().is_dir(), f"module source {source} does not exist"
+    used = set(calls) | {"platform"}
+    assert used == {p.name for p in module_dirs()}, (
+        "a module under terraform/modules is not used by the platform"
+    )
 
 
 def test_envs_are_thin_and_identical_except_tfvars() -> None:
-    """Environments differ only in their tfvars: the module calls are the same expressions everywhere."""
-    reference = strip_meta(_module_calls("prod"))
+    """Environments differ only in their tfvars and backend prefix: the same platform call, variables, outputs,
+    providers and state moves everywhere, no resources, no locals, no other module."""
+    reference = {
+        kind: strip_meta(parse_dir(env_dir("prod")).get(kind)) for kind in ("module", "variable", "output")
+    }
+    same_files = ("main.tf", "variables.tf", "outputs.tf", "versions.tf", "providers.tf", "moved.tf")
     for env in ENVS:
-        assert strip_meta(_module_calls(env)) == reference, f"envs/{env}/main.tf differs from prod's"
-        assert not resources(parse_dir(env_dir(env))), f"envs/{env} declares resources; put them in a module"
+        parsed = parse_dir(env_dir(env))
+        for kind, expected in reference.items():
+            assert strip_meta(parsed.get(kind)) == expected, f"envs/{env}: {kind} blocks differ from prod's"
+        for name in same_files:
+            assert (env_dir(env) / name).read_text() == (env_dir("prod") / name).read_text(), (
+                f"envs/{env}/{name} differs from prod's"
+            )
+        assert not resources(parsed), f"envs/{env} declares resources; put them in a module"
+        assert not parsed.get("locals") and not parsed.get("data"), (
+            f"envs/{env} computes things; use the module"
+        )
+        files = {p.name for p in env_dir(env).iterdir() if p.is_file()}
+        assert files - set(ENV_FILES) - ENV_EXTRA_FILES <= {".terraform.lock.hcl", "project.auto.tfvars"}, (
+            files
+        )
+
+
+def test_env_passes_its_variables_straight_to_the_platform() -> None:
+    """The env declares exactly the platform's variables and passes each one as var.<same name>."""
+    platform_variables = set(named_blocks(parse_dir(PLATFORM_DIR), "variable"))
+    for env in ENVS:
+        call = _module_calls(env)["platform"]
+        passed = {k: attr(call, k) for k in call if not k.startswith("__") and k != "source"}
+        assert {k: var_ref(v) for k, v in passed.items()} == {k: k for k in passed}, f"envs/{env}: {passed}"
+        assert set(passed) == platform_variables, f"envs/{env} passes {sorted(passed)}"
+        assert set(named_blocks(parse_dir(env_dir(env)), "variable")) == platform_variables
+
+
+def test_settings_is_a_typed_object_with_optional_defaults() -> None:
+    attributes = object_type_attributes(SETTINGS_TYPE, "settings")
+    assert len(attributes) >= 25
+    assert {a for a, t in attributes.items() if not is_required(t)} >= {
+        "labels",
+        "deletion_protection",
+        "release_channel",
+        "batch_highmem_spot",
+        "batch_gpu_spot",
+        "gpu_node_locations",
+        "image_pusher_members",
+    }
+    assert attributes["environment"] == "string"
+    assert attributes["recommenders"] == "list(string)"
+    # The env-level declaration only forwards: the type is checked once, at the module boundary.
+    for env in ENVS:
+        variable = named_blocks(parse_dir(env_dir(env)), "variable")["settings"]
+        assert attr(variable, "type") in ("${any}", "any")
+
+
+def test_environment_is_validated() -> None:
+    variable = named_blocks(parse_dir(PLATFORM_DIR), "variable")["settings"]
+    conditions = [attr(v, "condition") for v in blocks(variable, "validation")]
+    assert any(
+        "var.settings.environment" in c and set(re.findall(r"""["'](\w+)["']""", c)) == set(ENVS)
+        for c in conditions
+    ), conditions
 
 
 def test_env_tfvars_set_every_required_variable() -> None:
@@ -174,13 +263,46 @@ def test_env_tfvars_set_every_required_variable() -> None:
     example = load_hcl(env_dir("dev") / "project.auto.tfvars.example")
     from_project_file = {k for k in example if not k.startswith("__")}
     assert "project_id" in from_project_file
+    attributes = object_type_attributes(SETTINGS_TYPE, "settings")
+    required_settings = {a for a, t in attributes.items() if is_required(t)}
     for env in ENVS:
         variables = named_blocks(parse_dir(env_dir(env)), "variable")
         required = {v for v, body in variables.items() if "default" not in body}
         tfvars = load_tfvars(env)
         missing = required - set(tfvars) - from_project_file
         assert not missing, f"envs/{env}/terraform.tfvars misses {sorted(missing)}"
-        assert tfvars["environment"] == env
+        assert set(tfvars) == {"settings"}, f"envs/{env}/terraform.tfvars: put {sorted(tfvars)} into settings"
+        settings = load_settings(env)
+        missing = required_settings - set(settings)
+        assert not missing, f"envs/{env}/terraform.tfvars: settings misses {sorted(missing)}"
+        # Terraform silently drops attributes the object type does not declare: a misspelt one would be lost.
+        unknown = set(settings) - set(attributes)
+        assert not unknown, (
+            f"envs/{env}/terraform.tfvars: settings has undeclared attributes {sorted(unknown)}"
+        )
+        assert settings["environment"] == env
+
+
+def test_env_outputs_forward_every_platform_output() -> None:
+    """Same names at env level: `terraform output -json` keys are what scripts/overlay.py and the overlays read."""
+    platform = set(named_blocks(parse_dir(PLATFORM_DIR), "output"))
+    assert {"project_id", "ksa_annotations", "cloudsql_connection_name", "digdag_ui_hostname"} <= platform
+    for env in ENVS:
+        outputs = named_blocks(parse_dir(env_dir(env)), "output")
+        assert set(outputs) == platform, f"envs/{env} outputs differ from modules/platform's"
+        for name, body in outputs.items():
+            assert attr(body, "value") == f"${{module.platform.{name}}}", f"envs/{env} output {name}"
+
+
+def test_state_moves_into_the_platform_module() -> None:
+    """Each env moves the pre-platform addresses (module.<x>) to module.platform.module.<x>, so the first plan
+    after the refactoring moves state instead of destroying and recreating the environment."""
+    expected = {(f"${{module.{n}}}", f"${{module.platform.module.{n}}}") for n in platform_calls()} - {
+        ("${module.names}", "${module.platform.module.names}")  # no resources
+    }
+    for env in ENVS:
+        moves = {(attr(m, "from"), attr(m, "to")) for m in parse_dir(env_dir(env)).get("moved", [])}
+        assert moves == expected, f"envs/{env}/moved.tf: {sorted(moves ^ expected)}"
 
 
 def test_gcs_backend_prefix_differs_per_env() -> None:
@@ -241,6 +363,11 @@ def test_committed_tfvars_do_not_set_project_ids() -> None:
             f"envs/{env}/terraform.tfvars sets project_id; use project.auto.tfvars"
         )
         assert "source_datasets" not in tfvars
+        settings = load_settings(env)
+        for key in ("project_id", "source_datasets", "digdag_ui_allowed_group", "digdag_ui_hostname"):
+            assert key not in settings, (
+                f"envs/{env}/terraform.tfvars: settings.{key} belongs in project.auto.tfvars"
+            )
 
 
 def test_no_project_id_patterns_in_code() -> None:
@@ -275,20 +402,31 @@ def test_project_file_examples_are_placeholders() -> None:
 
 
 def _resolve(env: str, value: Any) -> Any:
-    """Resolve a module argument: a literal, or var.X from the env's tfvars or the variable default."""
-    name = var_ref(value)
-    if name is None:
+    """Resolve a platform module argument: a literal, or var.settings.X from the env's tfvars or its optional()
+    default in the settings type."""
+    match = re.fullmatch(r"\$\{var\.settings\.([A-Za-z0-9_]+)\}", str(value))
+    if not match:
         return value
-    tfvars = load_tfvars(env)
-    if name in tfvars:
-        return tfvars[name]
-    variable = named_blocks(parse_dir(env_dir(env)), "variable")[name]
-    return attr(variable, "default")
+    name = match.group(1)
+    settings = load_settings(env)
+    if name in settings:
+        return settings[name]
+    return optional_default(object_type_attributes(SETTINGS_TYPE, "settings")[name])
+
+
+def test_prod_tfvars_sets_deletion_protection() -> None:
+    assert load_settings("prod")["deletion_protection"] is True
+
+
+@pytest.mark.parametrize("module", ["gke", "cloudsql", "bigquery"])
+def test_platform_wires_deletion_protection(module: str) -> None:
+    call = platform_calls()[module]
+    assert attr(call, "deletion_protection") == "${var.settings.deletion_protection}", module
 
 
 @pytest.mark.parametrize("module", ["gke", "cloudsql"])
 def test_prod_has_deletion_protection(module: str) -> None:
-    call = _module_calls("prod")[module]
+    call = platform_calls()[module]
     assert _resolve("prod", attr(call, "deletion_protection")) is True, (
         f"prod {module} has no deletion protection"
     )
@@ -307,9 +445,11 @@ def test_deletion_protection_reaches_the_resources() -> None:
 
 
 def test_deletion_protection_defaults_to_true() -> None:
-    for directory in (MODULES_DIR / "gke", MODULES_DIR / "cloudsql", env_dir("prod")):
+    for directory in (MODULES_DIR / "gke", MODULES_DIR / "cloudsql"):
         variable = named_blocks(parse_dir(directory), "variable")["deletion_protection"]
         assert attr(variable, "default") is True, f"{directory}: deletion_protection must default to true"
+    settings_type = object_type_attributes(SETTINGS_TYPE, "settings")["deletion_protection"]
+    assert optional_default(settings_type) is True, f"settings.deletion_protection: {settings_type}"
 
 
 # --- security settings ------------------------------------------------------------------------------------
@@ -515,7 +655,7 @@ def test_workload_identity_bindings_use_the_names_module() -> None:
     )
     account = iam[("google_service_account", "workload")]
     assert attr(account, "account_id") == "${each.value.gsa_account_id}"
-    call = _module_calls("prod")["iam"]
+    call = platform_calls()["iam"]
     assert attr(call, "workload_identities") == "${module.names.workload_identities}"
     assert attr(call, "workload_pool") == "${module.gke.workload_pool}"
 
@@ -533,4 +673,9 @@ def test_iap_group_is_a_variable() -> None:
     iap = resources(parse_dir(MODULES_DIR / "iap"))
     member = attr(iap[("google_iap_web_iam_member", "digdag_ui")], "member")
     assert member == "group:${var.allowed_group}"
-    assert attr(_module_calls("prod")["iap"], "allowed_group") == "${var.digdag_ui_allowed_group}"
+    assert attr(platform_calls()["iap"], "allowed_group") == "${var.digdag_ui_allowed_group}"
+    for env in ENVS:
+        assert (
+            attr(_module_calls(env)["platform"], "digdag_ui_allowed_group")
+            == "${var.digdag_ui_allowed_group}"
+        )

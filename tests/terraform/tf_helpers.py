@@ -17,6 +17,7 @@ import pytest
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TF_ROOT = REPO_ROOT / "terraform"
 MODULES_DIR = TF_ROOT / "modules"
+PLATFORM_DIR = MODULES_DIR / "platform"  # the composition: every module call; each env calls only this module
 ENVS_DIR = TF_ROOT / "envs"
 ENVS = ("dev", "staging", "prod")
 K8S_BASE = REPO_ROOT / "k8s" / "base"
@@ -158,6 +159,58 @@ def load_tfvars(env: str) -> dict[str, Any]:
     path = env_dir(env) / "terraform.tfvars"
     raw = load_hcl(path)
     return {k: attr(raw, k) for k in raw if not k.startswith("__")}
+
+
+def load_settings(env: str) -> dict[str, Any]:
+    """The ``settings`` object of envs/<env>/terraform.tfvars (passed straight to modules/platform)."""
+    return load_tfvars(env)["settings"]
+
+
+def platform_calls() -> dict[str, dict[str, Any]]:
+    """The module calls of modules/platform (the calls every environment makes through it)."""
+    return named_blocks(parse_dir(PLATFORM_DIR), "module")
+
+
+def object_type_attributes(path: Path, variable: str) -> dict[str, str]:
+    """Top-level attribute -> type expression of ``variable "<variable>" { type = object({...}) }`` in ``path``.
+
+    Read from the source text (python-hcl2 and checkov's fork render type expressions differently); expects
+    terraform fmt's layout, one attribute a line.
+    """
+    text = path.read_text()
+    start = re.search(rf'^variable "{re.escape(variable)}" {{\n\s*type\s*=\s*object\(\{{\n', text, re.M)
+    assert start, f"{path}: variable {variable} is not an object type"
+    attributes: dict[str, str] = {}
+    depth = 0
+    for line in text[start.end() :].splitlines():
+        code = line.split("#", 1)[0].strip()
+        if depth == 0 and code.startswith("})"):
+            return attributes
+        if depth == 0 and "=" in code:
+            name, _, type_expr = code.partition("=")
+            attributes[name.strip()] = type_expr.strip()
+        depth += code.count("(") + code.count("{") + code.count("[")
+        depth -= code.count(")") + code.count("}") + code.count("]")
+    raise AssertionError(f"{path}: variable {variable}: unterminated object type")
+
+
+def optional_default(type_expr: str) -> Any:
+    """Default of ``optional(T, DEFAULT)`` for a literal bool/number/string default; _MISSING when required."""
+    match = re.fullmatch(r"optional\((.*)\)", type_expr)
+    if not match:
+        return _MISSING
+    inner = match.group(1)
+    depth = 0
+    for i, ch in enumerate(inner):
+        depth += ch in "([{"
+        depth -= ch in ")]}"
+        if ch == "," and depth == 0:
+            return attr(_unquote(hcl2.loads(f"x = {inner[i + 1 :].strip()}\n")), "x")
+    return None  # optional(T) without a default: null
+
+
+def is_required(type_expr: str) -> bool:
+    return not type_expr.startswith("optional(")
 
 
 @functools.cache
