@@ -16,8 +16,8 @@ class Measured:
     cmd: list[str]
     returncode: int | None
     wall_s: float
-    peak_rss_mb: float  # max over time of the summed RSS of the process tree (polled)
-    maxrss_mb: float  # the child's own ru_maxrss (exact, but the child process only)
+    peak_rss_mb: float  # max over time of the summed RSS of the process tree (polled every poll_s)
+    hwm_mb: float  # the child's own VmHWM (its peak RSS since exec, read until it exits)
     timed_out: bool = False
     stdout: str = ""
     stderr_tail: str = ""
@@ -25,7 +25,7 @@ class Measured:
 
     @property
     def peak_mb(self) -> float:
-        return max(self.peak_rss_mb, self.maxrss_mb)
+        return max(self.peak_rss_mb, self.hwm_mb)
 
     @property
     def ok(self) -> bool:
@@ -54,7 +54,7 @@ def run_measured(
     poll_s: float = 0.05,
     cwd: str | None = None,
 ) -> Measured:
-    """Start ``cmd`` (one child per measurement), poll its tree's RSS, reap it with wait4 for ru_maxrss."""
+    """Start ``cmd`` (one child per measurement); poll its tree's RSS and the child's VmHWM until it exits."""
     started = time.perf_counter()
     proc = subprocess.Popen(
         cmd,
@@ -75,18 +75,20 @@ def run_measured(
         t.start()
     ps = psutil.Process(proc.pid)
     peak = 0
+    hwm = 0
     timed_out = False
     status = None
-    rusage = None
     while True:
-        pid, status, rusage = os.wait4(proc.pid, os.WNOHANG)
+        # the child is reaped only below, so /proc/<pid> stays readable (as a zombie, without VmHWM) until then
+        hwm = max(hwm, _hwm_bytes(proc.pid))
+        peak = max(peak, _tree_rss(ps))
+        pid, status, _ = os.wait4(proc.pid, os.WNOHANG)
         if pid == proc.pid:
             break
-        peak = max(peak, _tree_rss(ps))
         if timeout is not None and time.perf_counter() - started > timeout:
             timed_out = True
             _kill_tree(ps)
-            pid, status, rusage = os.wait4(proc.pid, 0)
+            pid, status, _ = os.wait4(proc.pid, 0)
             break
         time.sleep(poll_s)
     wall = time.perf_counter() - started
@@ -98,11 +100,24 @@ def run_measured(
         returncode=proc.returncode,
         wall_s=wall,
         peak_rss_mb=peak / 2**20,
-        maxrss_mb=rusage.ru_maxrss / 1024 if rusage else 0.0,
+        hwm_mb=hwm / 2**20,
         timed_out=timed_out,
         stdout="".join(out_chunks),
         stderr_tail="".join(err_chunks)[-4000:],
     )
+
+
+def _hwm_bytes(pid: int) -> int:
+    """VmHWM of a live process. Not ru_maxrss: Linux carries the parent's high-water mark into a forked child
+    across exec, so wait4's ru_maxrss would report this (large) benchmark process for small children."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
 
 
 def _kill_tree(ps: psutil.Process) -> None:
