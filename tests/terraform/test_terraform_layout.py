@@ -44,7 +44,7 @@ ENV_FILES = (
 )
 # What an env folder may hold besides ENV_FILES: the state moves of the refactoring into modules/platform and the
 # example of the uncommitted project file.
-ENV_EXTRA_FILES = {"moved.tf", "project.auto.tfvars.example"}
+ENV_EXTRA_FILES = {"project.auto.tfvars.example"}
 PLATFORM_SOURCE = "../../modules/platform"
 SETTINGS_TYPE = PLATFORM_DIR / "variables.tf"
 MODULE_FILES = ("main.tf", "variables.tf", "outputs.tf", "versions.tf")
@@ -199,7 +199,7 @@ def test_envs_are_thin_and_identical_except_tfvars() -> None:
     reference = {
         kind: strip_meta(parse_dir(env_dir("prod")).get(kind)) for kind in ("module", "variable", "output")
     }
-    same_files = ("main.tf", "variables.tf", "outputs.tf", "versions.tf", "providers.tf", "moved.tf")
+    same_files = ("main.tf", "variables.tf", "outputs.tf", "versions.tf", "providers.tf")
     for env in ENVS:
         parsed = parse_dir(env_dir(env))
         for kind, expected in reference.items():
@@ -292,17 +292,6 @@ def test_env_outputs_forward_every_platform_output() -> None:
         assert set(outputs) == platform, f"envs/{env} outputs differ from modules/platform's"
         for name, body in outputs.items():
             assert attr(body, "value") == f"${{module.platform.{name}}}", f"envs/{env} output {name}"
-
-
-def test_state_moves_into_the_platform_module() -> None:
-    """Each env moves the pre-platform addresses (module.<x>) to module.platform.module.<x>, so the first plan
-    after the refactoring moves state instead of destroying and recreating the environment."""
-    expected = {(f"${{module.{n}}}", f"${{module.platform.module.{n}}}") for n in platform_calls()} - {
-        ("${module.names}", "${module.platform.module.names}")  # no resources
-    }
-    for env in ENVS:
-        moves = {(attr(m, "from"), attr(m, "to")) for m in parse_dir(env_dir(env)).get("moved", [])}
-        assert moves == expected, f"envs/{env}/moved.tf: {sorted(moves ^ expected)}"
 
 
 def test_gcs_backend_prefix_differs_per_env() -> None:
