@@ -198,6 +198,9 @@ class MetricDropCheckConfig(_Check):
     # relative drop allowed against the promoted model's value: new >= promoted * (1 - max_relative_drop)
     max_relative_drop: float = Field(0.2, ge=0, le=1)
     min_users_evaluated: int = Field(20, ge=0)  # fewer on either side: skipped (too noisy to gate on)
+    # "lift": compare metric / popularity baseline's metric on the same holdout. Each day's holdout is a different
+    # test set (absolute values move +-20% day to day on small data); the ratio cancels how hard the day was.
+    compare: Literal["lift", "absolute"] = "lift"
 
 
 class OverlapCheckConfig(_Check):

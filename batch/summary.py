@@ -60,6 +60,10 @@ def build_summary(store: ArtifactStore, pipeline: str, dt: date, shard_count: in
         "latest": latest
         and {"dt": latest["dt"], "model_version": latest["model_version"], "files": latest.get("files")},
     }
+    from batch.report import default_location  # report builds on this module
+
+    report = default_location(store, pipeline, dt)
+    out["report"] = store.display(report) if store.fs.exists(report) else None
     overrides = {}
     for entry in out["steps"].values():
         overrides.update(entry.get("overrides") or {})

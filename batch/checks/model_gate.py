@@ -3,8 +3,10 @@
 The reference is the model in service for the session date: the one behind the previous publish (the latest
 publish before the date). The gate compares the new model with it (``checks.model``):
 
-- metric: the offline metric (default ndcg@10 on the train step's temporal holdout) must not drop more than
-  ``max_relative_drop`` below the reference's recorded value (skipped when either side evaluated fewer than
+- metric: the offline metric (default ndcg@10 on the train step's temporal holdout), by default as its lift over
+  the popularity baseline scored on the same holdout (``compare: lift``: each day's holdout is a different test
+  set, the ratio cancels how hard the day was), must not drop more than ``max_relative_drop`` below the
+  reference's recorded value (skipped when either side evaluated fewer than
   ``min_users_evaluated`` users, or when nothing is promoted yet).
 - overlap: mean overlap@k between the new model's top-k and the previous publish's top-k, over a seeded sample
   of returning users (in the previous publish and with history today). A model whose outputs move under every
@@ -97,28 +99,41 @@ class Candidate:
     unavailable: np.ndarray
 
 
+def _metric_value(metrics: dict, cfg) -> float | None:
+    """The compared value: the metric itself, or its lift over the popularity baseline on the same holdout."""
+    value = (metrics.get("model") or {}).get(cfg.metric)
+    if value is None or cfg.compare == "absolute":
+        return value
+    base = (metrics.get("popularity_baseline") or {}).get(cfg.metric)
+    return value / base if base else None
+
+
 def _metric_check(cand: Candidate, ref: dict | None, cfg) -> CheckResult:
-    name, bound = "metric", f">= (1 - {cfg.max_relative_drop:g}) x promoted"
-    new = (cand.metrics.get("model") or {})
+    label = cfg.metric if cfg.compare == "absolute" else f"{cfg.metric} lift over popularity"
+    bound = f">= (1 - {cfg.max_relative_drop:g}) x promoted"
+    new_metrics = cand.metrics or {}
+    new_value = _metric_value(new_metrics, cfg)
     if ref is None:
-        return CheckResult(name, "skipped", new.get(cfg.metric), bound, "no promoted model yet", cfg.severity)
-    old = ((ref.get("metrics") or {}).get("model") or {})
-    if cfg.metric not in new or cfg.metric not in old:
-        return CheckResult(name, "skipped", new.get(cfg.metric), bound,
-                           f"{cfg.metric} missing on one side (evaluation disabled?)", cfg.severity)
-    n_new, n_old = new.get("users_evaluated", 0), old.get("users_evaluated", 0)
+        return CheckResult("metric", "skipped", new_value, bound, "no promoted model yet", cfg.severity)
+    old_metrics = ref.get("metrics") or {}
+    old_value = _metric_value(old_metrics, cfg)
+    if new_value is None or old_value is None:
+        return CheckResult("metric", "skipped", new_value, bound,
+                           f"{label} missing on one side (evaluation disabled?)", cfg.severity)
+    n_new = (new_metrics.get("model") or {}).get("users_evaluated", 0)
+    n_old = (old_metrics.get("model") or {}).get("users_evaluated", 0)
     if min(n_new, n_old) < cfg.min_users_evaluated:
-        return CheckResult(name, "skipped", new[cfg.metric], bound,
+        return CheckResult("metric", "skipped", new_value, bound,
                            f"too few users evaluated ({n_new} new, {n_old} promoted; min {cfg.min_users_evaluated})",
                            cfg.severity)
-    floor = old[cfg.metric] * (1 - cfg.max_relative_drop)
-    ok = new[cfg.metric] >= floor
-    drop = 1 - new[cfg.metric] / old[cfg.metric] if old[cfg.metric] else 0.0
-    msg = (f"{cfg.metric} {new[cfg.metric]:.4f} vs promoted {ref['model_version']} {old[cfg.metric]:.4f} "
+    floor = old_value * (1 - cfg.max_relative_drop)
+    ok = new_value >= floor
+    drop = 1 - new_value / old_value if old_value else 0.0
+    msg = (f"{label} {new_value:.4f} vs promoted {ref['model_version']} {old_value:.4f} "
            f"({-drop:+.1%}; floor {floor:.4f})")
-    return CheckResult(name, _outcome(ok, cfg.severity), new[cfg.metric], f">= {floor:.4f}",
+    return CheckResult("metric", _outcome(ok, cfg.severity), new_value, f">= {floor:.4f}",
                        ("offline metric dropped: " if not ok else "") + msg, cfg.severity,
-                       {"promoted": old[cfg.metric], "relative_drop": drop})
+                       {"promoted": old_value, "relative_drop": drop, "compare": cfg.compare})
 
 
 def previous_top_k(store: ArtifactStore, publish: dict, k: int):

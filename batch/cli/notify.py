@@ -94,8 +94,10 @@ def cmd_notify(args) -> int:
             summary = build_summary(store, pipeline.name, dt, pipeline.candidates.shard_count)
         except Exception as e:
             log.warning("summary unavailable; sending the message without figures", extra={"error": redact(str(e))})
+        # a public URL when the environment serves its reports; else where the report file is
         report = env_cfg.slack.report_base_url
+        report_url = f"{report.rstrip('/')}/{args.pipeline}/{dt}" if report else summary.get("report")
         message = success_message(summary, env=args.env, attempt_id=args.attempt, attempt_url=url,
-                                  report_url=f"{report.rstrip('/')}/{args.pipeline}/{dt}" if report else None)
+                                  report_url=report_url)
     notifier.send(message)
     return 0

@@ -331,6 +331,7 @@ def print_demo_summary(
         f"  model:            {s.get('model', {}).get('version')}",
         f"  nDCG@10:          {_fmt(model_m.get('ndcg@10'))}  (popularity baseline {_fmt(base_m.get('ndcg@10'))})",
         f"  publish check:    {'passed' if check.get('passed') else 'FAILED'}  rows: {check.get('stats', {}).get('rows')}",
+        f"  report:           {s.get('report') or 'not written'}",
         f"  try:              reco show recommendations --pipeline {pipeline} --date {dt} --user u0000001",
         f"                    reco show summary --pipeline {pipeline} --date {dt}",
     ]
