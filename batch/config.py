@@ -230,15 +230,26 @@ class AnomalyConfig(_Strict):
     enabled: bool = True
     # the metric store table: dataset.table in BigQuery (Terraform's reco_metrics.run_metrics), `table` in DuckDB
     table: str = "reco_metrics.run_metrics"
-    metrics: list[str] = Field(default_factory=lambda: [
-        "aggregate.events_session_day", "aggregate.users", "aggregate.items", "aggregate.invalid_ratio", "train.ndcg@10",
-        "export.rows", "export.user_coverage", "export.catalog_coverage"])
+    metrics: list[str] = Field(
+        default_factory=lambda: [
+            "aggregate.events_session_day",
+            "aggregate.users",
+            "aggregate.items",
+            "aggregate.invalid_ratio",
+            "train.ndcg@10",
+            "export.rows",
+            "export.user_coverage",
+            "export.catalog_coverage",
+        ]
+    )
     static: dict[str, StaticBound] = Field(default_factory=dict)  # "step.metric" -> bounds
     window: int = Field(28, ge=3)  # previous runs the rolling median/MAD looks at
     weekday_weeks: int = Field(4, ge=2)  # same-weekday runs the weekday baseline looks at
     min_history: int = Field(7, ge=2)
     threshold: float = Field(4.0, gt=0)  # robust z: |value - median| / (1.4826 MAD)
-    min_relative_deviation: float = Field(0.05, ge=0)  # ignore deviations smaller than this share of the median
+    min_relative_deviation: float = Field(
+        0.05, ge=0
+    )  # ignore deviations smaller than this share of the median
     severity: Severity = "warn"  # "fail" makes an anomaly fail the export step (after publishing nothing)
 
     @field_validator("table")

@@ -34,10 +34,17 @@ import pyarrow as pa
 
 log = logging.getLogger(__name__)
 
-SCHEMA = pa.schema([
-    ("pipeline", pa.string()), ("dt", pa.date32()), ("step", pa.string()), ("metric", pa.string()),
-    ("dimensions", pa.string()), ("value", pa.float64()), ("recorded_at", pa.timestamp("us", tz="UTC")),
-])
+SCHEMA = pa.schema(
+    [
+        ("pipeline", pa.string()),
+        ("dt", pa.date32()),
+        ("step", pa.string()),
+        ("metric", pa.string()),
+        ("dimensions", pa.string()),
+        ("value", pa.float64()),
+        ("recorded_at", pa.timestamp("us", tz="UTC")),
+    ]
+)
 
 LOCK_RETRY_S = 30.0
 
@@ -85,8 +92,9 @@ def dims(d: dict | None) -> str:
     return json.dumps(d or {}, sort_keys=True, separators=(",", ":"))
 
 
-def rows_table(pipeline: str, dt: date, step: str, rows: Iterable[tuple[str, dict | None, float]],
-               recorded_at: datetime) -> pa.Table:
+def rows_table(
+    pipeline: str, dt: date, step: str, rows: Iterable[tuple[str, dict | None, float]], recorded_at: datetime
+) -> pa.Table:
     out = {k: [] for k in SCHEMA.names}
     for metric, dimensions, value in rows:
         if value is None:
@@ -104,8 +112,16 @@ def rows_table(pipeline: str, dt: date, step: str, rows: Iterable[tuple[str, dic
     return pa.table(out, schema=SCHEMA)
 
 
-def record(env, table: str, pipeline: str, dt: date, step: str, rows: Iterable[tuple[str, dict | None, float]],
-           *, recorded_at: datetime | None = None) -> int:
+def record(
+    env,
+    table: str,
+    pipeline: str,
+    dt: date,
+    step: str,
+    rows: Iterable[tuple[str, dict | None, float]],
+    *,
+    recorded_at: datetime | None = None,
+) -> int:
     """Append one step's metrics for one date (replacing, for readers, what an earlier run of it recorded)."""
     recorded_at = recorded_at or datetime.now(UTC)
     data = rows_table(pipeline, dt, step, rows, recorded_at)
@@ -114,8 +130,11 @@ def record(env, table: str, pipeline: str, dt: date, step: str, rows: Iterable[t
     with open_store(env) as wh:
         n = wh.write_table(table, data, mode="append")
         try:
-            wh.query(CLEANUP_SQL, {"pipeline": pipeline, "dt": dt, "step": step, "recorded_at": recorded_at},
-                     tables={"metrics_table": table})
+            wh.query(
+                CLEANUP_SQL,
+                {"pipeline": pipeline, "dt": dt, "step": step, "recorded_at": recorded_at},
+                tables={"metrics_table": table},
+            )
         except Exception as e:  # readers dedupe anyway
             log.warning("metric store cleanup failed; readers ignore the older rows", extra={"error": str(e)})
     return n
@@ -126,8 +145,10 @@ def safe_record(env, table: str, pipeline: str, dt: date, step: str, rows) -> in
     try:
         return record(env, table, pipeline, dt, step, list(rows))
     except Exception as e:
-        log.warning("could not record metrics", extra={"pipeline": pipeline, "dt": str(dt), "step": step,
-                                                       "error": f"{type(e).__name__}: {e}"})
+        log.warning(
+            "could not record metrics",
+            extra={"pipeline": pipeline, "dt": str(dt), "step": step, "error": f"{type(e).__name__}: {e}"},
+        )
         return 0
 
 
@@ -137,8 +158,11 @@ def history(env, table: str, pipeline: str, *, since: date, until: date) -> pd.D
     with open_store(env) as wh:
         if not wh.table_exists(table):
             return pd.DataFrame(columns=cols)
-        df = wh.query(HISTORY_SQL, {"pipeline": pipeline, "since": since, "until": until},
-                      tables={"metrics_table": table}).to_pandas()
+        df = wh.query(
+            HISTORY_SQL,
+            {"pipeline": pipeline, "since": since, "until": until},
+            tables={"metrics_table": table},
+        ).to_pandas()
     if df.empty:
         return pd.DataFrame(columns=cols)
     df["dt"] = pd.to_datetime(df["dt"]).dt.date
@@ -157,7 +181,9 @@ def safe_history(env, table: str, pipeline: str, *, since: date, until: date) ->
     try:
         return history(env, table, pipeline, since=since, until=until)
     except Exception as e:
-        log.warning("metric history unavailable", extra={"pipeline": pipeline, "error": f"{type(e).__name__}: {e}"})
+        log.warning(
+            "metric history unavailable", extra={"pipeline": pipeline, "error": f"{type(e).__name__}: {e}"}
+        )
         return pd.DataFrame(columns=SCHEMA.names)
 
 
@@ -175,8 +201,16 @@ def _numbers(d: dict, prefix: str = "") -> Iterable[tuple[str, float]]:
 def aggregate_rows(result: dict) -> list[tuple[str, dict | None, float]]:
     stats = result.get("stats") or {}
     rows: list = []
-    for key in ("rows_scanned", "events_valid", "users", "users_with_history", "items", "items_available",
-                "interactions", "holdout_interactions"):
+    for key in (
+        "rows_scanned",
+        "events_valid",
+        "users",
+        "users_with_history",
+        "items",
+        "items_available",
+        "interactions",
+        "holdout_interactions",
+    ):
         if key in stats:
             rows.append((key, None, stats[key]))
     for reason, n in (stats.get("dropped") or {}).items():
@@ -189,7 +223,10 @@ def aggregate_rows(result: dict) -> list[tuple[str, dict | None, float]]:
 def train_rows(result: dict) -> list[tuple[str, dict | None, float]]:
     metrics = result.get("metrics") or {}
     rows: list = [(k, None, v) for k, v in _numbers(metrics.get("model") or {})]
-    rows += [(k, {"model": "popularity_baseline"}, v) for k, v in _numbers(metrics.get("popularity_baseline") or {})]
+    rows += [
+        (k, {"model": "popularity_baseline"}, v)
+        for k, v in _numbers(metrics.get("popularity_baseline") or {})
+    ]
     for phase, s in (result.get("timings") or {}).items():
         rows.append(("timing_s", {"phase": phase}, s))
     return rows

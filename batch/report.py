@@ -150,7 +150,11 @@ def _table(rows: list[dict], columns: list[str], status_col: str | None = None) 
 
 
 def _kv(pairs: list[tuple[str, object]]) -> str:
-    return '<table class="kv">' + "".join(f"<tr><td>{_e(k)}</td><td>{_fmt(v)}</td></tr>" for k, v in pairs) + "</table>"
+    return (
+        '<table class="kv">'
+        + "".join(f"<tr><td>{_e(k)}</td><td>{_fmt(v)}</td></tr>" for k, v in pairs)
+        + "</table>"
+    )
 
 
 def build_html(pipeline_cfg, env_cfg, dt: date) -> str:
@@ -165,50 +169,73 @@ def build_html(pipeline_cfg, env_cfg, dt: date) -> str:
     promoted = model_gate.promoted_model(store, name)
     published_today = summary["published"]["this_date_published"]
     parts.append(f"<h1>Run report: {_e(name)} {dt} <span class='muted'>({_e(env_cfg.name)})</span></h1>")
-    parts.append(_kv([
-        ("this date published", "yes" if published_today else "no"),
-        ("model of this date", (summary.get("model") or {}).get("version")),
-        ("latest publish (in service)", latest and f"{latest['dt']} ({latest['model_version']})"),
-        ("promoted model", promoted and f"{promoted['model_version']} (published {promoted['dt']})"),
-        ("artifacts", f"{store.root_url}/{name}/"),
-        ("steps committed", ", ".join(summary["steps"]) or "none"),
-    ]))
+    parts.append(
+        _kv(
+            [
+                ("this date published", "yes" if published_today else "no"),
+                ("model of this date", (summary.get("model") or {}).get("version")),
+                ("latest publish (in service)", latest and f"{latest['dt']} ({latest['model_version']})"),
+                ("promoted model", promoted and f"{promoted['model_version']} (published {promoted['dt']})"),
+                ("artifacts", f"{store.root_url}/{name}/"),
+                ("steps committed", ", ".join(summary["steps"]) or "none"),
+            ]
+        )
+    )
 
     # gates
     parts.append("<h2>Quality gates</h2>")
-    for dataset, file, title in (("quality_data", "checks.json", "Data checks (after aggregate)"),
-                                 ("quality_model", "gate.json", "Model gate (after train)")):
+    for dataset, file, title in (
+        ("quality_data", "checks.json", "Data checks (after aggregate)"),
+        ("quality_model", "gate.json", "Model gate (after train)"),
+    ):
         c = _committed(store, name, dataset, dt)
         parts.append(f"<h3>{title}</h3>")
         if c is None:
             parts.append('<p class="muted">not run</p>')
             continue
         doc = c.read_json(file)
-        parts.append(_table(doc.get("results", []), ["name", "status", "value", "bound", "severity", "message"],
-                            status_col="status"))
+        parts.append(
+            _table(
+                doc.get("results", []),
+                ["name", "status", "value", "bound", "severity", "message"],
+                status_col="status",
+            )
+        )
         if doc.get("reference_model") or doc.get("previous_publish"):
-            parts.append(f"<p class='muted'>compared with promoted model {_e(doc.get('reference_model'))} and the "
-                         f"publish of {_e(doc.get('previous_publish'))}</p>")
+            parts.append(
+                f"<p class='muted'>compared with promoted model {_e(doc.get('reference_model'))} and the "
+                f"publish of {_e(doc.get('previous_publish'))}</p>"
+            )
     check = summary.get("publish_check")
     parts.append("<h3>Publish check (export)</h3>")
     if check is None:
         parts.append('<p class="muted">not run</p>')
     else:
         status = "pass" if check.get("passed") else "fail"
-        parts.append(f"<p class='{status}'>{status}</p>" + "".join(f"<p class='fail'>{_e(f)}</p>"
-                                                                 for f in check.get("failures", [])))
+        parts.append(
+            f"<p class='{status}'>{status}</p>"
+            + "".join(f"<p class='fail'>{_e(f)}</p>" for f in check.get("failures", []))
+        )
         parts.append(_kv(sorted((check.get("stats") or {}).items())))
 
     # metrics of the day and history
-    hist = ms.safe_history(env_cfg, pipeline_cfg.checks.anomaly.table, name, since=dt - timedelta(days=HISTORY_DAYS),
-                           until=dt)
+    hist = ms.safe_history(
+        env_cfg, pipeline_cfg.checks.anomaly.table, name, since=dt - timedelta(days=HISTORY_DAYS), until=dt
+    )
     today = hist[hist["dt"] == dt] if not hist.empty else hist
     parts.append("<h2>Metrics of the day</h2>")
     if today.empty:
         parts.append('<p class="muted">no metrics recorded for this date</p>')
     else:
-        rows = [{"step": r.step, "metric": r.metric, "dimensions": "" if r.dimensions == "{}" else r.dimensions,
-                 "value": float(r.value)} for r in today.itertuples()]
+        rows = [
+            {
+                "step": r.step,
+                "metric": r.metric,
+                "dimensions": "" if r.dimensions == "{}" else r.dimensions,
+                "value": float(r.value),
+            }
+            for r in today.itertuples()
+        ]
         parts.append(_table(rows, ["step", "metric", "dimensions", "value"]))
     parts.append(f"<h2>History (last {HISTORY_DAYS} days, metric store)</h2><div class='grid'>")
     charted = 0
@@ -223,10 +250,14 @@ def build_html(pipeline_cfg, env_cfg, dt: date) -> str:
 
     # distributions, coverage, users
     parts += _output_sections(store, name, dt, summary)
-    parts.append(f"<p class='muted'>summary JSON</p><pre style='font-size:11px'>"
-                 f"{_e(json.dumps(summary, indent=1, default=str)[:20000])}</pre>")
-    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{_e(name)} {dt} run report</title>"
-            f"<style>{CSS}</style></head><body>{''.join(parts)}</body></html>")
+    parts.append(
+        f"<p class='muted'>summary JSON</p><pre style='font-size:11px'>"
+        f"{_e(json.dumps(summary, indent=1, default=str)[:20000])}</pre>"
+    )
+    return (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{_e(name)} {dt} run report</title>"
+        f"<style>{CSS}</style></head><body>{''.join(parts)}</body></html>"
+    )
 
 
 def _output_sections(store: ArtifactStore, name: str, dt: date, summary: dict) -> list[str]:
@@ -235,8 +266,9 @@ def _output_sections(store: ArtifactStore, name: str, dt: date, summary: dict) -
     export = _committed(store, name, "export", dt)
     if export is None:
         return ["<h2>Recommendations</h2><p class='muted'>no export for this date</p>"]
-    recs = export.read_parquet("recommendations.parquet", columns=["user_id", "item_id", "rank", "score",
-                                                                   "source"]).to_pandas()
+    recs = export.read_parquet(
+        "recommendations.parquet", columns=["user_id", "item_id", "rank", "score", "source"]
+    ).to_pandas()
     prev = store.previous_publish(name, dt)
     prev_scores = np.array([])
     if prev and (prev.get("files") or {}).get("recommendations.parquet"):
@@ -250,9 +282,16 @@ def _output_sections(store: ArtifactStore, name: str, dt: date, summary: dict) -
             prev_scores = np.array([])
     personal = recs.loc[recs["source"] == "personal", "score"].to_numpy()
     parts.append("<h2>Score distribution</h2>")
-    parts.append(histogram({f"{dt} personal": personal, **({f"{prev['dt']} (previous publish)": prev_scores}
-                                                            if len(prev_scores) else {})},
-                           "scores of personal recommendations", "score"))
+    parts.append(
+        histogram(
+            {
+                f"{dt} personal": personal,
+                **({f"{prev['dt']} (previous publish)": prev_scores} if len(prev_scores) else {}),
+            },
+            "scores of personal recommendations",
+            "score",
+        )
+    )
     item_users = np.array([])
     items = None
     if agg is not None:
@@ -264,14 +303,24 @@ def _output_sections(store: ArtifactStore, name: str, dt: date, summary: dict) -
     n_avail = int(items["available"].sum()) if items is not None else None
     distinct = int(recs["item_id"].nunique())
     check = summary.get("publish_check") or {}
-    parts.append(_kv([
-        ("users with recommendations", recs["user_id"].nunique()),
-        ("user coverage (of the model's users)", (check.get("stats") or {}).get("user_coverage")),
-        ("distinct items recommended", distinct),
-        ("catalog coverage (of available items)", distinct / n_avail if n_avail else None),
-        ("share of rows from the model (rest: popularity fallback)", float((recs["source"] == "personal").mean())),
-        ("share of rows taken by the most recommended item", float(rec_counts[0] / len(recs)) if len(recs) else None),
-    ]))
+    parts.append(
+        _kv(
+            [
+                ("users with recommendations", recs["user_id"].nunique()),
+                ("user coverage (of the model's users)", (check.get("stats") or {}).get("user_coverage")),
+                ("distinct items recommended", distinct),
+                ("catalog coverage (of available items)", distinct / n_avail if n_avail else None),
+                (
+                    "share of rows from the model (rest: popularity fallback)",
+                    float((recs["source"] == "personal").mean()),
+                ),
+                (
+                    "share of rows taken by the most recommended item",
+                    float(rec_counts[0] / len(recs)) if len(recs) else None,
+                ),
+            ]
+        )
+    )
     parts.append("<h2>A few users</h2>")
     parts.append(_users_section(agg, recs))
     return parts
@@ -285,21 +334,37 @@ def _users_section(agg, recs: pd.DataFrame) -> str:
     inter = agg.read_parquet("interactions.parquet", columns=["user_idx", "item_idx", "weight"]).to_pandas()
     with_hist = users[users["n_items"] > 0]
     rng = np.random.default_rng(0)
-    pick = with_hist.sample(min(SAMPLE_USERS - 1, len(with_hist)), random_state=rng) if len(with_hist) else with_hist
+    pick = (
+        with_hist.sample(min(SAMPLE_USERS - 1, len(with_hist)), random_state=rng)
+        if len(with_hist)
+        else with_hist
+    )
     cold = users[users["n_items"] == 0].head(1)
     out = []
     for u in pd.concat([pick, cold]).itertuples():
         h = inter[inter["user_idx"] == u.user_idx].sort_values("weight", ascending=False).head(10)
         hist_items = items.set_index("item_idx").loc[h["item_idx"], "item_id"].tolist() if len(h) else []
         r = recs[recs["user_id"] == u.user_id].sort_values("rank").head(10)
-        rec_cells = ", ".join(f"{_e(i)} <span class='muted'>({s:.3g}{'' if src == 'personal' else ', popular'})"
-                              f"</span>" for i, s, src in zip(r["item_id"], r["score"], r["source"], strict=True))
-        hist_cells = ", ".join(f"{_e(i)} <span class='muted'>({w:.3g})</span>"
-                               for i, w in zip(hist_items, h["weight"], strict=True)) or "<i>no history</i>"
-        out.append(f"<tr><td><code>{_e(u.user_id)}</code><br><span class='muted'>{int(u.n_items)} items</span></td>"
-                   f"<td>{hist_cells}</td><td>{rec_cells}</td></tr>")
-    return ("<table><tr><th>user</th><th>history (top 10 by weight)</th><th>recommendations (top 10)</th></tr>"
-            + "".join(out) + "</table>")
+        rec_cells = ", ".join(
+            f"{_e(i)} <span class='muted'>({s:.3g}{'' if src == 'personal' else ', popular'})</span>"
+            for i, s, src in zip(r["item_id"], r["score"], r["source"], strict=True)
+        )
+        hist_cells = (
+            ", ".join(
+                f"{_e(i)} <span class='muted'>({w:.3g})</span>"
+                for i, w in zip(hist_items, h["weight"], strict=True)
+            )
+            or "<i>no history</i>"
+        )
+        out.append(
+            f"<tr><td><code>{_e(u.user_id)}</code><br><span class='muted'>{int(u.n_items)} items</span></td>"
+            f"<td>{hist_cells}</td><td>{rec_cells}</td></tr>"
+        )
+    return (
+        "<table><tr><th>user</th><th>history (top 10 by weight)</th><th>recommendations (top 10)</th></tr>"
+        + "".join(out)
+        + "</table>"
+    )
 
 
 def write_report(pipeline_cfg, env_cfg, dt: date, out: str | None = None) -> str:

@@ -49,13 +49,21 @@ def error_tail(text: str | None, lines: int = MAX_ERROR_LINES) -> str:
     kept = [ln if len(ln) <= MAX_LINE_CHARS else ln[: MAX_LINE_CHARS - 1] + "…" for ln in kept]
     out = "\n".join(kept)
     if len(out) > MAX_SECTION_CHARS - 40:
-        out = "…" + out[-(MAX_SECTION_CHARS - 41):]
+        out = "…" + out[-(MAX_SECTION_CHARS - 41) :]
     return out
 
 
-def failure_message(*, pipeline: str, session_date: str, env: str, task: str | None = None,
-                    error: str | None = None, log_tail: str | None = None, attempt_id: str | None = None,
-                    attempt_url: str | None = None) -> dict:
+def failure_message(
+    *,
+    pipeline: str,
+    session_date: str,
+    env: str,
+    task: str | None = None,
+    error: str | None = None,
+    log_tail: str | None = None,
+    attempt_id: str | None = None,
+    attempt_url: str | None = None,
+) -> dict:
     fields = [
         _field("Status", ":red_circle: failed"),
         _field("Pipeline", f"`{_escape(pipeline)}`"),
@@ -65,24 +73,45 @@ def failure_message(*, pipeline: str, session_date: str, env: str, task: str | N
         _field("Attempt", _link(attempt_url, attempt_id) if attempt_id else "n/a"),
     ]
     blocks: list[dict] = [
-        {"type": "header", "text": {"type": "plain_text", "text": f"{pipeline} {session_date} failed ({env})"}},
+        {
+            "type": "header",
+            "text": {"type": "plain_text", "text": f"{pipeline} {session_date} failed ({env})"},
+        },
         {"type": "section", "fields": fields},
     ]
     detail = "\n".join(x for x in (error_tail(error), error_tail(log_tail)) if x)
     if detail:
-        blocks.append({"type": "section", "text": {"type": "mrkdwn",
-                                                   "text": f"*Last lines of the error*\n```{_escape(detail)}```"}})
-    nxt = [f"`reco digdag logs {attempt_id} --env {env}`", f"`reco digdag retry {attempt_id} --env {env}`"] \
-        if attempt_id and env != "local" else \
-        [f"`reco digdag run digdag/{pipeline}.dig --session-date {session_date}`"]
-    blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": "Next: " + " · ".join(nxt)
-                                                    + " (the previous publish stays live)"}]})
+        blocks.append(
+            {
+                "type": "section",
+                "text": {"type": "mrkdwn", "text": f"*Last lines of the error*\n```{_escape(detail)}```"},
+            }
+        )
+    nxt = (
+        [f"`reco digdag logs {attempt_id} --env {env}`", f"`reco digdag retry {attempt_id} --env {env}`"]
+        if attempt_id and env != "local"
+        else [f"`reco digdag run digdag/{pipeline}.dig --session-date {session_date}`"]
+    )
+    blocks.append(
+        {
+            "type": "context",
+            "elements": [
+                {"type": "mrkdwn", "text": "Next: " + " · ".join(nxt) + " (the previous publish stays live)"}
+            ],
+        }
+    )
     text = f"reco {pipeline} {session_date} failed in {env}" + (f" at {task}" if task else "")
     return {"text": text, "blocks": blocks}
 
 
-def success_message(summary: dict, *, env: str, attempt_id: str | None = None, attempt_url: str | None = None,
-                    report_url: str | None = None) -> dict:
+def success_message(
+    summary: dict,
+    *,
+    env: str,
+    attempt_id: str | None = None,
+    attempt_url: str | None = None,
+    report_url: str | None = None,
+) -> dict:
     pipeline, dt = summary.get("pipeline", "?"), summary.get("date", "?")
     data = summary.get("data") or {}
     metrics = summary.get("metrics") or {}
@@ -106,9 +135,14 @@ def success_message(summary: dict, *, env: str, attempt_id: str | None = None, a
         _field("Interactions", fmt(data.get("interactions"))),
         _field("Model", f"`{(summary.get('model') or {}).get('version') or 'n/a'}`"),
         _field("nDCG@10", f"{fmt(model_m.get('ndcg@10'))} (popularity {fmt(base_m.get('ndcg@10'))})"),
-        _field("Publish check", ("passed" if check.get("passed") else "FAILED") + f", rows "
-               f"{fmt((check.get('stats') or {}).get('rows'))}"),
-        _field("Candidates", f"{cand.get('shards_committed', 'n/a')}/{cand.get('shard_count', 'n/a')} shards"),
+        _field(
+            "Publish check",
+            ("passed" if check.get("passed") else "FAILED") + f", rows "
+            f"{fmt((check.get('stats') or {}).get('rows'))}",
+        ),
+        _field(
+            "Candidates", f"{cand.get('shards_committed', 'n/a')}/{cand.get('shard_count', 'n/a')} shards"
+        ),
         _field("Attempt", _link(attempt_url, attempt_id) if attempt_id else "n/a"),
     ]
     blocks: list[dict] = [
@@ -116,12 +150,21 @@ def success_message(summary: dict, *, env: str, attempt_id: str | None = None, a
         {"type": "section", "fields": fields},
     ]
     if report_url:
-        blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": _link(report_url, "run report")}]})
+        blocks.append(
+            {"type": "context", "elements": [{"type": "mrkdwn", "text": _link(report_url, "run report")}]}
+        )
     return {"text": f"reco {pipeline} {dt} succeeded in {env}", "blocks": blocks}
 
 
-def sla_message(*, pipeline: str, session_date: str, env: str, attempt_id: str | None = None,
-                attempt_url: str | None = None, deadline: str | None = None) -> dict:
+def sla_message(
+    *,
+    pipeline: str,
+    session_date: str,
+    env: str,
+    attempt_id: str | None = None,
+    attempt_url: str | None = None,
+    deadline: str | None = None,
+) -> dict:
     fields = [
         _field("Status", ":large_orange_circle: still running (late)"),
         _field("Pipeline", f"`{_escape(pipeline)}`"),
@@ -131,12 +174,22 @@ def sla_message(*, pipeline: str, session_date: str, env: str, attempt_id: str |
     ]
     if deadline:
         fields.append(_field("Deadline", deadline))
-    nxt = f"`reco digdag status {attempt_id} --env {env}`" if attempt_id and env != "local" else "check the run"
-    return {"text": f"reco {pipeline} {session_date} is late in {env}",
-            "blocks": [{"type": "header", "text": {"type": "plain_text", "text": f"{pipeline} {session_date} is late"}},
-                       {"type": "section", "fields": fields},
-                       {"type": "context", "elements": [{"type": "mrkdwn", "text": f"Next: {nxt}; consumers still "
-                                                         "read the previous publish"}]}]}
+    nxt = (
+        f"`reco digdag status {attempt_id} --env {env}`" if attempt_id and env != "local" else "check the run"
+    )
+    return {
+        "text": f"reco {pipeline} {session_date} is late in {env}",
+        "blocks": [
+            {"type": "header", "text": {"type": "plain_text", "text": f"{pipeline} {session_date} is late"}},
+            {"type": "section", "fields": fields},
+            {
+                "type": "context",
+                "elements": [
+                    {"type": "mrkdwn", "text": f"Next: {nxt}; consumers still read the previous publish"}
+                ],
+            },
+        ],
+    }
 
 
 def as_text(message: dict) -> str:
@@ -159,9 +212,18 @@ def as_text(message: dict) -> str:
 class SlackNotifier:
     """Posts messages to one incoming webhook. ``send`` returns whether Slack accepted the message."""
 
-    def __init__(self, webhook_url: str | None, *, max_attempts: int = 4, backoff_s: float = 1.0,
-                 max_wait_s: float = 30.0, timeout_s: float = 10.0, out: TextIO | None = None, sleep=None,
-                 session: requests.Session | None = None):
+    def __init__(
+        self,
+        webhook_url: str | None,
+        *,
+        max_attempts: int = 4,
+        backoff_s: float = 1.0,
+        max_wait_s: float = 30.0,
+        timeout_s: float = 10.0,
+        out: TextIO | None = None,
+        sleep=None,
+        session: requests.Session | None = None,
+    ):
         self._url = webhook_url or None
         self.max_attempts = max(1, max_attempts)
         self.backoff_s = backoff_s
@@ -214,14 +276,20 @@ class SlackNotifier:
                     except ValueError:
                         pass
                 elif resp.status_code < 500:
-                    log.error(f"slack webhook refused the message ({reason}); not retrying",
-                              extra={"status": resp.status_code})
+                    log.error(
+                        f"slack webhook refused the message ({reason}); not retrying",
+                        extra={"status": resp.status_code},
+                    )
                     return False
             if attempt == self.max_attempts:
-                log.error(f"slack message not delivered ({reason}); giving up (the batch goes on)",
-                          extra={"attempts": attempt})
+                log.error(
+                    f"slack message not delivered ({reason}); giving up (the batch goes on)",
+                    extra={"attempts": attempt},
+                )
                 return False
             wait = min(max(wait, 0.0), self.max_wait_s)
-            log.warning(f"slack delivery failed ({reason}); retrying", extra={"attempt": attempt, "wait_s": wait})
+            log.warning(
+                f"slack delivery failed ({reason}); retrying", extra={"attempt": attempt, "wait_s": wait}
+            )
             self.sleep(wait)
         return False

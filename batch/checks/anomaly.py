@@ -66,8 +66,15 @@ def static_range(low: float | None, high: float | None) -> Expected:
     return Expected(low, high, None, "static")
 
 
-def rolling_range(history: list[tuple[date, float]], today: date, *, window: int = 28, threshold: float = 4.0,
-                  min_history: int = 7, min_relative_deviation: float = 0.05) -> Expected | None:
+def rolling_range(
+    history: list[tuple[date, float]],
+    today: date,
+    *,
+    window: int = 28,
+    threshold: float = 4.0,
+    min_history: int = 7,
+    min_relative_deviation: float = 0.05,
+) -> Expected | None:
     """Theil-Sen trend over the last ``window`` points, MAD of its residuals."""
     pts = sorted(history)[-window:]
     if len(pts) < min_history:
@@ -83,14 +90,25 @@ def rolling_range(history: list[tuple[date, float]], today: date, *, window: int
     return _band(intercept, MAD_SCALE * _mad(resid), threshold, min_relative_deviation, "rolling median/MAD")
 
 
-def weekday_range(history: list[tuple[date, float]], today: date, *, weeks: int = 4, window: int = 28,
-                  threshold: float = 4.0, min_history: int = 7,
-                  min_relative_deviation: float = 0.05) -> Expected | None:
+def weekday_range(
+    history: list[tuple[date, float]],
+    today: date,
+    *,
+    weeks: int = 4,
+    window: int = 28,
+    threshold: float = 4.0,
+    min_history: int = 7,
+    min_relative_deviation: float = 0.05,
+) -> Expected | None:
     """Same-weekday median baseline; offset and scale from the previous runs' residuals against theirs."""
     values = dict(history)
 
     def baseline(d: date) -> float | None:
-        same = [values[d - timedelta(days=7 * w)] for w in range(1, weeks + 1) if d - timedelta(days=7 * w) in values]
+        same = [
+            values[d - timedelta(days=7 * w)]
+            for w in range(1, weeks + 1)
+            if d - timedelta(days=7 * w) in values
+        ]
         return float(np.median(same)) if len(same) >= 2 else None
 
     resid = []
@@ -109,8 +127,11 @@ def weekday_range(history: list[tuple[date, float]], today: date, *, weeks: int 
 def expected_range(history: list[tuple[date, float]], today: date, cfg) -> Expected | None:
     """The statistical detector for a series: weekday-aware with enough history, else rolling."""
     prior = [(d, v) for d, v in history if d < today]
-    kw = {"threshold": cfg.threshold, "min_history": cfg.min_history,
-          "min_relative_deviation": cfg.min_relative_deviation}
+    kw = {
+        "threshold": cfg.threshold,
+        "min_history": cfg.min_history,
+        "min_relative_deviation": cfg.min_relative_deviation,
+    }
     if len(prior) >= 14 + cfg.min_history:
         got = weekday_range(prior, today, weeks=cfg.weekday_weeks, window=cfg.window, **kw)
         if got is not None:
@@ -124,13 +145,25 @@ def detect(name: str, history: list[tuple[date, float]], today: date, value: flo
     if bound is not None:
         rng = static_range(bound.min, bound.max)
         if not rng.contains(value):
-            return Anomaly(name, value, rng.low, rng.high, "static",
-                           f"{name} = {value:.4g} outside the static bounds [{_f(rng.low)}, {_f(rng.high)}]")
+            return Anomaly(
+                name,
+                value,
+                rng.low,
+                rng.high,
+                "static",
+                f"{name} = {value:.4g} outside the static bounds [{_f(rng.low)}, {_f(rng.high)}]",
+            )
     rng = expected_range(history, today, cfg)
     if rng is not None and not rng.contains(value):
-        return Anomaly(name, value, rng.low, rng.high, rng.detector,
-                       f"{name} = {value:.4g}, expected {_f(rng.low)} .. {_f(rng.high)} ({rng.detector}, "
-                       f"{len([1 for d, _ in history if d < today])} previous runs)")
+        return Anomaly(
+            name,
+            value,
+            rng.low,
+            rng.high,
+            rng.detector,
+            f"{name} = {value:.4g}, expected {_f(rng.low)} .. {_f(rng.high)} ({rng.detector}, "
+            f"{len([1 for d, _ in history if d < today])} previous runs)",
+        )
     return None
 
 
@@ -163,8 +196,17 @@ def _esc(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
-def quality_message(*, pipeline: str, session_date: str, env: str, gate: str, stopped: bool, lines: list[str],
-                    report: str | None = None, kept: str | None = None) -> dict:
+def quality_message(
+    *,
+    pipeline: str,
+    session_date: str,
+    env: str,
+    gate: str,
+    stopped: bool,
+    lines: list[str],
+    report: str | None = None,
+    kept: str | None = None,
+) -> dict:
     """A gate's findings: which checks, their values and bounds, what happened to the batch."""
     if stopped:
         title = f"{pipeline} {session_date}: {gate} failed ({env}), batch stopped"
@@ -172,8 +214,12 @@ def quality_message(*, pipeline: str, session_date: str, env: str, gate: str, st
     else:
         title = f"{pipeline} {session_date}: {gate} warnings ({env})"
         status = ":large_orange_circle: warning, the batch goes on"
-    fields = [f"*Status*\n{status}", f"*Pipeline*\n`{_esc(pipeline)}`", f"*Session date*\n{session_date}",
-              f"*Environment*\n{env}"]
+    fields = [
+        f"*Status*\n{status}",
+        f"*Pipeline*\n`{_esc(pipeline)}`",
+        f"*Session date*\n{session_date}",
+        f"*Environment*\n{env}",
+    ]
     if kept:
         fields.append(f"*In service*\n{_esc(kept)}")
     body = "\n".join(f"• {_esc(line)}" for line in lines)[:2800]
@@ -188,12 +234,25 @@ def quality_message(*, pipeline: str, session_date: str, env: str, gate: str, st
     return {"text": title, "blocks": blocks}
 
 
-def anomaly_message(*, pipeline: str, session_date: str, env: str, anomalies: list[Anomaly],
-                    report: str | None = None, failing: bool = False) -> dict:
+def anomaly_message(
+    *,
+    pipeline: str,
+    session_date: str,
+    env: str,
+    anomalies: list[Anomaly],
+    report: str | None = None,
+    failing: bool = False,
+) -> dict:
     lines = [a.message for a in anomalies]
-    return quality_message(pipeline=pipeline, session_date=session_date, env=env,
-                           gate="metric anomaly check" if failing else "metric anomalies", stopped=failing,
-                           lines=lines, report=report)
+    return quality_message(
+        pipeline=pipeline,
+        session_date=session_date,
+        env=env,
+        gate="metric anomaly check" if failing else "metric anomalies",
+        stopped=failing,
+        lines=lines,
+        report=report,
+    )
 
 
 def deliver(env_cfg, message: dict) -> bool:

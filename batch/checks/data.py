@@ -60,8 +60,9 @@ def _outcome(ok: bool, severity: str) -> str:
     return "pass" if ok else ("fail" if severity == "fail" else "warn")
 
 
-def volume_baseline(stats: dict, session_date: date, history: dict[str, float] | None, window_days: int,
-                    min_history_days: int) -> tuple[float | None, str, int]:
+def volume_baseline(
+    stats: dict, session_date: date, history: dict[str, float] | None, window_days: int, min_history_days: int
+) -> tuple[float | None, str, int]:
     """(median per-day volume, where it came from, days used) for the days before the session date."""
     start = (session_date - timedelta(days=window_days)).isoformat()
     end = session_date.isoformat()
@@ -79,58 +80,104 @@ def volume_baseline(stats: dict, session_date: date, history: dict[str, float] |
     return float(statistics.median(per_day.get(d, 0) for d in days)), "this run's window", len(days)
 
 
-def run_checks(stats: dict, session_date: date, window_end: datetime, cfg: DataChecksConfig,
-               history: dict[str, float] | None = None) -> list[CheckResult]:
+def run_checks(
+    stats: dict,
+    session_date: date,
+    window_end: datetime,
+    cfg: DataChecksConfig,
+    history: dict[str, float] | None = None,
+) -> list[CheckResult]:
     results: list[CheckResult] = []
     day = session_date.isoformat()
     events_day = float((stats.get("events_per_day") or {}).get(day, 0))
-    median, source, n_days = volume_baseline(stats, session_date, history, cfg.volume.window_days,
-                                             cfg.volume.min_history_days)
+    median, source, n_days = volume_baseline(
+        stats, session_date, history, cfg.volume.window_days, cfg.volume.min_history_days
+    )
 
     c = cfg.freshness
     if c.enabled:
         latest = stats.get("latest_event_ts")
         if latest is None:
-            results.append(CheckResult("freshness", _outcome(False, c.severity), None, f"<= {c.max_lag_hours}h",
-                                       "no valid event in the window", c.severity))
+            results.append(
+                CheckResult(
+                    "freshness",
+                    _outcome(False, c.severity),
+                    None,
+                    f"<= {c.max_lag_hours}h",
+                    "no valid event in the window",
+                    c.severity,
+                )
+            )
         else:
             ts = _ts(latest)
             lag_h = max(0.0, (window_end - ts).total_seconds() / 3600)
             expected = (median or 0.0) * lag_h / 24
             bound = f"<= {c.max_lag_hours:g}h"
             if lag_h <= c.max_lag_hours:
-                results.append(CheckResult("freshness", "pass", lag_h, bound,
-                                           f"latest event {latest}, {lag_h:.1f}h before the end of {day}", c.severity))
+                results.append(
+                    CheckResult(
+                        "freshness",
+                        "pass",
+                        lag_h,
+                        bound,
+                        f"latest event {latest}, {lag_h:.1f}h before the end of {day}",
+                        c.severity,
+                    )
+                )
             elif expected < c.min_expected_events:
-                results.append(CheckResult(
-                    "freshness", "skipped", lag_h, bound,
-                    f"latest event {lag_h:.1f}h before the end of {day}, but only {expected:.1f} events were "
-                    f"expected in that gap (min_expected_events={c.min_expected_events:g}): too sparse to judge",
-                    c.severity))
+                results.append(
+                    CheckResult(
+                        "freshness",
+                        "skipped",
+                        lag_h,
+                        bound,
+                        f"latest event {lag_h:.1f}h before the end of {day}, but only {expected:.1f} events were "
+                        f"expected in that gap (min_expected_events={c.min_expected_events:g}): too sparse to judge",
+                        c.severity,
+                    )
+                )
             else:
-                results.append(CheckResult(
-                    "freshness", _outcome(False, c.severity), lag_h, bound,
-                    f"source looks stale: latest valid event {latest} is {lag_h:.1f}h before the end of {day} "
-                    f"(max_lag_hours={c.max_lag_hours:g}; ~{expected:.0f} events expected in that gap)", c.severity,
-                    {"latest_event_ts": latest, "expected_events_in_gap": round(expected, 1)}))
+                results.append(
+                    CheckResult(
+                        "freshness",
+                        _outcome(False, c.severity),
+                        lag_h,
+                        bound,
+                        f"source looks stale: latest valid event {latest} is {lag_h:.1f}h before the end of {day} "
+                        f"(max_lag_hours={c.max_lag_hours:g}; ~{expected:.0f} events expected in that gap)",
+                        c.severity,
+                        {"latest_event_ts": latest, "expected_events_in_gap": round(expected, 1)},
+                    )
+                )
 
     c = cfg.volume
     if c.enabled:
         bound = f"{c.min_ratio:g}..{c.max_ratio:g} x median"
         details = {"events_session_day": events_day, "median": median, "baseline": source, "days": n_days}
         if median is None or median < c.min_median_events:
-            results.append(CheckResult(
-                "volume", "skipped", None, bound,
-                f"no usable baseline ({source}; median {median}, min_median_events={c.min_median_events:g})",
-                c.severity, details))
+            results.append(
+                CheckResult(
+                    "volume",
+                    "skipped",
+                    None,
+                    bound,
+                    f"no usable baseline ({source}; median {median}, min_median_events={c.min_median_events:g})",
+                    c.severity,
+                    details,
+                )
+            )
         else:
             ratio = events_day / median
             ok = c.min_ratio <= ratio <= c.max_ratio
-            msg = (f"{events_day:.0f} valid events on {day} = {ratio:.0%} of the trailing median {median:.0f} "
-                   f"({n_days} days, {source})")
+            msg = (
+                f"{events_day:.0f} valid events on {day} = {ratio:.0%} of the trailing median {median:.0f} "
+                f"({n_days} days, {source})"
+            )
             if not ok:
                 msg = ("volume too low: " if ratio < c.min_ratio else "volume too high: ") + msg
-            results.append(CheckResult("volume", _outcome(ok, c.severity), ratio, bound, msg, c.severity, details))
+            results.append(
+                CheckResult("volume", _outcome(ok, c.severity), ratio, bound, msg, c.severity, details)
+            )
 
     c = cfg.invalid_rows
     if c.enabled:
@@ -138,18 +185,32 @@ def run_checks(stats: dict, session_date: date, window_end: datetime, cfg: DataC
         dropped = sum((stats.get("dropped") or {}).values())
         ratio = dropped / scanned if scanned else 0.0
         ok = ratio <= c.max_ratio
-        results.append(CheckResult(
-            "invalid_rows", _outcome(ok, c.severity), ratio, f"<= {c.max_ratio:g}",
-            f"{dropped} of {scanned} rows dropped ({ratio:.2%}): {stats.get('dropped')}", c.severity))
+        results.append(
+            CheckResult(
+                "invalid_rows",
+                _outcome(ok, c.severity),
+                ratio,
+                f"<= {c.max_ratio:g}",
+                f"{dropped} of {scanned} rows dropped ({ratio:.2%}): {stats.get('dropped')}",
+                c.severity,
+            )
+        )
 
     for name, key in (("distinct_users", "users"), ("distinct_items", "items")):
         c = getattr(cfg, name)
         if c.enabled:
             n = int(stats.get(key) or 0)
             ok = n >= c.min
-            results.append(CheckResult(name, _outcome(ok, c.severity), float(n), f">= {c.min}",
-                                       f"{n} {key} in the window" + ("" if ok else f", fewer than min={c.min}"),
-                                       c.severity))
+            results.append(
+                CheckResult(
+                    name,
+                    _outcome(ok, c.severity),
+                    float(n),
+                    f">= {c.min}",
+                    f"{n} {key} in the window" + ("" if ok else f", fewer than min={c.min}"),
+                    c.severity,
+                )
+            )
     return results
 
 
@@ -162,6 +223,5 @@ def check_metrics(stats: dict, session_date: date, window_end: datetime) -> dict
         "invalid_ratio": dropped / scanned if scanned else 0.0,
     }
     if stats.get("latest_event_ts"):
-        out["latest_event_lag_hours"] = (window_end - _ts(stats["latest_event_ts"])
-                                         ).total_seconds() / 3600
+        out["latest_event_lag_hours"] = (window_end - _ts(stats["latest_event_ts"])).total_seconds() / 3600
     return out

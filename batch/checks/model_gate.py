@@ -58,7 +58,9 @@ def promoted_model(store: ArtifactStore, pipeline: str) -> dict | None:
 def promotion_records(store: ArtifactStore, pipeline: str) -> list[dict]:
     d = _published_dir(store, pipeline)
     try:
-        names = sorted(n for n in store.fs.ls(d, detail=False) if posixpath.basename(n).startswith("model-dt="))
+        names = sorted(
+            n for n in store.fs.ls(d, detail=False) if posixpath.basename(n).startswith("model-dt=")
+        )
     except FileNotFoundError:
         return []
     return [json.loads(store.fs.cat_file(n)) for n in names]
@@ -118,22 +120,41 @@ def _metric_check(cand: Candidate, ref: dict | None, cfg) -> CheckResult:
     old_metrics = ref.get("metrics") or {}
     old_value = _metric_value(old_metrics, cfg)
     if new_value is None or old_value is None:
-        return CheckResult("metric", "skipped", new_value, bound,
-                           f"{label} missing on one side (evaluation disabled?)", cfg.severity)
+        return CheckResult(
+            "metric",
+            "skipped",
+            new_value,
+            bound,
+            f"{label} missing on one side (evaluation disabled?)",
+            cfg.severity,
+        )
     n_new = (new_metrics.get("model") or {}).get("users_evaluated", 0)
     n_old = (old_metrics.get("model") or {}).get("users_evaluated", 0)
     if min(n_new, n_old) < cfg.min_users_evaluated:
-        return CheckResult("metric", "skipped", new_value, bound,
-                           f"too few users evaluated ({n_new} new, {n_old} promoted; min {cfg.min_users_evaluated})",
-                           cfg.severity)
+        return CheckResult(
+            "metric",
+            "skipped",
+            new_value,
+            bound,
+            f"too few users evaluated ({n_new} new, {n_old} promoted; min {cfg.min_users_evaluated})",
+            cfg.severity,
+        )
     floor = old_value * (1 - cfg.max_relative_drop)
     ok = new_value >= floor
     drop = 1 - new_value / old_value if old_value else 0.0
-    msg = (f"{label} {new_value:.4f} vs promoted {ref['model_version']} {old_value:.4f} "
-           f"({-drop:+.1%}; floor {floor:.4f})")
-    return CheckResult("metric", _outcome(ok, cfg.severity), new_value, f">= {floor:.4f}",
-                       ("offline metric dropped: " if not ok else "") + msg, cfg.severity,
-                       {"promoted": old_value, "relative_drop": drop, "compare": cfg.compare})
+    msg = (
+        f"{label} {new_value:.4f} vs promoted {ref['model_version']} {old_value:.4f} "
+        f"({-drop:+.1%}; floor {floor:.4f})"
+    )
+    return CheckResult(
+        "metric",
+        _outcome(ok, cfg.severity),
+        new_value,
+        f">= {floor:.4f}",
+        ("offline metric dropped: " if not ok else "") + msg,
+        cfg.severity,
+        {"promoted": old_value, "relative_drop": drop, "compare": cfg.compare},
+    )
 
 
 def previous_top_k(store: ArtifactStore, publish: dict, k: int):
@@ -141,8 +162,9 @@ def previous_top_k(store: ArtifactStore, publish: dict, k: int):
     path = (publish.get("files") or {}).get("recommendations.parquet")
     fs, p = (store.fs, path) if "://" not in (path or "") else __import__("fsspec").core.url_to_fs(path)
     with fs.open(p, "rb") as f:
-        t = pq.read_table(f, columns=["user_id", "item_id", "rank", "score", "source"],
-                          filters=[("rank", "<=", k)])
+        t = pq.read_table(
+            f, columns=["user_id", "item_id", "rank", "score", "source"], filters=[("rank", "<=", k)]
+        )
     t = t.filter(pc.equal(t["source"], "personal"))
     df = t.to_pandas().sort_values(["user_id", "rank"])
     items = df.groupby("user_id")["item_id"].agg(list)
@@ -150,8 +172,9 @@ def previous_top_k(store: ArtifactStore, publish: dict, k: int):
     return items, scores
 
 
-def _shift_checks(cand: Candidate, store: ArtifactStore, publish: dict | None, cfg: ModelGateConfig,
-                  seed: int) -> tuple[list[CheckResult], dict]:
+def _shift_checks(
+    cand: Candidate, store: ArtifactStore, publish: dict | None, cfg: ModelGateConfig, seed: int
+) -> tuple[list[CheckResult], dict]:
     oc, sc = cfg.overlap, cfg.score_shift
     out: list[CheckResult] = []
     if not (oc.enabled or sc.enabled):
@@ -159,7 +182,9 @@ def _shift_checks(cand: Candidate, store: ArtifactStore, publish: dict | None, c
     if publish is None:
         for c, name in ((oc, "overlap"), (sc, "score_shift")):
             if c.enabled:
-                out.append(CheckResult(name, "skipped", None, "", "no previous publish to compare with", c.severity))
+                out.append(
+                    CheckResult(name, "skipped", None, "", "no previous publish to compare with", c.severity)
+                )
         return out, {}
     k = oc.k
     prev_items, prev_scores = previous_top_k(store, publish, k)
@@ -174,12 +199,22 @@ def _shift_checks(cand: Candidate, store: ArtifactStore, publish: dict | None, c
     if len(returning) < oc.min_users:
         for c, name in ((oc, "overlap"), (sc, "score_shift")):
             if c.enabled:
-                out.append(CheckResult(name, "skipped", None, "", f"only {len(returning)} returning users "
-                                       f"(min {oc.min_users})", c.severity, details))
+                out.append(
+                    CheckResult(
+                        name,
+                        "skipped",
+                        None,
+                        "",
+                        f"only {len(returning)} returning users (min {oc.min_users})",
+                        c.severity,
+                        details,
+                    )
+                )
         return out, details
     uidx = np.array([index[u] for u in returning], dtype=np.int32)
-    ids, scores = cand.model.recommend(uidx, cand.seen[uidx], k, filter_already_liked_items=True,
-                                       filter_items=cand.unavailable)
+    ids, scores = cand.model.recommend(
+        uidx, cand.seen[uidx], k, filter_already_liked_items=True, filter_items=cand.unavailable
+    )
     overlaps, new_scores, old_scores = [], [], []
     for row, u in enumerate(returning):
         new_set = {cand.item_ids[i] for i in ids[row] if i >= 0}
@@ -190,29 +225,59 @@ def _shift_checks(cand: Candidate, store: ArtifactStore, publish: dict | None, c
     details["mean_overlap"] = mean_overlap
     if oc.enabled:
         ok = mean_overlap >= oc.min_mean_overlap
-        msg = (f"mean overlap@{k} with the publish of {publish['dt']} ({publish['model_version']}) is "
-               f"{mean_overlap:.3f} over {len(returning)} returning users")
-        out.append(CheckResult("overlap", _outcome(ok, oc.severity), mean_overlap, f">= {oc.min_mean_overlap:g}",
-                               ("recommendations shifted under returning users: " if not ok else "") + msg,
-                               oc.severity, dict(details)))
+        msg = (
+            f"mean overlap@{k} with the publish of {publish['dt']} ({publish['model_version']}) is "
+            f"{mean_overlap:.3f} over {len(returning)} returning users"
+        )
+        out.append(
+            CheckResult(
+                "overlap",
+                _outcome(ok, oc.severity),
+                mean_overlap,
+                f">= {oc.min_mean_overlap:g}",
+                ("recommendations shifted under returning users: " if not ok else "") + msg,
+                oc.severity,
+                dict(details),
+            )
+        )
     if sc.enabled:
         from scipy.stats import ks_2samp
 
-        ks = float(ks_2samp(np.asarray(new_scores), np.asarray(old_scores)).statistic) if new_scores and \
-            old_scores else 0.0
+        ks = (
+            float(ks_2samp(np.asarray(new_scores), np.asarray(old_scores)).statistic)
+            if new_scores and old_scores
+            else 0.0
+        )
         details["score_ks"] = ks
         ok = ks <= sc.max_ks
-        out.append(CheckResult(
-            "score_shift", _outcome(ok, sc.severity), ks, f"<= {sc.max_ks:g}",
-            ("score distribution shifted: " if not ok else "") + f"KS statistic {ks:.3f} between the new and the "
-            f"published top-{k} scores (new median {np.median(new_scores):.4f}, published median "
-            f"{np.median(old_scores):.4f})", sc.severity,
-            {"new_median": float(np.median(new_scores)), "published_median": float(np.median(old_scores))}))
+        out.append(
+            CheckResult(
+                "score_shift",
+                _outcome(ok, sc.severity),
+                ks,
+                f"<= {sc.max_ks:g}",
+                ("score distribution shifted: " if not ok else "")
+                + f"KS statistic {ks:.3f} between the new and the "
+                f"published top-{k} scores (new median {np.median(new_scores):.4f}, published median "
+                f"{np.median(old_scores):.4f})",
+                sc.severity,
+                {
+                    "new_median": float(np.median(new_scores)),
+                    "published_median": float(np.median(old_scores)),
+                },
+            )
+        )
     return out, details
 
 
-def run_gate(cand: Candidate, store: ArtifactStore, pipeline: str, session_date: date, cfg: ModelGateConfig,
-             seed: int = 0) -> tuple[list[CheckResult], dict]:
+def run_gate(
+    cand: Candidate,
+    store: ArtifactStore,
+    pipeline: str,
+    session_date: date,
+    cfg: ModelGateConfig,
+    seed: int = 0,
+) -> tuple[list[CheckResult], dict]:
     """(check results, reference info) of a freshly trained model."""
     ref = reference_model(store, pipeline, session_date)
     publish = store.previous_publish(pipeline, session_date)
@@ -221,6 +286,10 @@ def run_gate(cand: Candidate, store: ArtifactStore, pipeline: str, session_date:
         results.append(_metric_check(cand, ref, cfg.metric))
     shift, details = _shift_checks(cand, store, publish, cfg, seed)
     results += shift
-    info = {"reference_model": ref and ref.get("model_version"), "reference_dt": ref and ref.get("dt"),
-            "previous_publish": publish and publish.get("dt"), **details}
+    info = {
+        "reference_model": ref and ref.get("model_version"),
+        "reference_dt": ref and ref.get("dt"),
+        "previous_publish": publish and publish.get("dt"),
+        **details,
+    }
     return results, info

@@ -23,12 +23,24 @@ def _param(text: str) -> tuple[str, str]:
 
 
 def _server_args(p, *, env_default: str = "dev") -> None:
-    p.add_argument("--env", default=env_default, choices=[e for e in ENVIRONMENTS if e != "local"],
-                   help=f"environment whose Digdag server to use (default: {env_default})")
-    p.add_argument("--endpoint", default=None, help="Digdag server URL (default: $DIGDAG_ENDPOINT, then the env's "
-                                                    "digdag.endpoint)")
-    p.add_argument("--header", action="append", default=[], metavar="NAME: VALUE",
-                   help="extra HTTP header for every request (repeatable)")
+    p.add_argument(
+        "--env",
+        default=env_default,
+        choices=[e for e in ENVIRONMENTS if e != "local"],
+        help=f"environment whose Digdag server to use (default: {env_default})",
+    )
+    p.add_argument(
+        "--endpoint",
+        default=None,
+        help="Digdag server URL (default: $DIGDAG_ENDPOINT, then the env's digdag.endpoint)",
+    )
+    p.add_argument(
+        "--header",
+        action="append",
+        default=[],
+        metavar="NAME: VALUE",
+        help="extra HTTP header for every request (repeatable)",
+    )
 
 
 def register(sub) -> None:
@@ -39,10 +51,21 @@ def register(sub) -> None:
     p.add_argument("workflow", help="path of a .dig file, e.g. digdag/demo.dig")
     p.add_argument("--session-date", required=True, help="session date, YYYY-MM-DD")
     p.add_argument("--env", default="local", choices=ENVIRONMENTS, help="value of ${env} (default: local)")
-    p.add_argument("-p", "--param", dest="params", action="append", default=[], type=_param, metavar="KEY=VALUE",
-                   help="session parameter (repeatable); an _export in the workflow wins, as in Digdag")
-    p.add_argument("--no-retry-wait", action="store_true",
-                   help="retry failed tasks at once instead of waiting their _retry interval (trying things here)")
+    p.add_argument(
+        "-p",
+        "--param",
+        dest="params",
+        action="append",
+        default=[],
+        type=_param,
+        metavar="KEY=VALUE",
+        help="session parameter (repeatable); an _export in the workflow wins, as in Digdag",
+    )
+    p.add_argument(
+        "--no-retry-wait",
+        action="store_true",
+        help="retry failed tasks at once instead of waiting their _retry interval (trying things here)",
+    )
     p.set_defaults(func=cmd_run)
 
     p = cmds.add_parser("check", help="validate workflows: subset, variables, reco commands, pipelines")
@@ -50,8 +73,11 @@ def register(sub) -> None:
     p.add_argument("--env", default="local", choices=ENVIRONMENTS, help="value of ${env} while checking")
     p.set_defaults(func=cmd_check)
 
-    p = cmds.add_parser("push", help="push the digdag/ project to the env's server; pause its schedules unless "
-                                     "the env has schedule_enabled")
+    p = cmds.add_parser(
+        "push",
+        help="push the digdag/ project to the env's server; pause its schedules unless "
+        "the env has schedule_enabled",
+    )
     _server_args(p)
     p.add_argument("--revision", default=None, help="revision name (default: a hash of the archive)")
     p.add_argument("--dry-run", action="store_true", help="build and list the archive, push nothing")
@@ -65,11 +91,12 @@ def register(sub) -> None:
     p.add_argument("--poll", type=float, default=15.0, help="seconds between polls with --wait")
     p.set_defaults(func=cmd_start)
 
-    for name, help_text, func in (("status", "an attempt's status and tasks", "cmd_status"),
-                                  ("logs", "the last lines of an attempt's failed task log (or --task's)",
-                                   "cmd_logs"),
-                                  ("retry", "retry the failed part of an attempt (resume: failed)", "cmd_retry"),
-                                  ("kill", "kill a running attempt", "cmd_kill")):
+    for name, help_text, func in (
+        ("status", "an attempt's status and tasks", "cmd_status"),
+        ("logs", "the last lines of an attempt's failed task log (or --task's)", "cmd_logs"),
+        ("retry", "retry the failed part of an attempt (resume: failed)", "cmd_retry"),
+        ("kill", "kill a running attempt", "cmd_kill"),
+    ):
         p = cmds.add_parser(name, help=help_text)
         p.add_argument("attempt_id")
         _server_args(p)
@@ -85,16 +112,26 @@ def register(sub) -> None:
     g = p.add_mutually_exclusive_group()
     g.add_argument("--disable", metavar="WORKFLOW", help="pause the workflow's schedule")
     g.add_argument("--enable", metavar="WORKFLOW", help="resume the workflow's schedule")
-    g.add_argument("--skip-to", nargs=2, metavar=("WORKFLOW", "DATE"),
-                   help="skip sessions before DATE (next session = DATE 00:00 in the workflow timezone)")
+    g.add_argument(
+        "--skip-to",
+        nargs=2,
+        metavar=("WORKFLOW", "DATE"),
+        help="skip sessions before DATE (next session = DATE 00:00 in the workflow timezone)",
+    )
     p.set_defaults(func=cmd_schedules)
 
-    p = sub.add_parser("backfill", help="run a pipeline's workflow for a range of session dates, oldest first")
+    p = sub.add_parser(
+        "backfill", help="run a pipeline's workflow for a range of session dates, oldest first"
+    )
     p.add_argument("--pipeline", required=True)
     p.add_argument("--from", dest="date_from", required=True, help="first session date, YYYY-MM-DD")
     p.add_argument("--to", dest="date_to", required=True, help="last session date (inclusive)")
-    p.add_argument("--env", default="local", choices=ENVIRONMENTS,
-                   help="local: run each date here; others: the Digdag server's schedule backfill")
+    p.add_argument(
+        "--env",
+        default="local",
+        choices=ENVIRONMENTS,
+        help="local: run each date here; others: the Digdag server's schedule backfill",
+    )
     p.add_argument("--dry-run", action="store_true", help="show what would run, run nothing")
     p.add_argument("--name", default=None, help="attemptName of the backfill (default: backfill-<UTC time>)")
     p.add_argument("--endpoint", default=None)
@@ -122,9 +159,11 @@ def cmd_check(args) -> int:
     report = check_paths(paths, env=args.env)
     for p in report.problems:
         print(f"error: {p}", file=sys.stderr)
-    print(f"checked {len(report.workflows)} workflow(s), {len(report.task_files)} task file(s), "
-          f"{report.commands_checked} reco command(s): "
-          + ("ok" if report.ok else f"{len(report.problems)} problem(s)"))
+    print(
+        f"checked {len(report.workflows)} workflow(s), {len(report.task_files)} task file(s), "
+        f"{report.commands_checked} reco command(s): "
+        + ("ok" if report.ok else f"{len(report.problems)} problem(s)")
+    )
     return 0 if report.ok else EXIT_CHECK_FAILED
 
 
@@ -136,7 +175,9 @@ def _client(args):
     from batch.digdag.client import DigdagClient, parse_headers
 
     env_cfg = load_environment(args.env)
-    return DigdagClient.for_environment(env_cfg, endpoint=args.endpoint, headers=parse_headers(args.header)), env_cfg
+    return DigdagClient.for_environment(
+        env_cfg, endpoint=args.endpoint, headers=parse_headers(args.header)
+    ), env_cfg
 
 
 def cmd_push(args) -> int:
@@ -156,7 +197,9 @@ def cmd_push(args) -> int:
             s = client.disable_schedule(s.id)
             print(f"  schedule {s.workflow_name}: paused (schedule_enabled is false for {args.env})")
         else:
-            state = "PAUSED" if s.disabled_at else f"next session {s.next_schedule_time}, runs {s.next_run_time}"
+            state = (
+                "PAUSED" if s.disabled_at else f"next session {s.next_schedule_time}, runs {s.next_run_time}"
+            )
             print(f"  schedule {s.workflow_name}: {state}")
     return 0
 
@@ -171,11 +214,16 @@ def cmd_start(args) -> int:
     if created:
         print(f"started attempt {attempt.id} of {wf.name} session {attempt.session_time}")
     else:
-        print(f"attempt {attempt.id} of {wf.name} session {attempt.session_time} already exists "
-              f"({attempt.status}); not starting another")
+        print(
+            f"attempt {attempt.id} of {wf.name} session {attempt.session_time} already exists "
+            f"({attempt.status}); not starting another"
+        )
     if args.wait:
-        attempt = client.wait(attempt.id, poll_s=args.poll,
-                              on_poll=lambda a: print(f"  attempt {a.id}: {a.status}", file=sys.stderr))
+        attempt = client.wait(
+            attempt.id,
+            poll_s=args.poll,
+            on_poll=lambda a: print(f"  attempt {a.id}: {a.status}", file=sys.stderr),
+        )
         print(f"attempt {attempt.id}: {attempt.status}")
         return 0 if attempt.status == "success" else EXIT_FAILURE
     return 0
@@ -184,8 +232,10 @@ def cmd_start(args) -> int:
 def cmd_status(args) -> int:
     client, _ = _client(args)
     a = client.attempt(args.attempt_id)
-    print(f"attempt {a.id}: {a.status}  {a.project_name}/{a.workflow_name} session {a.session_time}"
-          + (f" retry {a.retry_attempt_name}" if a.retry_attempt_name else ""))
+    print(
+        f"attempt {a.id}: {a.status}  {a.project_name}/{a.workflow_name} session {a.session_time}"
+        + (f" retry {a.retry_attempt_name}" if a.retry_attempt_name else "")
+    )
     for t in client.tasks(a.id):
         print(f"  {t.state:<14} {t.full_name}" + (f"  {t.error_message}" if t.error_message else ""))
     return 0 if a.status in ("success", "running") else EXIT_FAILURE
@@ -203,7 +253,7 @@ def cmd_logs(args) -> int:
             return 0
         name = task.full_name
     print(f"== {name} (last {args.lines} lines) ==")
-    print("\n".join(text.splitlines()[-args.lines:]))
+    print("\n".join(text.splitlines()[-args.lines :]))
     return 0
 
 
@@ -212,8 +262,10 @@ def cmd_retry(args) -> int:
     name = args.name or "retry-" + datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     attempt, created = client.retry_failed(args.attempt_id, name)
     verb = "started" if created else "already exists:"
-    print(f"{verb} attempt {attempt.id} (retry {attempt.retry_attempt_name}) resuming the failed tasks of "
-          f"{args.attempt_id}")
+    print(
+        f"{verb} attempt {attempt.id} (retry {attempt.retry_attempt_name}) resuming the failed tasks of "
+        f"{args.attempt_id}"
+    )
     return 0
 
 
@@ -235,8 +287,10 @@ def cmd_schedules(args) -> int:
         for s in schedules:
             if s.workflow_name == name:
                 return s
-        raise ConfigError(f"no schedule for workflow {name!r} in project {project.name}",
-                          hint="known: " + (", ".join(s.workflow_name for s in schedules) or "none"))
+        raise ConfigError(
+            f"no schedule for workflow {name!r} in project {project.name}",
+            hint="known: " + (", ".join(s.workflow_name for s in schedules) or "none"),
+        )
 
     if args.disable:
         s = client.disable_schedule(by_name(args.disable).id)
@@ -252,8 +306,10 @@ def cmd_schedules(args) -> int:
     else:
         for s in schedules:
             state = "PAUSED" if s.disabled_at else "active"
-            print(f"{s.id:>6} {s.workflow_name:<24} {state:<7} next session {s.next_schedule_time}  "
-                  f"runs {s.next_run_time}")
+            print(
+                f"{s.id:>6} {s.workflow_name:<24} {state:<7} next session {s.next_schedule_time}  "
+                f"runs {s.next_run_time}"
+            )
     return 0
 
 
@@ -266,9 +322,13 @@ def cmd_backfill(args) -> int:
         dates = plan_dates(d1, d2)
         workflow = DIGDAG_DIR / f"{args.pipeline}.dig"
         if not workflow.exists():
-            raise ConfigError(f"{workflow}: no workflow for pipeline {args.pipeline!r}",
-                              hint="each pipeline has digdag/<pipeline>.dig (see docs/digdag.md)")
-        print(f"backfill {args.pipeline} locally: {len(dates)} session(s) {dates[0]} .. {dates[-1]}, oldest first")
+            raise ConfigError(
+                f"{workflow}: no workflow for pipeline {args.pipeline!r}",
+                hint="each pipeline has digdag/<pipeline>.dig (see docs/digdag.md)",
+            )
+        print(
+            f"backfill {args.pipeline} locally: {len(dates)} session(s) {dates[0]} .. {dates[-1]}, oldest first"
+        )
         if args.dry_run:
             for d in dates:
                 print(f"  would run {workflow.relative_to(PROJECT_ROOT)} --session-date {d}")
@@ -276,15 +336,18 @@ def cmd_backfill(args) -> int:
         results = local_backfill(workflow, dates)
         failed = [r for r in results if not r[1].success]
         for d, r in results:
-            print(f"  {d}: {'ok' if r.success else 'FAILED at ' + str(r.failed_task)} (attempt {r.attempt_id})")
+            print(
+                f"  {d}: {'ok' if r.success else 'FAILED at ' + str(r.failed_task)} (attempt {r.attempt_id})"
+            )
         if failed:
-            not_run = dates[len(results):]
+            not_run = dates[len(results) :]
             if not_run:
                 print(f"  not run: {', '.join(map(str, not_run))}")
             return EXIT_FAILURE
         return 0
     client, env_cfg = _client(args)
-    result = server_backfill(client, env_cfg.digdag.project, args.pipeline, d1, d2, dry_run=args.dry_run,
-                             attempt_name=args.name)
+    result = server_backfill(
+        client, env_cfg.digdag.project, args.pipeline, d1, d2, dry_run=args.dry_run, attempt_name=args.name
+    )
     print(result.text)
     return 0

@@ -17,23 +17,38 @@ log = logging.getLogger("reco.notify")
 
 
 def register(sub) -> None:
-    notify = sub.add_parser("notify", help="send a Slack message about a daily batch (used by the Digdag workflows)")
+    notify = sub.add_parser(
+        "notify", help="send a Slack message about a daily batch (used by the Digdag workflows)"
+    )
     kinds = notify.add_subparsers(dest="kind", required=True, metavar="KIND")
-    for kind, help_text in (("success", "the day's key figures"), ("failure", "what failed and the error's last "
-                            "lines"), ("sla", "the batch is still running past its SLA")):
+    for kind, help_text in (
+        ("success", "the day's key figures"),
+        ("failure", "what failed and the error's last lines"),
+        ("sla", "the batch is still running past its SLA"),
+    ):
         p = kinds.add_parser(kind, help=help_text)
         p.add_argument("--pipeline", required=True)
         p.add_argument("--date", required=True, help="session date, YYYY-MM-DD")
         p.add_argument("--env", default="local", choices=ENVIRONMENTS)
-        p.add_argument("--attempt", default=None, help="Digdag attempt id (${attempt_id}): linked, and for a "
-                                                        "failure used to find the failed task and its log")
+        p.add_argument(
+            "--attempt",
+            default=None,
+            help="Digdag attempt id (${attempt_id}): linked, and for a "
+            "failure used to find the failed task and its log",
+        )
         if kind == "failure":
             p.add_argument("--task", default=None, help="failed task (default: looked up from --attempt)")
-            p.add_argument("--error", default=None,
-                           help="error message (default: $RECO_ERROR_MESSAGE, which the workflow sets from "
-                                "${error.message})")
-        p.add_argument("--webhook-env", default=None,
-                       help="environment variable holding the webhook URL (default: the env's slack.webhook_env)")
+            p.add_argument(
+                "--error",
+                default=None,
+                help="error message (default: $RECO_ERROR_MESSAGE, which the workflow sets from "
+                "${error.message})",
+            )
+        p.add_argument(
+            "--webhook-env",
+            default=None,
+            help="environment variable holding the webhook URL (default: the env's slack.webhook_env)",
+        )
         p.set_defaults(func=cmd_notify)
 
 
@@ -78,11 +93,24 @@ def cmd_notify(args) -> int:
             except Exception as e:  # the alert matters more than its details
                 log.warning("could not look up the failed task", extra={"error": redact(str(e))})
         error = args.error if args.error is not None else os.environ.get("RECO_ERROR_MESSAGE")
-        message = failure_message(pipeline=args.pipeline, session_date=dt.isoformat(), env=args.env, task=task,
-                                  error=error, log_tail=tail, attempt_id=args.attempt, attempt_url=url)
+        message = failure_message(
+            pipeline=args.pipeline,
+            session_date=dt.isoformat(),
+            env=args.env,
+            task=task,
+            error=error,
+            log_tail=tail,
+            attempt_id=args.attempt,
+            attempt_url=url,
+        )
     elif args.kind == "sla":
-        message = sla_message(pipeline=args.pipeline, session_date=dt.isoformat(), env=args.env,
-                              attempt_id=args.attempt, attempt_url=url)
+        message = sla_message(
+            pipeline=args.pipeline,
+            session_date=dt.isoformat(),
+            env=args.env,
+            attempt_id=args.attempt,
+            attempt_url=url,
+        )
     else:
         summary: dict = {"pipeline": args.pipeline, "date": dt.isoformat()}
         try:
@@ -93,11 +121,14 @@ def cmd_notify(args) -> int:
             store = ArtifactStore(env_cfg.resolved_artifact_root())
             summary = build_summary(store, pipeline.name, dt, pipeline.candidates.shard_count)
         except Exception as e:
-            log.warning("summary unavailable; sending the message without figures", extra={"error": redact(str(e))})
+            log.warning(
+                "summary unavailable; sending the message without figures", extra={"error": redact(str(e))}
+            )
         # a public URL when the environment serves its reports; else where the report file is
         report = env_cfg.slack.report_base_url
         report_url = f"{report.rstrip('/')}/{args.pipeline}/{dt}" if report else summary.get("report")
-        message = success_message(summary, env=args.env, attempt_id=args.attempt, attempt_url=url,
-                                  report_url=report_url)
+        message = success_message(
+            summary, env=args.env, attempt_id=args.attempt, attempt_url=url, report_url=report_url
+        )
     notifier.send(message)
     return 0

@@ -23,11 +23,16 @@ def register(sub) -> None:
     p.add_argument("--pipeline", required=True)
     p.add_argument("--date", required=True, help="session date, YYYY-MM-DD")
     p.add_argument("--env", default="local", choices=ENVIRONMENTS)
-    p.add_argument("--out", default=None,
-                   help="file path or fsspec URL (default: <artifact_root>/reports/<pipeline>/<date>/index.html)")
+    p.add_argument(
+        "--out",
+        default=None,
+        help="file path or fsspec URL (default: <artifact_root>/reports/<pipeline>/<date>/index.html)",
+    )
     p.set_defaults(func=cmd_report)
 
-    p = sub.add_parser("metrics", help="print the metric store's rows of a pipeline (latest run per date/step)")
+    p = sub.add_parser(
+        "metrics", help="print the metric store's rows of a pipeline (latest run per date/step)"
+    )
     p.add_argument("--pipeline", required=True)
     p.add_argument("--env", default="local", choices=ENVIRONMENTS)
     p.add_argument("--since", default=None, help="first date (default: 30 days before --until)")
@@ -55,8 +60,10 @@ def cmd_report(args) -> int:
     dt = parse_date(args.date)
     store = ArtifactStore(env.resolved_artifact_root())
     if not any(store.exists(pipeline.name, ds, dt) for ds in ("interactions", "model", "export")):
-        raise ConfigError(f"nothing has run for {pipeline.name} on {dt} under {store.root_url}",
-                          hint=f"reco run --pipeline {pipeline.name} --date {dt}")
+        raise ConfigError(
+            f"nothing has run for {pipeline.name} on {dt} under {store.root_url}",
+            hint=f"reco run --pipeline {pipeline.name} --date {dt}",
+        )
     print(write_report(pipeline, env, dt, out=args.out))
     return 0
 
@@ -115,7 +122,8 @@ def cmd_metrics(args) -> int:
         df.to_csv(sys.stdout, index=False)
     elif args.format == "jsonl":
         df.assign(dt=df["dt"].astype(str), recorded_at=df["recorded_at"].astype(str)).to_json(
-            sys.stdout, orient="records", lines=True)
+            sys.stdout, orient="records", lines=True
+        )
     else:
         print(df.drop(columns=["pipeline"]).to_string(index=False))
     return 0

@@ -109,8 +109,9 @@ class _Checker:
         self.pipelines = pipelines
         self.problems: list[Problem] = []
         self.commands = 0
-        self.builtins = builtin_variables(wf, wf.session_time(SAMPLE_DATE), attempt_id="1", session_id="1",
-                                          retry_attempt_name="")
+        self.builtins = builtin_variables(
+            wf, wf.session_time(SAMPLE_DATE), attempt_id="1", session_id="1", retry_attempt_name=""
+        )
 
     def problem(self, task: Task, message: str, hint: str | None = None) -> None:
         self.problems.append(Problem(str(task.file), task.full_name, message, hint))
@@ -140,8 +141,11 @@ class _Checker:
         if new_scope is None:
             return
         if task.retry is not None and task.is_group:
-            self.problem(task, "_retry on a group reruns every task in it (digdag#701, #728)",
-                         hint="put _retry on the leaf tasks whose work is idempotent")
+            self.problem(
+                task,
+                "_retry on a group reruns every task in it (digdag#701, #728)",
+                hint="put _retry on the leaf tasks whose work is idempotent",
+            )
         if task.operator in ("sh", "echo", "fail"):
             self.operator(task, new_scope)
         for child in task.children:
@@ -160,8 +164,11 @@ class _Checker:
             command = render(task.command, params)
             render({**(params.get("_env") or {}), **task.env}, params, lambda key: "<secret>")
         except UndefinedVariable as e:
-            self.problem(task, f"${{{e.name}}} is not defined here",
-                         hint="define it in an _export of this task or a parent, or pass it with -p")
+            self.problem(
+                task,
+                f"${{{e.name}}} is not defined here",
+                hint="define it in an _export of this task or a parent, or pass it with -p",
+            )
             return
         if task.operator != "sh":
             return
@@ -179,10 +186,13 @@ class _Checker:
                 continue
             pipeline = getattr(ns, "pipeline", None)
             if pipeline is not None and pipeline not in self.pipelines:
-                self.problem(task, f"sh>: `{shown}`: no pipeline named {pipeline!r} ({pipeline_path(pipeline)} "
-                                   "does not exist)",
-                             hint=f"known pipelines: {', '.join(sorted(self.pipelines)) or 'none'}; add "
-                                  f"config/pipelines/{pipeline}.yaml or fix the workflow's _export")
+                self.problem(
+                    task,
+                    f"sh>: `{shown}`: no pipeline named {pipeline!r} ({pipeline_path(pipeline)} "
+                    "does not exist)",
+                    hint=f"known pipelines: {', '.join(sorted(self.pipelines)) or 'none'}; add "
+                    f"config/pipelines/{pipeline}.yaml or fix the workflow's _export",
+                )
 
 
 def _dig_files(path: Path) -> tuple[list[Path], list[Path]]:
@@ -230,7 +240,7 @@ def check_paths(paths: list[str | Path], *, env: str = "local", params: dict | N
 def _from_error(e: WorkflowError) -> Problem:
     prefix = e.file + (f": task {e.task}" if e.task else "") + ": "
     text = super(WorkflowError, e).__str__()
-    message = text[len(prefix):] if text.startswith(prefix) else text
+    message = text[len(prefix) :] if text.startswith(prefix) else text
     if e.hint and message.endswith(f" (hint: {e.hint})"):
         message = message[: -len(f" (hint: {e.hint})")]
     return Problem(e.file, e.task, message, e.hint)

@@ -82,8 +82,15 @@ class Workflow:
     @classmethod
     def from_json(cls, d: dict) -> Workflow:
         project = d.get("project") or {}
-        return cls(str(d["id"]), d["name"], str(project.get("id", "")), project.get("name", ""), d.get("revision"),
-                   d.get("timezone") or "UTC", d.get("config") or {})
+        return cls(
+            str(d["id"]),
+            d["name"],
+            str(project.get("id", "")),
+            project.get("name", ""),
+            d.get("revision"),
+            d.get("timezone") or "UTC",
+            d.get("config") or {},
+        )
 
     def session_time(self, day: date) -> datetime:
         """The session time of a session date: 00:00 of that day in the workflow's timezone."""
@@ -110,11 +117,22 @@ class Attempt:
     @classmethod
     def from_json(cls, d: dict) -> Attempt:
         project, wf = d.get("project") or {}, d.get("workflow") or {}
-        return cls(str(d.get("id") or ""), project.get("name", ""), wf.get("name", ""), str(wf.get("id", "")),
-                   None if d.get("sessionId") is None else str(d["sessionId"]), d.get("sessionTime", ""),
-                   d.get("retryAttemptName"), bool(d.get("done")), bool(d.get("success")),
-                   bool(d.get("cancelRequested")), d.get("params") or {}, d.get("createdAt"), d.get("finishedAt"),
-                   d.get("index"))
+        return cls(
+            str(d.get("id") or ""),
+            project.get("name", ""),
+            wf.get("name", ""),
+            str(wf.get("id", "")),
+            None if d.get("sessionId") is None else str(d["sessionId"]),
+            d.get("sessionTime", ""),
+            d.get("retryAttemptName"),
+            bool(d.get("done")),
+            bool(d.get("success")),
+            bool(d.get("cancelRequested")),
+            d.get("params") or {},
+            d.get("createdAt"),
+            d.get("finishedAt"),
+            d.get("index"),
+        )
 
     @property
     def status(self) -> str:
@@ -140,9 +158,17 @@ class TaskInfo:
 
     @classmethod
     def from_json(cls, d: dict) -> TaskInfo:
-        return cls(str(d["id"]), d["fullName"], None if d.get("parentId") is None else str(d["parentId"]),
-                   d.get("state", ""), bool(d.get("isGroup")), d.get("error") or {}, d.get("startedAt"),
-                   d.get("updatedAt"), d.get("retryAt"))
+        return cls(
+            str(d["id"]),
+            d["fullName"],
+            None if d.get("parentId") is None else str(d["parentId"]),
+            d.get("state", ""),
+            bool(d.get("isGroup")),
+            d.get("error") or {},
+            d.get("startedAt"),
+            d.get("updatedAt"),
+            d.get("retryAt"),
+        )
 
     @property
     def error_message(self) -> str | None:
@@ -163,8 +189,16 @@ class Schedule:
     @classmethod
     def from_json(cls, d: dict) -> Schedule:
         project, wf = d.get("project") or {}, d.get("workflow") or {}
-        return cls(str(d["id"]), str(project.get("id", "")), project.get("name", ""), str(wf.get("id", "")),
-                   wf.get("name", ""), d.get("nextRunTime"), d.get("nextScheduleTime"), d.get("disabledAt"))
+        return cls(
+            str(d["id"]),
+            str(project.get("id", "")),
+            project.get("name", ""),
+            str(wf.get("id", "")),
+            wf.get("name", ""),
+            d.get("nextRunTime"),
+            d.get("nextScheduleTime"),
+            d.get("disabledAt"),
+        )
 
     @property
     def next_schedule(self) -> datetime | None:
@@ -237,8 +271,11 @@ def build_archive(project_dir: Path, *, env: str) -> Archive:
             tar.addfile(info, io.BytesIO(contents[name]))
     data = buf.getvalue()
     if len(data) >= MAX_ARCHIVE_BYTES:
-        raise ConfigError(f"{project_dir}: project archive is {len(data):,} bytes; Digdag accepts under "
-                          f"{MAX_ARCHIVE_BYTES:,}", hint="keep data and code out of digdag/: tasks run `reco` commands")
+        raise ConfigError(
+            f"{project_dir}: project archive is {len(data):,} bytes; Digdag accepts under "
+            f"{MAX_ARCHIVE_BYTES:,}",
+            hint="keep data and code out of digdag/: tasks run `reco` commands",
+        )
     digest = hashlib.sha256(data).hexdigest()[:12]
     return Archive(data, sorted(contents), f"{env}-{digest}")
 
@@ -276,9 +313,11 @@ class IapTokenSource:
         try:
             return id_token.fetch_id_token(google.auth.transport.requests.Request(), audience)
         except exceptions.GoogleAuthError as e:
-            raise DigdagError(f"cannot mint an IAP ID token: {type(e).__name__}",
-                              hint="run with a service account (GOOGLE_APPLICATION_CREDENTIALS or workload "
-                                   "identity) that may reach the Digdag server") from None
+            raise DigdagError(
+                f"cannot mint an IAP ID token: {type(e).__name__}",
+                hint="run with a service account (GOOGLE_APPLICATION_CREDENTIALS or workload "
+                "identity) that may reach the Digdag server",
+            ) from None
 
     def __call__(self) -> str:
         with self._lock:
@@ -295,12 +334,24 @@ class IapTokenSource:
 
 
 class DigdagClient:
-    def __init__(self, endpoint: str, *, headers: dict[str, str] | None = None,
-                 token: Callable[[], str] | None = None, retries: int = 4, backoff_s: float = 0.5,
-                 timeout_s: float = 30.0, session: requests.Session | None = None, sleep=time.sleep):
+    def __init__(
+        self,
+        endpoint: str,
+        *,
+        headers: dict[str, str] | None = None,
+        token: Callable[[], str] | None = None,
+        retries: int = 4,
+        backoff_s: float = 0.5,
+        timeout_s: float = 30.0,
+        session: requests.Session | None = None,
+        sleep=time.sleep,
+    ):
         if not endpoint:
-            raise ConfigError("no Digdag endpoint", hint="pass --endpoint, set DIGDAG_ENDPOINT, or set "
-                                                         "digdag.endpoint in config/environments.yaml")
+            raise ConfigError(
+                "no Digdag endpoint",
+                hint="pass --endpoint, set DIGDAG_ENDPOINT, or set "
+                "digdag.endpoint in config/environments.yaml",
+            )
         self.endpoint = endpoint.rstrip("/")
         self._headers = dict(headers or {})
         self._token = token
@@ -314,21 +365,34 @@ class DigdagClient:
         return f"DigdagClient({self.endpoint!r})"
 
     @classmethod
-    def for_environment(cls, env_cfg, *, endpoint: str | None = None, headers: dict[str, str] | None = None,
-                        **kwargs) -> DigdagClient:
+    def for_environment(
+        cls, env_cfg, *, endpoint: str | None = None, headers: dict[str, str] | None = None, **kwargs
+    ) -> DigdagClient:
         url = endpoint or os.environ.get("DIGDAG_ENDPOINT") or env_cfg.digdag.endpoint
         if not url:
-            raise ConfigError(f"environment {env_cfg.name} has no Digdag endpoint",
-                              hint="pass --endpoint, set DIGDAG_ENDPOINT, or set environments."
-                                   f"{env_cfg.name}.digdag.endpoint in config/environments.yaml")
+            raise ConfigError(
+                f"environment {env_cfg.name} has no Digdag endpoint",
+                hint="pass --endpoint, set DIGDAG_ENDPOINT, or set environments."
+                f"{env_cfg.name}.digdag.endpoint in config/environments.yaml",
+            )
         token = IapTokenSource(env_cfg.digdag.iap_audience) if env_cfg.digdag.iap_audience else None
         return cls(url, headers=headers, token=token, **kwargs)
 
     # -- transport -----------------------------------------------------------------------------------------
 
-    def _request(self, method: str, path: str, *, what: str, params: dict | None = None, json: Any = None,
-                 data: bytes | None = None, headers: dict | None = None, ok: tuple[int, ...] = (200,),
-                 accept_conflict: bool = False) -> requests.Response:
+    def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        what: str,
+        params: dict | None = None,
+        json: Any = None,
+        data: bytes | None = None,
+        headers: dict | None = None,
+        ok: tuple[int, ...] = (200,),
+        accept_conflict: bool = False,
+    ) -> requests.Response:
         url = f"{self.endpoint}{path}"
         hdrs = {"Accept": "application/json", **self._headers, **(headers or {})}
         if self._token is not None:
@@ -336,8 +400,9 @@ class DigdagClient:
         for attempt in range(self.retries + 1):
             reason: str
             try:
-                resp = self.session.request(method, url, params=params, json=json, data=data, headers=hdrs,
-                                            timeout=self.timeout_s)
+                resp = self.session.request(
+                    method, url, params=params, json=json, data=data, headers=hdrs, timeout=self.timeout_s
+                )
             except (requests.ConnectionError, requests.Timeout) as e:
                 reason = f"{type(e).__name__}"
             else:
@@ -347,12 +412,15 @@ class DigdagClient:
                     raise self._error(resp, method, path, what)
                 reason = f"HTTP {resp.status_code}"
             if attempt == self.retries:
-                raise DigdagError(f"Digdag at {self.endpoint}: {method} {path} failed after {attempt + 1} "
-                                  f"tries ({reason})", hint="is the server up? `reco digdag schedules` checks "
-                                                            "the connection")
+                raise DigdagError(
+                    f"Digdag at {self.endpoint}: {method} {path} failed after {attempt + 1} tries ({reason})",
+                    hint="is the server up? `reco digdag schedules` checks the connection",
+                )
             wait = self.backoff_s * 2**attempt
-            log.warning("digdag request failed; retrying", extra={"method": method, "path": path,
-                                                                  "reason": reason, "wait_s": wait})
+            log.warning(
+                "digdag request failed; retrying",
+                extra={"method": method, "path": path, "reason": reason, "wait_s": wait},
+            )
             self.sleep(wait)
         raise AssertionError("unreachable")
 
@@ -366,19 +434,33 @@ class DigdagClient:
         status = resp.status_code
         base = f"Digdag at {self.endpoint}: {what}"
         if status == 401:
-            return DigdagError(f"{base}: not authenticated (401)", status=status,
-                               hint="behind IAP set digdag.iap_audience for the env and run with Google "
-                                    "credentials, or pass --header 'Authorization: ...'")
+            return DigdagError(
+                f"{base}: not authenticated (401)",
+                status=status,
+                hint="behind IAP set digdag.iap_audience for the env and run with Google "
+                "credentials, or pass --header 'Authorization: ...'",
+            )
         if status == 403:
-            return DigdagError(f"{base}: forbidden (403)", status=status,
-                               hint="the caller needs access to the Digdag server (IAP-secured Web App User)")
+            return DigdagError(
+                f"{base}: forbidden (403)",
+                status=status,
+                hint="the caller needs access to the Digdag server (IAP-secured Web App User)",
+            )
         if status == 404:
-            return DigdagError(f"{base}: not found (404){': ' + detail if detail else ''}", status=status,
-                               hint="check the id or name; `reco digdag push` creates the project and workflows")
+            return DigdagError(
+                f"{base}: not found (404){': ' + detail if detail else ''}",
+                status=status,
+                hint="check the id or name; `reco digdag push` creates the project and workflows",
+            )
         if status == 409:
-            return DigdagError(f"{base}: conflict (409){': ' + detail if detail else ''}", status=status, body=body)
-        return DigdagError(f"{base}: {method} {path} answered {status}{': ' + detail if detail else ''}",
-                           status=status, body=body)
+            return DigdagError(
+                f"{base}: conflict (409){': ' + detail if detail else ''}", status=status, body=body
+            )
+        return DigdagError(
+            f"{base}: {method} {path} answered {status}{': ' + detail if detail else ''}",
+            status=status,
+            body=body,
+        )
 
     # -- projects and workflows ----------------------------------------------------------------------------
 
@@ -387,34 +469,62 @@ class DigdagClient:
 
     def push_project(self, name: str, archive: bytes, revision: str) -> Project:
         if len(archive) >= MAX_ARCHIVE_BYTES:
-            raise ConfigError(f"project archive is {len(archive):,} bytes; Digdag accepts under {MAX_ARCHIVE_BYTES:,}")
-        resp = self._request("PUT", "/api/projects", what=f"push project {name}",
-                             params={"project": name, "revision": revision}, data=archive,
-                             headers={"Content-Type": "application/gzip", "Content-Length": str(len(archive))})
+            raise ConfigError(
+                f"project archive is {len(archive):,} bytes; Digdag accepts under {MAX_ARCHIVE_BYTES:,}"
+            )
+        resp = self._request(
+            "PUT",
+            "/api/projects",
+            what=f"push project {name}",
+            params={"project": name, "revision": revision},
+            data=archive,
+            headers={"Content-Type": "application/gzip", "Content-Length": str(len(archive))},
+        )
         return Project.from_json(resp.json())
 
     def find_project(self, name: str) -> Project:
-        projects = self._request("GET", "/api/projects", what=f"project {name}",
-                                 params={"name": name}).json().get("projects", [])
+        projects = (
+            self._request("GET", "/api/projects", what=f"project {name}", params={"name": name})
+            .json()
+            .get("projects", [])
+        )
         for p in projects:
             if p.get("name") == name:
                 return Project.from_json(p)
-        raise DigdagError(f"Digdag at {self.endpoint}: no project named {name!r}", status=404,
-                          hint="push it first: reco digdag push --env ENV")
+        raise DigdagError(
+            f"Digdag at {self.endpoint}: no project named {name!r}",
+            status=404,
+            hint="push it first: reco digdag push --env ENV",
+        )
 
     def find_workflow(self, project_id: str, name: str) -> Workflow:
-        wfs = self._request("GET", f"/api/projects/{project_id}/workflows", what=f"workflow {name}",
-                            params={"name": name}).json().get("workflows", [])
+        wfs = (
+            self._request(
+                "GET", f"/api/projects/{project_id}/workflows", what=f"workflow {name}", params={"name": name}
+            )
+            .json()
+            .get("workflows", [])
+        )
         for w in wfs:
             if w.get("name") == name:
                 return Workflow.from_json(w)
-        raise DigdagError(f"Digdag at {self.endpoint}: project {project_id} has no workflow {name!r}", status=404,
-                          hint=f"is digdag/{name}.dig pushed? reco digdag push --env ENV")
+        raise DigdagError(
+            f"Digdag at {self.endpoint}: project {project_id} has no workflow {name!r}",
+            status=404,
+            hint=f"is digdag/{name}.dig pushed? reco digdag push --env ENV",
+        )
 
     # -- attempts ------------------------------------------------------------------------------------------
 
-    def start_attempt(self, workflow_id: str, session_time: datetime | str, params: dict | None = None, *,
-                      retry_attempt_name: str | None = None, resume: dict | None = None) -> tuple[Attempt, bool]:
+    def start_attempt(
+        self,
+        workflow_id: str,
+        session_time: datetime | str,
+        params: dict | None = None,
+        *,
+        retry_attempt_name: str | None = None,
+        resume: dict | None = None,
+    ) -> tuple[Attempt, bool]:
         """Start an attempt; (attempt, True) when created, (existing attempt, False) when Digdag answers 409."""
         body: dict[str, Any] = {
             "workflowId": workflow_id,
@@ -425,31 +535,55 @@ class DigdagClient:
             body["retryAttemptName"] = retry_attempt_name
         if resume:
             body["resume"] = resume
-        resp = self._request("PUT", "/api/attempts", what=f"start workflow {workflow_id}", json=body,
-                             accept_conflict=True)
+        resp = self._request(
+            "PUT", "/api/attempts", what=f"start workflow {workflow_id}", json=body, accept_conflict=True
+        )
         if resp.status_code == 409:
             try:
                 existing = resp.json()
                 return Attempt.from_json(existing), False
             except (ValueError, KeyError):
-                raise DigdagError(f"Digdag at {self.endpoint}: an attempt for this session already exists (409)",
-                                  status=409) from None
+                raise DigdagError(
+                    f"Digdag at {self.endpoint}: an attempt for this session already exists (409)", status=409
+                ) from None
         return Attempt.from_json(resp.json()), True
 
     def attempt(self, attempt_id: str) -> Attempt:
-        return Attempt.from_json(self._request("GET", f"/api/attempts/{attempt_id}",
-                                               what=f"attempt {attempt_id}").json())
+        return Attempt.from_json(
+            self._request("GET", f"/api/attempts/{attempt_id}", what=f"attempt {attempt_id}").json()
+        )
 
-    def attempts(self, *, project: str | None = None, workflow: str | None = None, include_retried: bool = False,
-                 last_id: str | None = None, page_size: int | None = None) -> list[Attempt]:
-        params = {k: v for k, v in {"project": project, "workflow": workflow,
-                                    "include_retried": str(include_retried).lower(), "last_id": last_id,
-                                    "page_size": page_size}.items() if v is not None}
+    def attempts(
+        self,
+        *,
+        project: str | None = None,
+        workflow: str | None = None,
+        include_retried: bool = False,
+        last_id: str | None = None,
+        page_size: int | None = None,
+    ) -> list[Attempt]:
+        params = {
+            k: v
+            for k, v in {
+                "project": project,
+                "workflow": workflow,
+                "include_retried": str(include_retried).lower(),
+                "last_id": last_id,
+                "page_size": page_size,
+            }.items()
+            if v is not None
+        }
         data = self._request("GET", "/api/attempts", what="attempts", params=params).json()
         return [Attempt.from_json(a) for a in data.get("attempts", [])]
 
-    def wait(self, attempt_id: str, *, poll_s: float = 15.0, timeout_s: float | None = None,
-             on_poll: Callable[[Attempt], None] | None = None) -> Attempt:
+    def wait(
+        self,
+        attempt_id: str,
+        *,
+        poll_s: float = 15.0,
+        timeout_s: float | None = None,
+        on_poll: Callable[[Attempt], None] | None = None,
+    ) -> Attempt:
         started = time.monotonic()
         while True:
             a = self.attempt(attempt_id)
@@ -458,41 +592,59 @@ class DigdagClient:
             if on_poll:
                 on_poll(a)
             if timeout_s is not None and time.monotonic() - started > timeout_s:
-                raise DigdagError(f"attempt {attempt_id} still running after {timeout_s:g}s",
-                                  hint=f"reco digdag status {attempt_id}")
+                raise DigdagError(
+                    f"attempt {attempt_id} still running after {timeout_s:g}s",
+                    hint=f"reco digdag status {attempt_id}",
+                )
             self.sleep(poll_s)
 
     def tasks(self, attempt_id: str) -> list[TaskInfo]:
-        data = self._request("GET", f"/api/attempts/{attempt_id}/tasks", what=f"tasks of attempt {attempt_id}").json()
+        data = self._request(
+            "GET", f"/api/attempts/{attempt_id}/tasks", what=f"tasks of attempt {attempt_id}"
+        ).json()
         return [TaskInfo.from_json(t) for t in data.get("tasks", [])]
 
     def kill(self, attempt_id: str) -> bool:
         """True when the kill was requested; False when the attempt was already done (409)."""
-        resp = self._request("POST", f"/api/attempts/{attempt_id}/kill", what=f"kill attempt {attempt_id}",
-                             ok=(200, 204), accept_conflict=True)
+        resp = self._request(
+            "POST",
+            f"/api/attempts/{attempt_id}/kill",
+            what=f"kill attempt {attempt_id}",
+            ok=(200, 204),
+            accept_conflict=True,
+        )
         return resp.status_code != 409
 
     def retry_failed(self, attempt_id: str, retry_attempt_name: str) -> tuple[Attempt, bool]:
         """A new attempt of the same session that reruns only the failed tasks (``resume: {mode: failed}``)."""
         a = self.attempt(attempt_id)
         if not a.done:
-            raise DigdagError(f"attempt {attempt_id} is still running", hint=f"reco digdag kill {attempt_id} first")
+            raise DigdagError(
+                f"attempt {attempt_id} is still running", hint=f"reco digdag kill {attempt_id} first"
+            )
         if a.success:
             raise DigdagError(f"attempt {attempt_id} succeeded; nothing to retry")
-        return self.start_attempt(a.workflow_id, a.session_time, a.params, retry_attempt_name=retry_attempt_name,
-                                  resume={"mode": "failed", "attemptId": a.id})
+        return self.start_attempt(
+            a.workflow_id,
+            a.session_time,
+            a.params,
+            retry_attempt_name=retry_attempt_name,
+            resume={"mode": "failed", "attemptId": a.id},
+        )
 
     # -- logs ----------------------------------------------------------------------------------------------
 
     def log_files(self, attempt_id: str, task: str | None = None) -> list[LogFile]:
         params = {"task": task} if task else None
-        data = self._request("GET", f"/api/logs/{attempt_id}/files", what=f"log files of attempt {attempt_id}",
-                             params=params).json()
+        data = self._request(
+            "GET", f"/api/logs/{attempt_id}/files", what=f"log files of attempt {attempt_id}", params=params
+        ).json()
         return [LogFile.from_json(f) for f in data.get("files", [])]
 
     def log_file(self, attempt_id: str, file_name: str) -> str:
-        resp = self._request("GET", f"/api/logs/{attempt_id}/files/{quote(file_name, safe='')}",
-                             what=f"log file {file_name}")
+        resp = self._request(
+            "GET", f"/api/logs/{attempt_id}/files/{quote(file_name, safe='')}", what=f"log file {file_name}"
+        )
         raw = resp.content
         if raw[:2] == b"\x1f\x8b":  # the server stores and serves log files gzipped
             raw = gzip.decompress(raw)
@@ -518,44 +670,84 @@ class DigdagClient:
             data = self._request("GET", "/api/schedules", what="schedules").json()
         else:
             params = {"workflow": workflow} if workflow else None
-            data = self._request("GET", f"/api/projects/{project_id}/schedules", what="schedules",
-                                 params=params).json()
+            data = self._request(
+                "GET", f"/api/projects/{project_id}/schedules", what="schedules", params=params
+            ).json()
         return [Schedule.from_json(s) for s in data.get("schedules", [])]
 
-    def backfill(self, schedule_id: str, from_time: datetime, attempt_name: str, *, count: int | None = None,
-                 dry_run: bool = False) -> list[Attempt]:
-        body: dict[str, Any] = {"fromTime": from_time.isoformat(), "attemptName": attempt_name, "dryRun": dry_run}
+    def backfill(
+        self,
+        schedule_id: str,
+        from_time: datetime,
+        attempt_name: str,
+        *,
+        count: int | None = None,
+        dry_run: bool = False,
+    ) -> list[Attempt]:
+        body: dict[str, Any] = {
+            "fromTime": from_time.isoformat(),
+            "attemptName": attempt_name,
+            "dryRun": dry_run,
+        }
         if count is not None:
             body["count"] = count
-        resp = self._request("POST", f"/api/schedules/{schedule_id}/backfill", what=f"backfill schedule "
-                             f"{schedule_id}", json=body, accept_conflict=True)
+        resp = self._request(
+            "POST",
+            f"/api/schedules/{schedule_id}/backfill",
+            what=f"backfill schedule {schedule_id}",
+            json=body,
+            accept_conflict=True,
+        )
         if resp.status_code == 409:
-            raise DigdagError(f"Digdag at {self.endpoint}: a session in this range already has an attempt named "
-                              f"{attempt_name!r} (409)", status=409,
-                              hint="use another --name; re-running a date is safe")
+            raise DigdagError(
+                f"Digdag at {self.endpoint}: a session in this range already has an attempt named "
+                f"{attempt_name!r} (409)",
+                status=409,
+                hint="use another --name; re-running a date is safe",
+            )
         return [Attempt.from_json(a) for a in resp.json().get("attempts", [])]
 
-    def skip_schedule(self, schedule_id: str, *, next_time: datetime | None = None, from_time: datetime | None = None,
-                      count: int | None = None, dry_run: bool = False) -> Schedule:
+    def skip_schedule(
+        self,
+        schedule_id: str,
+        *,
+        next_time: datetime | None = None,
+        from_time: datetime | None = None,
+        count: int | None = None,
+        dry_run: bool = False,
+    ) -> Schedule:
         body: dict[str, Any] = {"dryRun": dry_run}
         if next_time is not None:
             body["nextTime"] = next_time.isoformat()
         if from_time is not None:
             body["fromTime"] = from_time.isoformat()
             body["count"] = count
-        return Schedule.from_json(self._request("POST", f"/api/schedules/{schedule_id}/skip",
-                                                what=f"skip schedule {schedule_id}", json=body).json())
+        return Schedule.from_json(
+            self._request(
+                "POST", f"/api/schedules/{schedule_id}/skip", what=f"skip schedule {schedule_id}", json=body
+            ).json()
+        )
 
     def disable_schedule(self, schedule_id: str) -> Schedule:
-        return Schedule.from_json(self._request("POST", f"/api/schedules/{schedule_id}/disable",
-                                                what=f"pause schedule {schedule_id}").json())
+        return Schedule.from_json(
+            self._request(
+                "POST", f"/api/schedules/{schedule_id}/disable", what=f"pause schedule {schedule_id}"
+            ).json()
+        )
 
-    def enable_schedule(self, schedule_id: str, *, skip_schedule: bool | None = None,
-                        next_time: datetime | None = None) -> Schedule:
+    def enable_schedule(
+        self, schedule_id: str, *, skip_schedule: bool | None = None, next_time: datetime | None = None
+    ) -> Schedule:
         body: dict[str, Any] = {}
         if skip_schedule is not None:
             body["skipSchedule"] = skip_schedule
         if next_time is not None:
             body["nextTime"] = next_time.isoformat()
-        return Schedule.from_json(self._request("POST", f"/api/schedules/{schedule_id}/enable",
-                                                what=f"resume schedule {schedule_id}", json=body).json())
+        return Schedule.from_json(
+            self._request(
+                "POST",
+                f"/api/schedules/{schedule_id}/enable",
+                what=f"resume schedule {schedule_id}",
+                json=body,
+            ).json()
+        )

@@ -137,12 +137,21 @@ def _time_vars(prefix: str, t: datetime) -> dict[str, Any]:
     }
 
 
-def builtin_variables(wf: Workflow, session_time: datetime, *, attempt_id: str, session_id: str,
-                      retry_attempt_name: str = "", project_id: str = "1") -> dict[str, Any]:
+def builtin_variables(
+    wf: Workflow,
+    session_time: datetime,
+    *,
+    attempt_id: str,
+    session_id: str,
+    retry_attempt_name: str = "",
+    project_id: str = "1",
+) -> dict[str, Any]:
     """Digdag's built-in variables for one attempt (task_name is added per task)."""
     out: dict[str, Any] = {
         "timezone": wf.timezone,
-        "session_uuid": str(uuid.uuid5(uuid.NAMESPACE_URL, f"reco-local/{wf.name}/{session_time.isoformat()}")),
+        "session_uuid": str(
+            uuid.uuid5(uuid.NAMESPACE_URL, f"reco-local/{wf.name}/{session_time.isoformat()}")
+        ),
         "session_id": session_id,
         "attempt_id": attempt_id,
         "project_id": project_id,
@@ -161,8 +170,9 @@ def _merge_scope(scope: dict, export: dict, where: Task) -> dict:
         try:
             rendered = render(copy.deepcopy(value), out) if key != "_env" else value
         except UndefinedVariable as e:
-            raise WorkflowError(f"_export.{key}: ${{{e.name}}} is not defined", file=where.file,
-                                task=where.full_name) from None
+            raise WorkflowError(
+                f"_export.{key}: ${{{e.name}}} is not defined", file=where.file, task=where.full_name
+            ) from None
         if key == "_env":
             out["_env"] = {**(out.get("_env") or {}), **value}
         else:
@@ -171,9 +181,17 @@ def _merge_scope(scope: dict, export: dict, where: Task) -> dict:
 
 
 class LocalRunner:
-    def __init__(self, workflow: Workflow, session_date: date, params: dict[str, Any] | None = None, *,
-                 out: TextIO | None = None, retry_attempt_name: str = "", sleep=time.sleep,
-                 environ: dict[str, str] | None = None):
+    def __init__(
+        self,
+        workflow: Workflow,
+        session_date: date,
+        params: dict[str, Any] | None = None,
+        *,
+        out: TextIO | None = None,
+        retry_attempt_name: str = "",
+        sleep=time.sleep,
+        environ: dict[str, str] | None = None,
+    ):
         self.wf = workflow
         self.session_time = workflow.session_time(session_date)
         self.params = dict(params or {})
@@ -194,11 +212,24 @@ class LocalRunner:
     def run(self) -> AttemptResult:
         self.attempt_id = _new_attempt_id()
         self.record_path = attempts_dir() / f"{self.attempt_id}.json"
-        self.builtins = builtin_variables(self.wf, self.session_time, attempt_id=self.attempt_id,
-                                          session_id=self.attempt_id, retry_attempt_name=self.retry_attempt_name)
-        self._say(f"digdag local: attempt {self.attempt_id} of {self.wf.name} session {self.builtins['session_time']}")
-        log.info("attempt started", extra={"workflow": self.wf.name, "attempt_id": self.attempt_id,
-                                            "session_time": self.builtins["session_time"]})
+        self.builtins = builtin_variables(
+            self.wf,
+            self.session_time,
+            attempt_id=self.attempt_id,
+            session_id=self.attempt_id,
+            retry_attempt_name=self.retry_attempt_name,
+        )
+        self._say(
+            f"digdag local: attempt {self.attempt_id} of {self.wf.name} session {self.builtins['session_time']}"
+        )
+        log.info(
+            "attempt started",
+            extra={
+                "workflow": self.wf.name,
+                "attempt_id": self.attempt_id,
+                "session_time": self.builtins["session_time"],
+            },
+        )
         started = datetime.now(self.wf.tz)
         timer = None
         if self.wf.sla is not None:
@@ -220,13 +251,31 @@ class LocalRunner:
             success, error = False, "SLA missed (sla: fail: true)"
         failed = self._first_failure.task if self._first_failure else None
         self._write_record(done=True, success=success)
-        self._say(f"digdag local: attempt {self.attempt_id} {'succeeded' if success else 'FAILED'}"
-                  + (f" at {failed}: {error}" if failed else ""))
-        log.log(logging.INFO if success else logging.ERROR, "attempt finished",
-                extra={"workflow": self.wf.name, "attempt_id": self.attempt_id, "success": success,
-                       "failed_task": failed})
-        return AttemptResult(self.attempt_id, self.wf.name, self.builtins["session_time"], success, error, failed,
-                             self._sla_missed, list(self._records), str(self.record_path))
+        self._say(
+            f"digdag local: attempt {self.attempt_id} {'succeeded' if success else 'FAILED'}"
+            + (f" at {failed}: {error}" if failed else "")
+        )
+        log.log(
+            logging.INFO if success else logging.ERROR,
+            "attempt finished",
+            extra={
+                "workflow": self.wf.name,
+                "attempt_id": self.attempt_id,
+                "success": success,
+                "failed_task": failed,
+            },
+        )
+        return AttemptResult(
+            self.attempt_id,
+            self.wf.name,
+            self.builtins["session_time"],
+            success,
+            error,
+            failed,
+            self._sla_missed,
+            list(self._records),
+            str(self.record_path),
+        )
 
     def _sla_fire(self) -> None:
         sla = self.wf.sla
@@ -261,8 +310,10 @@ class LocalRunner:
                     wait = task.retry.delay(retries)
                     retries += 1
                     rec.retries = retries
-                    self._say(f"{task.full_name}: failed ({redact(e.message)}); retry {retries}/{task.retry.limit}"
-                              + (f" in {wait:g}s" if wait else ""))
+                    self._say(
+                        f"{task.full_name}: failed ({redact(e.message)}); retry {retries}/{task.retry.limit}"
+                        + (f" in {wait:g}s" if wait else "")
+                    )
                     log.warning("task retrying", extra={"task": task.full_name, "retry": retries})
                     self._write_record(done=False)
                     if wait:
@@ -278,7 +329,9 @@ class LocalRunner:
                     try:
                         self._run(task.error, err_scope)
                     except TaskFailed as inner:
-                        log.error("error task failed", extra={"task": inner.task, "error": redact(inner.message)})
+                        log.error(
+                            "error task failed", extra={"task": inner.task, "error": redact(inner.message)}
+                        )
                 raise
 
     def _children(self, task: Task, scope: dict) -> None:
@@ -299,8 +352,9 @@ class LocalRunner:
                 stop.set()
                 failures.append(e)
 
-        with ThreadPoolExecutor(max_workers=task.parallel_limit or len(task.children),
-                                thread_name_prefix="digdag-task") as pool:
+        with ThreadPoolExecutor(
+            max_workers=task.parallel_limit or len(task.children), thread_name_prefix="digdag-task"
+        ) as pool:
             for f in [pool.submit(one, c) for c in task.children]:
                 f.result()
         if failures:
@@ -311,7 +365,9 @@ class LocalRunner:
         try:
             params.update(render(copy.deepcopy(task.params), params))
         except UndefinedVariable as e:
-            raise WorkflowError(f"${{{e.name}}} is not defined", file=task.file, task=task.full_name) from None
+            raise WorkflowError(
+                f"${{{e.name}}} is not defined", file=task.file, task=task.full_name
+            ) from None
         params.update(self.builtins)
         params["task_name"] = task.full_name
         return params
@@ -353,8 +409,16 @@ class LocalRunner:
         env.update({k: format_value(v) for k, v in extra.items()})
         self._say(f"{task.full_name}: sh>: {self._mask(command)}")
         tail: deque[str] = deque(maxlen=TAIL_LINES)
-        proc = subprocess.Popen(["/bin/sh", "-c", command], cwd=task.workdir, env=env, stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, text=True, errors="replace", bufsize=1)
+        proc = subprocess.Popen(
+            ["/bin/sh", "-c", command],
+            cwd=task.workdir,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            errors="replace",
+            bufsize=1,
+        )
         try:
             assert proc.stdout is not None
             for line in proc.stdout:
@@ -404,8 +468,12 @@ class LocalRunner:
     def _write_record(self, *, done: bool, success: bool | None = None) -> None:
         with self._lock:
             data = {
-                "id": self.attempt_id, "workflow": {"name": self.wf.name}, "sessionTime": self.builtins["session_time"],
-                "retryAttemptName": self.retry_attempt_name or None, "done": done, "success": bool(success),
+                "id": self.attempt_id,
+                "workflow": {"name": self.wf.name},
+                "sessionTime": self.builtins["session_time"],
+                "retryAttemptName": self.retry_attempt_name or None,
+                "done": done,
+                "success": bool(success),
                 "params": {k: v for k, v in self.params.items() if isinstance(v, (str, int, float, bool))},
                 "slaMissed": self._sla_missed,
                 "tasks": [asdict(r) for r in self._records],
@@ -415,10 +483,18 @@ class LocalRunner:
             os.replace(tmp, self.record_path)
 
 
-def run_workflow(path: str | Path, session_date: date, params: dict[str, Any] | None = None, *,
-                 out: TextIO | None = None, sleep=time.sleep, environ: dict[str, str] | None = None,
-                 retry_attempt_name: str = "") -> AttemptResult:
+def run_workflow(
+    path: str | Path,
+    session_date: date,
+    params: dict[str, Any] | None = None,
+    *,
+    out: TextIO | None = None,
+    sleep=time.sleep,
+    environ: dict[str, str] | None = None,
+    retry_attempt_name: str = "",
+) -> AttemptResult:
     """Parse ``path`` (and what it calls) and run it for one session date; never raises for a task failure."""
     wf = load_workflow(path)
-    return LocalRunner(wf, session_date, params, out=out, sleep=sleep, environ=environ,
-                       retry_attempt_name=retry_attempt_name).run()
+    return LocalRunner(
+        wf, session_date, params, out=out, sleep=sleep, environ=environ, retry_attempt_name=retry_attempt_name
+    ).run()

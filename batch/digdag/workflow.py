@@ -34,10 +34,40 @@ from batch.errors import ConfigError
 SUPPORTED_OPERATORS = ("sh", "echo", "call", "fail")
 # Digdag operators that exist but that the local runner does not implement: a hint instead of "unknown".
 KNOWN_DIGDAG_OPERATORS = {
-    "py", "rb", "require", "http", "http_call", "mail", "loop", "for_each", "for_range", "if", "wait", "td", "td_run",
-    "td_ddl", "td_load", "td_for_each", "td_wait", "td_wait_table", "td_table_export", "td_result_export", "pg",
-    "redshift", "redshift_load", "redshift_unload", "s3_wait", "gcs_wait", "bq", "bq_ddl", "bq_extract", "bq_load",
-    "emr", "param_get", "param_set", "embulk",
+    "py",
+    "rb",
+    "require",
+    "http",
+    "http_call",
+    "mail",
+    "loop",
+    "for_each",
+    "for_range",
+    "if",
+    "wait",
+    "td",
+    "td_run",
+    "td_ddl",
+    "td_load",
+    "td_for_each",
+    "td_wait",
+    "td_wait_table",
+    "td_table_export",
+    "td_result_export",
+    "pg",
+    "redshift",
+    "redshift_load",
+    "redshift_unload",
+    "s3_wait",
+    "gcs_wait",
+    "bq",
+    "bq_ddl",
+    "bq_extract",
+    "bq_load",
+    "emr",
+    "param_get",
+    "param_set",
+    "embulk",
 }
 TASK_KEYS = {"_export", "_env", "_error", "_retry", "_parallel"}
 TOP_LEVEL_KEYS = {"timezone", "schedule", "sla"}
@@ -78,14 +108,18 @@ class _DigLoader(yaml.SafeLoader):
     yaml_implicit_resolvers: dict = {}
 
 
-_DigLoader.add_implicit_resolver("tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
-                                 list("tTfF"))
-_DigLoader.add_implicit_resolver("tag:yaml.org,2002:null", re.compile(r"^(?:~|null|Null|NULL|)$"),
-                                 ["~", "n", "N", ""])
+_DigLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
+_DigLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:null", re.compile(r"^(?:~|null|Null|NULL|)$"), ["~", "n", "N", ""]
+)
 _DigLoader.add_implicit_resolver("tag:yaml.org,2002:int", re.compile(r"^[-+]?[0-9]+$"), list("-+0123456789"))
-_DigLoader.add_implicit_resolver("tag:yaml.org,2002:float",
-                                 re.compile(r"^[-+]?(?:[0-9]+\.[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?$"),
-                                 list("-+0123456789."))
+_DigLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9]+\.[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?$"),
+    list("-+0123456789."),
+)
 _DigLoader.add_constructor("tag:yaml.org,2002:int", lambda loader, node: int(loader.construct_scalar(node)))
 
 
@@ -101,8 +135,12 @@ def _construct_mapping(loader: _DigLoader, node: yaml.MappingNode, deep: bool = 
 
 def _refuse_include(loader, suffix, node):
     raise yaml.constructor.ConstructorError(
-        None, None, f"tag {suffix or '!include'} is not supported: write the tasks in a separate .dig file and "
-        "run it with call>", node.start_mark)
+        None,
+        None,
+        f"tag {suffix or '!include'} is not supported: write the tasks in a separate .dig file and "
+        "run it with call>",
+        node.start_mark,
+    )
 
 
 _DigLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
@@ -149,8 +187,11 @@ def references(value: Any) -> list[Reference]:
         for m in _REF.finditer(value):
             inner = m.group(1)
             plain, secret = _PLAIN.match(inner), _SECRET.match(inner)
-            out.append(Reference(inner, name=plain.group(1) if plain else None,
-                                 secret=secret.group(1) if secret else None))
+            out.append(
+                Reference(
+                    inner, name=plain.group(1) if plain else None, secret=secret.group(1) if secret else None
+                )
+            )
     return out
 
 
@@ -158,15 +199,21 @@ def check_references(value: Any, *, file: Path, task: str, field: str, secrets_a
     for ref in references(value):
         if ref.secret is not None:
             if not secrets_allowed:
-                raise WorkflowError(f"field '{field}': ${{secret:{ref.secret}}} is only allowed in _env",
-                                    file=file, task=task,
-                                    hint="map the secret to an environment variable: _env: {NAME: ${secret:key}}")
+                raise WorkflowError(
+                    f"field '{field}': ${{secret:{ref.secret}}} is only allowed in _env",
+                    file=file,
+                    task=task,
+                    hint="map the secret to an environment variable: _env: {NAME: ${secret:key}}",
+                )
         elif ref.name is None:
             raise WorkflowError(
                 f"field '{field}': ${{{ref.text}}} is a JavaScript expression; only plain ${{name}} references "
-                "are supported", file=file, task=task,
+                "are supported",
+                file=file,
+                task=task,
                 hint="do date arithmetic in the reco CLI (it takes --date ${session_date}) or use a built-in such "
-                     "as ${last_session_date} / ${session_date_compact}")
+                "as ${last_session_date} / ${session_date_compact}",
+            )
 
 
 def secret_env_name(key: str) -> str:
@@ -247,7 +294,9 @@ class RetryPolicy:
 def parse_retry(value: Any, *, file: Path, task: str) -> RetryPolicy:
     hint = "_retry: 3  or  _retry: {limit: 3, interval: 10, interval_type: exponential}"
     if isinstance(value, bool) or not isinstance(value, (int, dict, str)):
-        raise WorkflowError(f"_retry must be a number or a mapping, got {value!r}", file=file, task=task, hint=hint)
+        raise WorkflowError(
+            f"_retry must be a number or a mapping, got {value!r}", file=file, task=task, hint=hint
+        )
     if isinstance(value, str):
         if not value.isdigit():
             raise WorkflowError(f"_retry {value!r} is not a number", file=file, task=task, hint=hint)
@@ -256,22 +305,34 @@ def parse_retry(value: Any, *, file: Path, task: str) -> RetryPolicy:
         value = {"limit": value}
     unknown = set(value) - {"limit", "interval", "interval_type", "max_interval"}
     if unknown:
-        raise WorkflowError(f"_retry: unknown field(s) {', '.join(sorted(unknown))}", file=file, task=task, hint=hint)
+        raise WorkflowError(
+            f"_retry: unknown field(s) {', '.join(sorted(unknown))}", file=file, task=task, hint=hint
+        )
     limit = value.get("limit")
     if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
-        raise WorkflowError(f"_retry.limit must be an integer >= 0, got {limit!r}", file=file, task=task, hint=hint)
+        raise WorkflowError(
+            f"_retry.limit must be an integer >= 0, got {limit!r}", file=file, task=task, hint=hint
+        )
     interval = value.get("interval", 0)
     if isinstance(interval, bool) or not isinstance(interval, (int, float)) or interval < 0:
-        raise WorkflowError(f"_retry.interval must be seconds >= 0, got {interval!r}", file=file, task=task,
-                            hint=hint)
+        raise WorkflowError(
+            f"_retry.interval must be seconds >= 0, got {interval!r}", file=file, task=task, hint=hint
+        )
     itype = value.get("interval_type", "constant")
     if itype not in ("constant", "exponential"):
-        raise WorkflowError(f"_retry.interval_type must be constant or exponential, got {itype!r}", file=file,
-                            task=task, hint=hint)
+        raise WorkflowError(
+            f"_retry.interval_type must be constant or exponential, got {itype!r}",
+            file=file,
+            task=task,
+            hint=hint,
+        )
     max_interval = value.get("max_interval")
-    if max_interval is not None and (isinstance(max_interval, bool) or not isinstance(max_interval, (int, float))
-                                     or max_interval < 0):
-        raise WorkflowError(f"_retry.max_interval must be seconds >= 0, got {max_interval!r}", file=file, task=task)
+    if max_interval is not None and (
+        isinstance(max_interval, bool) or not isinstance(max_interval, (int, float)) or max_interval < 0
+    ):
+        raise WorkflowError(
+            f"_retry.max_interval must be seconds >= 0, got {max_interval!r}", file=file, task=task
+        )
     return RetryPolicy(limit, float(interval), itype, None if max_interval is None else float(max_interval))
 
 
@@ -282,8 +343,12 @@ def parse_parallel(value: Any, *, file: Path, task: str) -> tuple[bool, int | No
         limit = value["limit"]
         if isinstance(limit, int) and not isinstance(limit, bool) and limit >= 1:
             return True, limit
-    raise WorkflowError(f"_parallel must be true, false or {{limit: N}} with N >= 1, got {value!r}", file=file,
-                        task=task, hint="_parallel: true  or  _parallel: {limit: 2}")
+    raise WorkflowError(
+        f"_parallel must be true, false or {{limit: N}} with N >= 1, got {value!r}",
+        file=file,
+        task=task,
+        hint="_parallel: true  or  _parallel: {limit: 2}",
+    )
 
 
 _HMS = re.compile(r"^(\d{1,2}):(\d{2}):(\d{2})$")
@@ -386,8 +451,11 @@ class Cron:
         raise ValueError("cron expression never matches")
 
     def prev_before(self, t: datetime) -> datetime:
-        t = (t - timedelta(minutes=1)) if (t.second == 0 and t.microsecond == 0) else t.replace(second=0,
-                                                                                                  microsecond=0)
+        t = (
+            (t - timedelta(minutes=1))
+            if (t.second == 0 and t.microsecond == 0)
+            else t.replace(second=0, microsecond=0)
+        )
         for _ in range(200000):
             if not self._day_ok(t):
                 t = datetime.combine(t.date(), time.min) - timedelta(minutes=1)
@@ -425,7 +493,11 @@ class Schedule:
     def sessions_between(self, start: datetime, end: datetime) -> list[datetime]:
         """Session times in [start, end)."""
         out = []
-        t = start if self.cron.matches(start.replace(tzinfo=None)) and start.second == 0 else self.next_session(start)
+        t = (
+            start
+            if self.cron.matches(start.replace(tzinfo=None)) and start.second == 0
+            else self.next_session(start)
+        )
         while t < end:
             out.append(t)
             t = self.next_session(t)
@@ -436,21 +508,29 @@ class Schedule:
 
 
 def parse_schedule(value: Any, *, file: Path) -> Schedule:
-    hint = "schedule: {daily>: 07:00:00}  (others: hourly>: MM:SS, weekly>: Sun,HH:MM:SS, monthly>: D,HH:MM:SS, " \
-           "minutes_interval>: N, cron>: '0 7 * * *')"
+    hint = (
+        "schedule: {daily>: 07:00:00}  (others: hourly>: MM:SS, weekly>: Sun,HH:MM:SS, monthly>: D,HH:MM:SS, "
+        "minutes_interval>: N, cron>: '0 7 * * *')"
+    )
     if not isinstance(value, dict):
         raise WorkflowError(f"schedule must be a mapping, got {value!r}", file=file, hint=hint)
     kinds = [k for k in value if isinstance(k, str) and k.endswith(">")]
     if len(kinds) != 1:
-        raise WorkflowError(f"schedule needs exactly one of {', '.join(k + '>' for k in SCHEDULE_KINDS)}",
-                            file=file, hint=hint)
+        raise WorkflowError(
+            f"schedule needs exactly one of {', '.join(k + '>' for k in SCHEDULE_KINDS)}",
+            file=file,
+            hint=hint,
+        )
     kind = kinds[0][:-1]
     if kind not in SCHEDULE_KINDS:
         raise WorkflowError(f"schedule: unknown {kind}>", file=file, hint=hint)
     unknown = set(value) - {kinds[0]} - SCHEDULE_OPTIONS
     if unknown:
-        raise WorkflowError(f"schedule: unknown option(s) {', '.join(sorted(map(str, unknown)))}", file=file,
-                            hint=f"options: {', '.join(sorted(SCHEDULE_OPTIONS))}")
+        raise WorkflowError(
+            f"schedule: unknown option(s) {', '.join(sorted(map(str, unknown)))}",
+            file=file,
+            hint=f"options: {', '.join(sorted(SCHEDULE_OPTIONS))}",
+        )
     spec = value[kinds[0]]
     text = str(spec).strip()
 
@@ -497,12 +577,17 @@ def parse_schedule(value: Any, *, file: Path) -> Schedule:
             try:
                 date.fromisoformat(str(options[key]))
             except ValueError:
-                raise WorkflowError(f"schedule: {key}: {options[key]!r} is not a date YYYY-MM-DD", file=file) from None
+                raise WorkflowError(
+                    f"schedule: {key}: {options[key]!r} is not a date YYYY-MM-DD", file=file
+                ) from None
     if "skip_on_overtime" in options and not isinstance(options["skip_on_overtime"], bool):
         raise WorkflowError("schedule: skip_on_overtime must be true or false", file=file)
-    if "skip_delayed_by" in options and not re.match(r"^\d+\s*[smhd]$", str(options["skip_delayed_by"]).strip()):
-        raise WorkflowError(f"schedule: skip_delayed_by {options['skip_delayed_by']!r} is not a duration like 30m",
-                            file=file)
+    if "skip_delayed_by" in options and not re.match(
+        r"^\d+\s*[smhd]$", str(options["skip_delayed_by"]).strip()
+    ):
+        raise WorkflowError(
+            f"schedule: skip_delayed_by {options['skip_delayed_by']!r} is not a duration like 30m", file=file
+        )
     return Schedule(kind, text, cron, timedelta(seconds=delay), options)
 
 
@@ -585,13 +670,18 @@ class Workflow:
         return datetime.combine(day, time.min, tzinfo=self.tz)
 
 
-def _parse_task(name: str, full_name: str, body: Any, *, file: Path, workdir: Path, top: bool,
-                calling: tuple[Path, ...]) -> Task:
+def _parse_task(
+    name: str, full_name: str, body: Any, *, file: Path, workdir: Path, top: bool, calling: tuple[Path, ...]
+) -> Task:
     if body is None:
         body = {}
     if not isinstance(body, dict):
-        raise WorkflowError(f"a task must be a mapping of keys, got {type(body).__name__} {body!r}", file=file,
-                            task=full_name, hint="+name: {sh>: command}")
+        raise WorkflowError(
+            f"a task must be a mapping of keys, got {type(body).__name__} {body!r}",
+            file=file,
+            task=full_name,
+            hint="+name: {sh>: command}",
+        )
     task = Task(name=name, full_name=full_name, file=file, workdir=workdir)
     operators = []
     for key, value in body.items():
@@ -600,28 +690,41 @@ def _parse_task(name: str, full_name: str, body: Any, *, file: Path, workdir: Pa
         if key.startswith("+"):
             if len(key) < 2:
                 raise WorkflowError("a task needs a name after '+'", file=file, task=full_name)
-            task.children.append(_parse_task(key, full_name + key, value, file=file, workdir=workdir, top=False,
-                                             calling=calling))
+            task.children.append(
+                _parse_task(
+                    key, full_name + key, value, file=file, workdir=workdir, top=False, calling=calling
+                )
+            )
         elif key.endswith(">"):
             operators.append((key[:-1], value))
         elif key in UNSUPPORTED_KEYS:
-            raise WorkflowError(f"{key} is not supported by the local runner", file=file, task=full_name,
-                                hint=UNSUPPORTED_KEYS[key])
+            raise WorkflowError(
+                f"{key} is not supported by the local runner",
+                file=file,
+                task=full_name,
+                hint=UNSUPPORTED_KEYS[key],
+            )
         elif key == "_export":
             if not isinstance(value, dict):
                 raise WorkflowError("_export must be a mapping", file=file, task=full_name)
             if "_env" in value:
                 if not isinstance(value["_env"], dict):
                     raise WorkflowError("_export._env must be a mapping", file=file, task=full_name)
-                check_references(value["_env"], file=file, task=full_name, field="_export._env",
-                                 secrets_allowed=True)
-            check_references({k: v for k, v in value.items() if k != "_env"}, file=file, task=full_name,
-                             field="_export")
+                check_references(
+                    value["_env"], file=file, task=full_name, field="_export._env", secrets_allowed=True
+                )
+            check_references(
+                {k: v for k, v in value.items() if k != "_env"}, file=file, task=full_name, field="_export"
+            )
             task.export = value
         elif key == "_env":
             if not isinstance(value, dict) or not all(isinstance(k, str) and is_env_key(k) for k in value):
-                raise WorkflowError("_env must map environment variable names to values", file=file,
-                                    task=full_name, hint="_env: {SLACK_WEBHOOK_URL: ${secret:slack.webhook_url}}")
+                raise WorkflowError(
+                    "_env must map environment variable names to values",
+                    file=file,
+                    task=full_name,
+                    hint="_env: {SLACK_WEBHOOK_URL: ${secret:slack.webhook_url}}",
+                )
             check_references(value, file=file, task=full_name, field="_env", secrets_allowed=True)
             task.env = value
         elif key == "_retry":
@@ -629,41 +732,60 @@ def _parse_task(name: str, full_name: str, body: Any, *, file: Path, workdir: Pa
         elif key == "_parallel":
             task.parallel, task.parallel_limit = parse_parallel(value, file=file, task=full_name)
         elif key == "_error":
-            task.error = _parse_task("^error", full_name + "^error", value, file=file, workdir=workdir, top=False,
-                                     calling=calling)
+            task.error = _parse_task(
+                "^error", full_name + "^error", value, file=file, workdir=workdir, top=False, calling=calling
+            )
         elif key in TOP_LEVEL_KEYS:
             if not top:
-                raise WorkflowError(f"{key}: is only allowed at the top of a workflow file", file=file,
-                                    task=full_name)
+                raise WorkflowError(
+                    f"{key}: is only allowed at the top of a workflow file", file=file, task=full_name
+                )
         elif key.startswith("_"):
-            raise WorkflowError(f"unknown directive {key}", file=file, task=full_name,
-                                hint=f"supported: {', '.join(sorted(TASK_KEYS))}")
+            raise WorkflowError(
+                f"unknown directive {key}",
+                file=file,
+                task=full_name,
+                hint=f"supported: {', '.join(sorted(TASK_KEYS))}",
+            )
         else:
             check_references(value, file=file, task=full_name, field=key)
             task.params[key] = value
     if len(operators) > 1:
-        raise WorkflowError(f"a task has one operator, got {', '.join(o + '>' for o, _ in operators)}", file=file,
-                            task=full_name, hint="split it into two +tasks")
+        raise WorkflowError(
+            f"a task has one operator, got {', '.join(o + '>' for o, _ in operators)}",
+            file=file,
+            task=full_name,
+            hint="split it into two +tasks",
+        )
     if operators:
         op, command = operators[0]
         if op not in SUPPORTED_OPERATORS:
             known = op in KNOWN_DIGDAG_OPERATORS
             raise WorkflowError(
-                f"operator {op}> is {'not supported by the local runner' if known else 'unknown'}", file=file,
+                f"operator {op}> is {'not supported by the local runner' if known else 'unknown'}",
+                file=file,
                 task=full_name,
                 hint=f"use one of {', '.join(o + '>' for o in SUPPORTED_OPERATORS)}"
-                     + ("; wrap the work in a `reco` command run by sh>" if known else ""))
+                + ("; wrap the work in a `reco` command run by sh>" if known else ""),
+            )
         if task.children:
-            raise WorkflowError(f"a task with {op}> cannot also have +child tasks", file=file, task=full_name,
-                                hint="move the operator into a +child task")
+            raise WorkflowError(
+                f"a task with {op}> cannot also have +child tasks",
+                file=file,
+                task=full_name,
+                hint="move the operator into a +child task",
+            )
         if op in ("sh", "call") and (not isinstance(command, str) or not command.strip()):
-            raise WorkflowError(f"{op}> needs a {'command' if op == 'sh' else 'file name'}", file=file,
-                                task=full_name)
+            raise WorkflowError(
+                f"{op}> needs a {'command' if op == 'sh' else 'file name'}", file=file, task=full_name
+            )
         check_references(command, file=file, task=full_name, field=f"{op}>")
         task.operator, task.command = op, command
         if op == "call":
             if "${" in command:
-                raise WorkflowError("call> takes a literal file name, not a variable", file=file, task=full_name)
+                raise WorkflowError(
+                    "call> takes a literal file name, not a variable", file=file, task=full_name
+                )
             target = (workdir / command).resolve()
             if not command.endswith(".dig"):
                 raise WorkflowError(f"call>: {command!r} must name a .dig file", file=file, task=full_name)
@@ -671,25 +793,49 @@ def _parse_task(name: str, full_name: str, body: Any, *, file: Path, workdir: Pa
                 chain = " -> ".join(p.name for p in (*calling, target))
                 raise WorkflowError(f"call>: {command} calls itself ({chain})", file=file, task=full_name)
             if not target.exists():
-                raise WorkflowError(f"call>: {command} not found (looked for {target})", file=file, task=full_name,
-                                    hint="call> paths are relative to the directory of the calling file")
+                raise WorkflowError(
+                    f"call>: {command} not found (looked for {target})",
+                    file=file,
+                    task=full_name,
+                    hint="call> paths are relative to the directory of the calling file",
+                )
             data = load_yaml(target)
             for key in ("schedule", "sla"):
                 if key in data:
-                    raise WorkflowError(f"{key}: in a called file is ignored by Digdag; put it in the workflow that "
-                                        "calls it", file=target)
-            task.children.append(_parse_task("^sub", full_name + "^sub", data, file=target, workdir=target.parent,
-                                             top=True, calling=(*calling, target)))
+                    raise WorkflowError(
+                        f"{key}: in a called file is ignored by Digdag; put it in the workflow that calls it",
+                        file=target,
+                    )
+            task.children.append(
+                _parse_task(
+                    "^sub",
+                    full_name + "^sub",
+                    data,
+                    file=target,
+                    workdir=target.parent,
+                    top=True,
+                    calling=(*calling, target),
+                )
+            )
     elif task.params:
         names = ", ".join(sorted(task.params))
-        raise WorkflowError(f"plain key(s) {names} on a group are not visible to its tasks", file=file,
-                                task=full_name, hint=f"put them under _export: {{{names}: ...}}")
+        raise WorkflowError(
+            f"plain key(s) {names} on a group are not visible to its tasks",
+            file=file,
+            task=full_name,
+            hint=f"put them under _export: {{{names}: ...}}",
+        )
     if task.env and task.operator != "sh":
-        raise WorkflowError("_env only applies to sh> tasks", file=file, task=full_name,
-                            hint="put it under _export to give it to every sh> task below")
+        raise WorkflowError(
+            "_env only applies to sh> tasks",
+            file=file,
+            task=full_name,
+            hint="put it under _export to give it to every sh> task below",
+        )
     if not task.operator and not task.children:
-        raise WorkflowError("a task needs an operator (sh>, echo>, call>, fail>) or +child tasks", file=file,
-                            task=full_name)
+        raise WorkflowError(
+            "a task needs an operator (sh>, echo>, call>, fail>) or +child tasks", file=file, task=full_name
+        )
     return task
 
 
@@ -708,14 +854,29 @@ def load_workflow(path: str | Path) -> Workflow:
     try:
         ZoneInfo(str(tz))
     except (ZoneInfoNotFoundError, ValueError):
-        raise WorkflowError(f"timezone: unknown time zone {tz!r}", file=path, hint="e.g. timezone: Asia/Tokyo") \
-            from None
+        raise WorkflowError(
+            f"timezone: unknown time zone {tz!r}", file=path, hint="e.g. timezone: Asia/Tokyo"
+        ) from None
     schedule = parse_schedule(data["schedule"], file=path) if "schedule" in data else None
-    root = _parse_task("+" + name, "+" + name, {k: v for k, v in data.items() if k != "sla"}, file=path,
-                       workdir=path.parent, top=True, calling=(path,))
+    root = _parse_task(
+        "+" + name,
+        "+" + name,
+        {k: v for k, v in data.items() if k != "sla"},
+        file=path,
+        workdir=path.parent,
+        top=True,
+        calling=(path,),
+    )
     sla = _parse_sla(data["sla"], path, name) if "sla" in data else None
-    return Workflow(name=name, path=path, timezone=str(tz), schedule=schedule, sla=sla, root=root,
-                    files=[path, *dict.fromkeys(files_called(root))])
+    return Workflow(
+        name=name,
+        path=path,
+        timezone=str(tz),
+        schedule=schedule,
+        sla=sla,
+        root=root,
+        files=[path, *dict.fromkeys(files_called(root))],
+    )
 
 
 def _parse_sla(value: Any, path: Path, name: str) -> Sla:
@@ -731,16 +892,24 @@ def _parse_sla(value: Any, path: Path, name: str) -> Sla:
         raise WorkflowError(f"sla: {kind}: {value[kind]!r} is not HH:MM", file=path, hint=hint)
     unknown = {k for k in value if not str(k).startswith("+")} - {"time", "duration", "fail", "alert"}
     if unknown:
-        raise WorkflowError(f"sla: unknown field(s) {', '.join(sorted(map(str, unknown)))}", file=path, hint=hint)
+        raise WorkflowError(
+            f"sla: unknown field(s) {', '.join(sorted(map(str, unknown)))}", file=path, hint=hint
+        )
     for flag in ("fail", "alert"):
         if flag in value and not isinstance(value[flag], bool):
             raise WorkflowError(f"sla: {flag} must be true or false", file=path)
     tasks = {k: v for k, v in value.items() if str(k).startswith("+")}
-    task = _parse_task("^sla", f"+{name}^sla", tasks, file=path, workdir=path.parent, top=False,
-                       calling=(path,)) if tasks else None
+    task = (
+        _parse_task("^sla", f"+{name}^sla", tasks, file=path, workdir=path.parent, top=False, calling=(path,))
+        if tasks
+        else None
+    )
     if task is None and not value.get("fail") and not value.get("alert"):
-        raise WorkflowError("sla does nothing: add a +task (e.g. a Slack alert), fail: true or alert: true",
-                            file=path, hint=hint)
+        raise WorkflowError(
+            "sla does nothing: add a +task (e.g. a Slack alert), fail: true or alert: true",
+            file=path,
+            hint=hint,
+        )
     return Sla(kind, seconds, bool(value.get("fail", False)), bool(value.get("alert", False)), task)
 
 

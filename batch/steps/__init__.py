@@ -43,13 +43,28 @@ class Step:
 def _steps() -> dict[str, Step]:
     from batch.steps import aggregate, candidates, export, train
 
-    return {s.name: s for s in [
-        Step("aggregate", aggregate.run, description="events -> weighted interactions, id maps, data stats"),
-        Step("train", train.run, resource_class="highmem", description="interactions -> model + offline metrics"),
-        Step("candidates", candidates.run, sharded=True, description="model -> top-N per user (sharded)"),
-        Step("related", candidates.run_related, sharded=True, description="model -> related items (sharded)"),
-        Step("export", export.run, description="shards -> published recommendations (checked)"),
-    ]}
+    return {
+        s.name: s
+        for s in [
+            Step(
+                "aggregate", aggregate.run, description="events -> weighted interactions, id maps, data stats"
+            ),
+            Step(
+                "train",
+                train.run,
+                resource_class="highmem",
+                description="interactions -> model + offline metrics",
+            ),
+            Step("candidates", candidates.run, sharded=True, description="model -> top-N per user (sharded)"),
+            Step(
+                "related",
+                candidates.run_related,
+                sharded=True,
+                description="model -> related items (sharded)",
+            ),
+            Step("export", export.run, description="shards -> published recommendations (checked)"),
+        ]
+    }
 
 
 STEP_NAMES = ("aggregate", "train", "candidates", "related", "export")
@@ -103,7 +118,9 @@ def _table(ctx: StepContext) -> str:
 
 def _kept(ctx: StepContext) -> str:
     latest = ctx.store.latest(ctx.name)
-    return f"latest stays {latest['dt']} ({latest['model_version']})" if latest else "nothing is published yet"
+    return (
+        f"latest stays {latest['dt']} ({latest['model_version']})" if latest else "nothing is published yet"
+    )
 
 
 def _report(ctx: StepContext) -> str | None:
@@ -117,7 +134,9 @@ def _report(ctx: StepContext) -> str | None:
     except Exception as e:
         import logging
 
-        logging.getLogger(__name__).warning("run report not written", extra={"error": f"{type(e).__name__}: {e}"})
+        logging.getLogger(__name__).warning(
+            "run report not written", extra={"error": f"{type(e).__name__}: {e}"}
+        )
         return None
 
 
@@ -133,30 +152,66 @@ def _finish_gate(ctx: StepContext, gate: str, results: list) -> None:
     if failed:
         kept = _kept(ctx)
         location = _report(ctx)
-        anomaly.deliver(ctx.env, anomaly.quality_message(
-            pipeline=ctx.name, session_date=ctx.session_date.isoformat(), env=ctx.env.name, gate=gate,
-            stopped=True, lines=lines, report=location, kept=kept))
-        raise CheckFailedError(f"{gate} failed for {ctx.name} {ctx.session_date}: "
-                               + "; ".join(r.line() for r in failed) + f"; {kept}",
-                               failures=[r.line() for r in failed])
-    anomaly.deliver(ctx.env, anomaly.quality_message(
-        pipeline=ctx.name, session_date=ctx.session_date.isoformat(), env=ctx.env.name, gate=gate, stopped=False,
-        lines=lines, report=None))
+        anomaly.deliver(
+            ctx.env,
+            anomaly.quality_message(
+                pipeline=ctx.name,
+                session_date=ctx.session_date.isoformat(),
+                env=ctx.env.name,
+                gate=gate,
+                stopped=True,
+                lines=lines,
+                report=location,
+                kept=kept,
+            ),
+        )
+        raise CheckFailedError(
+            f"{gate} failed for {ctx.name} {ctx.session_date}: "
+            + "; ".join(r.line() for r in failed)
+            + f"; {kept}",
+            failures=[r.line() for r in failed],
+        )
+    anomaly.deliver(
+        ctx.env,
+        anomaly.quality_message(
+            pipeline=ctx.name,
+            session_date=ctx.session_date.isoformat(),
+            env=ctx.env.name,
+            gate=gate,
+            stopped=False,
+            lines=lines,
+            report=None,
+        ),
+    )
 
 
-def _write_gate(ctx: StepContext, dataset: str, name: str, results: list, source_run_id: str, info: dict) -> None:
+def _write_gate(
+    ctx: StepContext, dataset: str, name: str, results: list, source_run_id: str, info: dict
+) -> None:
     failures = [r.line() for r in results if r.status == "fail"]
-    doc = {"passed": not failures, "failures": failures, "source_run_id": source_run_id,
-           "results": [r.to_dict() for r in results], **info}
+    doc = {
+        "passed": not failures,
+        "failures": failures,
+        "source_run_id": source_run_id,
+        "results": [r.to_dict() for r in results],
+        **info,
+    }
     with ctx.store.writer(ctx.name, dataset, ctx.session_date, run_id=ctx.run_id) as w:
         w.write_json(name, doc)
-        w.metadata.update({"run": ctx.run_record(), "passed": not failures, "failures": failures,
-                           "source_run_id": source_run_id})
+        w.metadata.update(
+            {
+                "run": ctx.run_record(),
+                "passed": not failures,
+                "failures": failures,
+                "source_run_id": source_run_id,
+            }
+        )
 
 
 def _gate_rows(results: list) -> list:
-    return [("check_value", {"check": r.name}, r.value) for r in results if r.value is not None] + \
-        [("check_failed", {"check": r.name}, float(r.status == "fail")) for r in results]
+    return [("check_value", {"check": r.name}, r.value) for r in results if r.value is not None] + [
+        ("check_failed", {"check": r.name}, float(r.status == "fail")) for r in results
+    ]
 
 
 def _after_aggregate(ctx: StepContext, result: dict) -> None:
@@ -168,10 +223,16 @@ def _after_aggregate(ctx: StepContext, result: dict) -> None:
     cfg = ctx.pipeline.checks
     stats = result.get("stats") or {}
     window = cfg.data.volume.window_days
-    hist = ms.safe_history(ctx.env, _table(ctx), ctx.name, since=ctx.session_date - timedelta(days=window),
-                           until=ctx.session_date - timedelta(days=1))
-    results = data.run_checks(stats, ctx.session_date, ctx.window.end, cfg.data,
-                              ms.series(hist, "aggregate", "events_session_day"))
+    hist = ms.safe_history(
+        ctx.env,
+        _table(ctx),
+        ctx.name,
+        since=ctx.session_date - timedelta(days=window),
+        until=ctx.session_date - timedelta(days=1),
+    )
+    results = data.run_checks(
+        stats, ctx.session_date, ctx.window.end, cfg.data, ms.series(hist, "aggregate", "events_session_day")
+    )
     extra = data.check_metrics(stats, ctx.session_date, ctx.window.end)
     rows = ms.aggregate_rows(result) + [(k, None, v) for k, v in extra.items()] + _gate_rows(results)
     ms.safe_record(ctx.env, _table(ctx), ctx.name, ctx.session_date, "aggregate", rows)
@@ -196,19 +257,29 @@ def _after_train(ctx: StepContext, result: dict) -> None:
         model = models.load_model(f)
     users = src.read_parquet("users.parquet").to_pandas()
     items = src.read_parquet("items.parquet").to_pandas()
-    inter = ctx.store.committed(ctx.name, agg_step.DATASET, ctx.session_date, step="aggregate") \
-        .read_parquet("interactions.parquet", columns=["user_idx", "item_idx", "weight"]).to_pandas()
+    inter = (
+        ctx.store.committed(ctx.name, agg_step.DATASET, ctx.session_date, step="aggregate")
+        .read_parquet("interactions.parquet", columns=["user_idx", "item_idx", "weight"])
+        .to_pandas()
+    )
     seen = train_step.to_csr(inter, "weight", len(users), len(items))
     cand = model_gate.Candidate(
-        model=model, metrics=result.get("metrics") or {}, model_version=result.get("model_version", ""),
-        user_ids=users["user_id"].to_numpy(), item_ids=items["item_id"].to_numpy(), seen=seen,
-        unavailable=items.loc[~items["available"], "item_idx"].to_numpy(np.int32))
-    results, info = model_gate.run_gate(cand, ctx.store, ctx.name, ctx.session_date, cfg.model,
-                                        seed=ctx.pipeline.model.seed)
+        model=model,
+        metrics=result.get("metrics") or {},
+        model_version=result.get("model_version", ""),
+        user_ids=users["user_id"].to_numpy(),
+        item_ids=items["item_id"].to_numpy(),
+        seen=seen,
+        unavailable=items.loc[~items["available"], "item_idx"].to_numpy(np.int32),
+    )
+    results, info = model_gate.run_gate(
+        cand, ctx.store, ctx.name, ctx.session_date, cfg.model, seed=ctx.pipeline.model.seed
+    )
     rows = ms.train_rows(result) + _gate_rows(results)
     ms.safe_record(ctx.env, _table(ctx), ctx.name, ctx.session_date, "train", rows)
-    _write_gate(ctx, QUALITY_MODEL, "gate.json", results, src.run_id,
-                {"model_version": cand.model_version, **info})
+    _write_gate(
+        ctx, QUALITY_MODEL, "gate.json", results, src.run_id, {"model_version": cand.model_version, **info}
+    )
     _fail_on_anomalies(ctx, "train")
     _finish_gate(ctx, "model gate", results)
 
@@ -224,8 +295,9 @@ def _export_extra(ctx: StepContext) -> list:
     summary = build_summary(ctx.store, ctx.name, ctx.session_date, ctx.pipeline.candidates.shard_count)
     for step in ("candidates", "related"):
         if step in summary["steps"]:
-            ms.safe_record(ctx.env, _table(ctx), ctx.name, ctx.session_date, step,
-                           ms.shard_rows(summary["steps"][step]))
+            ms.safe_record(
+                ctx.env, _table(ctx), ctx.name, ctx.session_date, step, ms.shard_rows(summary["steps"][step])
+            )
     export = ctx.store.committed(ctx.name, "export", ctx.session_date, step="export")
     model = ctx.store.committed(ctx.name, "model", ctx.session_date, step="train")
     items = model.read_parquet("items.parquet", columns=["available"]).column("available").to_pylist()
@@ -241,12 +313,17 @@ def _export_extra(ctx: StepContext) -> list:
             "SELECT COUNT(DISTINCT item_id), AVG(CASE WHEN source = 'personal' THEN 1 ELSE 0 END), "
             "MEDIAN(score) FILTER (WHERE source = 'personal'), "
             "(SELECT MAX(c) FROM (SELECT COUNT(*) AS c FROM t GROUP BY item_id)) * 1.0 / NULLIF(COUNT(*), 0) "
-            "FROM t").fetchone()
+            "FROM t"
+        ).fetchone()
     finally:
         con.close()
-    rows += [("catalog_coverage", None, distinct / n_available if n_available else 0.0),
-             ("distinct_items", None, distinct), ("personal_share", None, personal_share),
-             ("score_median_personal", None, p50), ("top_item_share", None, top1)]
+    rows += [
+        ("catalog_coverage", None, distinct / n_available if n_available else 0.0),
+        ("distinct_items", None, distinct),
+        ("personal_share", None, personal_share),
+        ("score_median_personal", None, p50),
+        ("top_item_share", None, top1),
+    ]
     return rows
 
 
@@ -260,16 +337,25 @@ def _after_export(ctx: StepContext, result: dict) -> None:
     except Exception as e:
         import logging
 
-        logging.getLogger(__name__).warning("export metrics incomplete", extra={"error": f"{type(e).__name__}: {e}"})
+        logging.getLogger(__name__).warning(
+            "export metrics incomplete", extra={"error": f"{type(e).__name__}: {e}"}
+        )
     ms.safe_record(ctx.env, _table(ctx), ctx.name, ctx.session_date, "export", rows)
     if result.get("published"):
         model = ctx.store.committed(ctx.name, "model", ctx.session_date, step="train")
-        model_gate.promote(ctx.store, ctx.name, {
-            "dt": ctx.session_date.isoformat(), "model_version": model.metadata.get("model_version"),
-            "run_dir": model.run_dir, "metrics": model.metadata.get("metrics", {}),
-            "model_type": model.metadata.get("model_type"), "params": model.metadata.get("params"),
-            "run_id": ctx.run_id,
-        })
+        model_gate.promote(
+            ctx.store,
+            ctx.name,
+            {
+                "dt": ctx.session_date.isoformat(),
+                "model_version": model.metadata.get("model_version"),
+                "run_dir": model.run_dir,
+                "metrics": model.metadata.get("metrics", {}),
+                "model_type": model.metadata.get("model_type"),
+                "params": model.metadata.get("params"),
+                "run_id": ctx.run_id,
+            },
+        )
     location = _report(ctx)
     result["report"] = location
     _alert_anomalies(ctx, location)
@@ -285,8 +371,9 @@ def _anomalies(ctx: StepContext, step: str | None = None) -> list:
     if not cfg.enabled:
         return []
     days = max(cfg.window, 7 * cfg.weekday_weeks) + 7 * cfg.weekday_weeks + 7
-    hist = ms.safe_history(ctx.env, cfg.table, ctx.name, since=ctx.session_date - timedelta(days=days),
-                           until=ctx.session_date)
+    hist = ms.safe_history(
+        ctx.env, cfg.table, ctx.name, since=ctx.session_date - timedelta(days=days), until=ctx.session_date
+    )
     found = anomaly.scan(hist, ctx.session_date, cfg)
     return [a for a in found if step is None or a.metric.startswith(step + ".")]
 
@@ -301,12 +388,23 @@ def _fail_on_anomalies(ctx: StepContext, step: str) -> None:
     if found:
         location = _report(ctx)
         kept = _kept(ctx)
-        anomaly.deliver(ctx.env, anomaly.anomaly_message(
-            pipeline=ctx.name, session_date=ctx.session_date.isoformat(), env=ctx.env.name, anomalies=found,
-            report=location, failing=True))
-        raise CheckFailedError(f"metric anomalies for {ctx.name} {ctx.session_date}: "
-                               + "; ".join(a.message for a in found) + f"; {kept}",
-                               failures=[a.message for a in found])
+        anomaly.deliver(
+            ctx.env,
+            anomaly.anomaly_message(
+                pipeline=ctx.name,
+                session_date=ctx.session_date.isoformat(),
+                env=ctx.env.name,
+                anomalies=found,
+                report=location,
+                failing=True,
+            ),
+        )
+        raise CheckFailedError(
+            f"metric anomalies for {ctx.name} {ctx.session_date}: "
+            + "; ".join(a.message for a in found)
+            + f"; {kept}",
+            failures=[a.message for a in found],
+        )
 
 
 def _alert_anomalies(ctx: StepContext, location: str | None) -> None:
@@ -314,9 +412,16 @@ def _alert_anomalies(ctx: StepContext, location: str | None) -> None:
 
     found = _anomalies(ctx)
     if found:
-        anomaly.deliver(ctx.env, anomaly.anomaly_message(
-            pipeline=ctx.name, session_date=ctx.session_date.isoformat(), env=ctx.env.name, anomalies=found,
-            report=location))
+        anomaly.deliver(
+            ctx.env,
+            anomaly.anomaly_message(
+                pipeline=ctx.name,
+                session_date=ctx.session_date.isoformat(),
+                env=ctx.env.name,
+                anomalies=found,
+                report=location,
+            ),
+        )
 
 
 def after_step(name: str, ctx: StepContext, result: dict) -> None:
@@ -341,7 +446,16 @@ def on_check_failed(name: str, ctx: StepContext, error: CheckFailedError) -> Non
     rows.append(("check_failed", {"check": "publish"}, 1.0))
     ms.safe_record(ctx.env, _table(ctx), ctx.name, ctx.session_date, "export", rows)
     location = _report(ctx)
-    anomaly.deliver(ctx.env, anomaly.quality_message(
-        pipeline=ctx.name, session_date=ctx.session_date.isoformat(), env=ctx.env.name, gate="publish check",
-        stopped=True, lines=["FAIL " + f for f in (error.failures or [str(error)])], report=location,
-        kept=_kept(ctx)))
+    anomaly.deliver(
+        ctx.env,
+        anomaly.quality_message(
+            pipeline=ctx.name,
+            session_date=ctx.session_date.isoformat(),
+            env=ctx.env.name,
+            gate="publish check",
+            stopped=True,
+            lines=["FAIL " + f for f in (error.failures or [str(error)])],
+            report=location,
+            kept=_kept(ctx),
+        ),
+    )

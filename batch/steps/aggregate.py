@@ -79,28 +79,36 @@ def build_interactions(
     items keep their id (they still get recommendations, from the popularity fallback) but no rows.
     Indices follow sorted ids, so the same input always gives the same indices.
     """
-    pairs = pairs[["user_id", "item_id", "weight", "weight_train", "holdout_events"]].copy()
-    all_users = np.sort(pairs["user_id"].astype(str).unique())
-    item_users = pairs.groupby("item_id")["user_id"].nunique()
-    keep_items = item_users[item_users >= min_item_users].index
-    pairs = pairs[pairs["item_id"].isin(keep_items)]
-    user_counts = pairs.groupby("user_id")["item_id"].nunique()
-    keep_users = user_counts[user_counts >= min_user_events].index
-    pairs = pairs[pairs["user_id"].isin(keep_users)]
-
-    item_ids = np.sort(pairs["item_id"].astype(str).unique())
-    users = pd.DataFrame({"user_idx": np.arange(len(all_users), dtype=np.int32), "user_id": all_users})
-    user_index = pd.Index(all_users)
-    item_index = pd.Index(item_ids)
+    pairs = pairs[["user_id", "item_id", "weight", "weight_train", "holdout_events"]]
+    # Integer codes once (sorted, so indices follow sorted ids); the filters then run on integers, not strings.
+    u_codes, all_users = pd.factorize(pairs["user_id"].astype(str), sort=True)
+    i_codes, all_items = pd.factorize(pairs["item_id"].astype(str), sort=True)
+    all_users = np.asarray(all_users, dtype=object)
+    all_items = np.asarray(all_items, dtype=object)
+    n_all_items = max(len(all_items), 1)
+    pair_key = np.unique(u_codes.astype(np.int64) * n_all_items + i_codes)  # distinct (user, item)
+    pair_item = pair_key % n_all_items
+    keep_item = np.bincount(pair_item, minlength=len(all_items)) >= min_item_users
+    kept_pairs = pair_key[keep_item[pair_item]]
+    keep_user = np.bincount(kept_pairs // n_all_items, minlength=len(all_users)) >= min_user_events
+    mask = keep_item[i_codes] & keep_user[u_codes]
+    present = np.zeros(len(all_items), dtype=bool)
+    present[i_codes[mask]] = True  # items left with at least one kept row
+    item_ids = all_items[present]
+    item_remap = np.cumsum(present, dtype=np.int64) - 1
+    user_idx = u_codes[mask].astype(np.int32)
+    item_idx = item_remap[i_codes[mask]].astype(np.int32)
+    order = np.lexsort((item_idx, user_idx))  # stable: (user, item), ties in input order
     inter = pd.DataFrame(
         {
-            "user_idx": user_index.get_indexer(pairs["user_id"].astype(str)).astype(np.int32),
-            "item_idx": item_index.get_indexer(pairs["item_id"].astype(str)).astype(np.int32),
-            "weight": pairs["weight"].to_numpy(np.float32),
-            "weight_train": pairs["weight_train"].to_numpy(np.float32),
-            "holdout_events": pairs["holdout_events"].to_numpy(np.int32),
+            "user_idx": user_idx[order],
+            "item_idx": item_idx[order],
+            "weight": pairs["weight"].to_numpy(np.float32)[mask][order],
+            "weight_train": pairs["weight_train"].to_numpy(np.float32)[mask][order],
+            "holdout_events": pairs["holdout_events"].to_numpy(np.int32)[mask][order],
         }
-    ).sort_values(["user_idx", "item_idx"], kind="stable", ignore_index=True)
+    )
+    users = pd.DataFrame({"user_idx": np.arange(len(all_users), dtype=np.int32), "user_id": all_users})
     users["n_items"] = np.bincount(inter["user_idx"], minlength=len(users)).astype(np.int32)
     items = pd.DataFrame({"item_idx": np.arange(len(item_ids), dtype=np.int32), "item_id": item_ids})
     if availability is not None and len(availability):

@@ -40,7 +40,9 @@ def webhook():
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True).start()
     # a secret-looking path, as a real webhook has
-    state.url = f"http://127.0.0.1:{server.server_address[1]}/services/T0SECRET/B0SECRET/xoxsecretwebhooktoken"
+    state.url = (
+        f"http://127.0.0.1:{server.server_address[1]}/services/T0SECRET/B0SECRET/xoxsecretwebhooktoken"
+    )
     yield state
     server.shutdown()
     server.server_close()

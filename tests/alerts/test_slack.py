@@ -39,9 +39,15 @@ def notifier(url, **kw):
 
 
 def msg():
-    return failure_message(pipeline="demo", session_date="2026-11-21", env="prod", task="+demo+daily^sub+train",
-                           error="Command failed with code 65", attempt_id="42",
-                           attempt_url="https://digdag.example/attempts/42")
+    return failure_message(
+        pipeline="demo",
+        session_date="2026-11-21",
+        env="prod",
+        task="+demo+daily^sub+train",
+        error="Command failed with code 65",
+        attempt_id="42",
+        attempt_url="https://digdag.example/attempts/42",
+    )
 
 
 def test_delivers_block_kit_json(webhook):
@@ -100,11 +106,20 @@ def test_no_webhook_prints_the_message():
 
 
 def test_failure_message_fields_and_error_tail_redacted():
-    long_log = "\n".join([f'{{"message": "noise {i}"}}' for i in range(50)]
-                         + ["Authorization: Bearer abc.def.ghi", "reco: error: no events in the window"])
-    m = failure_message(pipeline="demo", session_date="2026-11-21", env="prod", task="+demo+x",
-                        error="Command failed with code 65", log_tail=long_log, attempt_id="7",
-                        attempt_url="https://digdag.example/attempts/7")
+    long_log = "\n".join(
+        [f'{{"message": "noise {i}"}}' for i in range(50)]
+        + ["Authorization: Bearer abc.def.ghi", "reco: error: no events in the window"]
+    )
+    m = failure_message(
+        pipeline="demo",
+        session_date="2026-11-21",
+        env="prod",
+        task="+demo+x",
+        error="Command failed with code 65",
+        log_tail=long_log,
+        attempt_id="7",
+        attempt_url="https://digdag.example/attempts/7",
+    )
     text = as_text(m)
     assert "Status: :red_circle: failed" in text and "Session date: 2026-11-21" in text
     assert "<https://digdag.example/attempts/7|7>" in text
@@ -121,13 +136,19 @@ def test_error_tail_caps_length():
 
 
 def test_success_message_key_figures():
-    summary = {"pipeline": "demo", "date": "2026-11-21", "data": {"users": 5000, "items": 2000, "interactions": 12345},
-               "model": {"version": "als-20261121-abc"},
-               "metrics": {"model": {"ndcg@10": 0.1234}, "popularity_baseline": {"ndcg@10": 0.05}},
-               "publish_check": {"passed": True, "stats": {"rows": 250000}},
-               "steps": {"candidates": {"shards_committed": 2, "shard_count": 2}},
-               "published": {"this_date_published": True}}
-    text = as_text(success_message(summary, env="prod", attempt_id="9", report_url="https://r.example/demo/x"))
+    summary = {
+        "pipeline": "demo",
+        "date": "2026-11-21",
+        "data": {"users": 5000, "items": 2000, "interactions": 12345},
+        "model": {"version": "als-20261121-abc"},
+        "metrics": {"model": {"ndcg@10": 0.1234}, "popularity_baseline": {"ndcg@10": 0.05}},
+        "publish_check": {"passed": True, "stats": {"rows": 250000}},
+        "steps": {"candidates": {"shards_committed": 2, "shard_count": 2}},
+        "published": {"this_date_published": True},
+    }
+    text = as_text(
+        success_message(summary, env="prod", attempt_id="9", report_url="https://r.example/demo/x")
+    )
     assert "Users / items: 5,000 / 2,000" in text
     assert "nDCG@10: 0.1234 (popularity 0.0500)" in text
     assert "Publish check: passed, rows 250,000" in text
@@ -145,7 +166,9 @@ def test_notify_cli_failure_from_a_local_attempt(reco_home, webhook, write_dig, 
     from batch.digdag.local import run_workflow
 
     monkeypatch.setenv("SLACK_WEBHOOK_URL", webhook.url)
-    wf = write_dig("alert.dig", f"""
+    wf = write_dig(
+        "alert.dig",
+        f"""
 _export:
   pipeline: demo
 _error:
@@ -155,7 +178,8 @@ _error:
     SLACK_WEBHOOK_URL: ${{secret:slack.webhook_url}}
 +train:
   sh>: {sys.executable} fail.py
-""")
+""",
+    )
     write_dig("fail.py", "import sys\nprint('reco: error: no events for 2026-11-21')\nsys.exit(65)\n")
     out = io.StringIO()
     from datetime import date
@@ -198,7 +222,22 @@ def test_notify_cli_never_fails_the_batch_when_slack_is_down(reco_home, monkeypa
 def test_notify_cli_without_webhook_prints(reco_home, capsys):
     from batch.cli import main
 
-    assert main(["notify", "failure", "--pipeline", "demo", "--date", "2026-11-21", "--task", "+demo+x",
-                 "--error", "boom"]) == 0
+    assert (
+        main(
+            [
+                "notify",
+                "failure",
+                "--pipeline",
+                "demo",
+                "--date",
+                "2026-11-21",
+                "--task",
+                "+demo+x",
+                "--error",
+                "boom",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "no webhook set" in out and "Failed task: `+demo+x`" in out and "boom" in out

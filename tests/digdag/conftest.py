@@ -35,31 +35,61 @@ class FakeDigdag:
         self._next += 1
         return str(self._next)
 
-    def add_workflow(self, project: str = "reco", name: str = "demo", timezone: str = "Asia/Tokyo",
-                     schedule: dict | None = None, next_schedule_time: str | None = None) -> dict:
+    def add_workflow(
+        self,
+        project: str = "reco",
+        name: str = "demo",
+        timezone: str = "Asia/Tokyo",
+        schedule: dict | None = None,
+        next_schedule_time: str | None = None,
+    ) -> dict:
         pid = next((p["id"] for p in self.projects.values() if p["name"] == project), None)
         if pid is None:
             pid = self.new_id()
             self.projects[pid] = {"id": pid, "name": project, "revision": "r1", "archiveMd5": "x"}
         wid = self.new_id()
         config = {"schedule": schedule} if schedule else {}
-        wf = {"id": wid, "name": name, "project": {"id": pid, "name": project}, "revision": "r1",
-              "timezone": timezone, "config": config}
+        wf = {
+            "id": wid,
+            "name": name,
+            "project": {"id": pid, "name": project},
+            "revision": "r1",
+            "timezone": timezone,
+            "config": config,
+        }
         self.workflows[wid] = wf
         if schedule:
             sid = self.new_id()
-            self.schedules[sid] = {"id": sid, "project": {"id": pid, "name": project},
-                                   "workflow": {"id": wid, "name": name}, "nextRunTime": "2026-11-25T19:00:00Z",
-                                   "nextScheduleTime": next_schedule_time or "2026-11-26T00:00:00+09:00",
-                                   "disabledAt": None}
+            self.schedules[sid] = {
+                "id": sid,
+                "project": {"id": pid, "name": project},
+                "workflow": {"id": wid, "name": name},
+                "nextRunTime": "2026-11-25T19:00:00Z",
+                "nextScheduleTime": next_schedule_time or "2026-11-26T00:00:00+09:00",
+                "disabledAt": None,
+            }
         return wf
 
-    def add_attempt(self, wf: dict, session_time: str, *, done=True, success=False, retry=None, params=None) -> dict:
+    def add_attempt(
+        self, wf: dict, session_time: str, *, done=True, success=False, retry=None, params=None
+    ) -> dict:
         aid = self.new_id()
-        a = {"id": aid, "index": 1, "project": wf["project"], "workflow": {"name": wf["name"], "id": wf["id"]},
-             "sessionId": "9", "sessionUuid": "u", "sessionTime": session_time, "retryAttemptName": retry,
-             "done": done, "success": success, "cancelRequested": False, "params": params or {},
-             "createdAt": "2026-11-21T19:00:00Z", "finishedAt": None}
+        a = {
+            "id": aid,
+            "index": 1,
+            "project": wf["project"],
+            "workflow": {"name": wf["name"], "id": wf["id"]},
+            "sessionId": "9",
+            "sessionUuid": "u",
+            "sessionTime": session_time,
+            "retryAttemptName": retry,
+            "done": done,
+            "success": success,
+            "cancelRequested": False,
+            "params": params or {},
+            "createdAt": "2026-11-21T19:00:00Z",
+            "finishedAt": None,
+        }
         self.attempts[aid] = a
         return a
 
@@ -94,7 +124,10 @@ def make_handler(state: FakeDigdag):
                 state.requests.append((method, url.path, query, body))
                 if state.fail_next:
                     return _json(self, state.fail_next.pop(0), {"message": "injected"})
-                if state.require_token and self.headers.get("Authorization") != f"Bearer {state.require_token}":
+                if (
+                    state.require_token
+                    and self.headers.get("Authorization") != f"Bearer {state.require_token}"
+                ):
                     return _json(self, 401, {"message": "unauthorized"})
                 return self.route(method, url.path, query, body)
 
@@ -115,24 +148,43 @@ def make_handler(state: FakeDigdag):
                 if int(self.headers.get("Content-Length") or 0) > 2 * 1024 * 1024:
                     return _json(self, 413, {"message": "too large"})
                 s.archives.append(body)
-                pid = next((p["id"] for p in s.projects.values() if p["name"] == q["project"]), None) or s.new_id()
-                s.projects[pid] = {"id": pid, "name": q["project"], "revision": q["revision"],
-                                   "archiveMd5": "md5", "createdAt": "t", "updatedAt": "t", "deletedAt": None,
-                                   "archiveType": "db"}
+                pid = (
+                    next((p["id"] for p in s.projects.values() if p["name"] == q["project"]), None)
+                    or s.new_id()
+                )
+                s.projects[pid] = {
+                    "id": pid,
+                    "name": q["project"],
+                    "revision": q["revision"],
+                    "archiveMd5": "md5",
+                    "createdAt": "t",
+                    "updatedAt": "t",
+                    "deletedAt": None,
+                    "archiveType": "db",
+                }
                 return _json(self, 200, s.projects[pid])
             if path == "/api/projects":
-                return _json(self, 200, {"projects": [p for p in s.projects.values() if p["name"] == q.get("name")]})
+                return _json(
+                    self, 200, {"projects": [p for p in s.projects.values() if p["name"] == q.get("name")]}
+                )
             m = re.fullmatch(r"/api/projects/(\w+)/workflows", path)
             if m:
                 if m.group(1) not in s.projects:
                     return _json(self, 404, {"message": "project not found"})
-                wfs = [w for w in s.workflows.values() if w["project"]["id"] == m.group(1)
-                       and (not q.get("name") or w["name"] == q["name"])]
+                wfs = [
+                    w
+                    for w in s.workflows.values()
+                    if w["project"]["id"] == m.group(1) and (not q.get("name") or w["name"] == q["name"])
+                ]
                 return _json(self, 200, {"workflows": wfs})
             m = re.fullmatch(r"/api/projects/(\w+)/schedules", path)
             if m:
-                sch = [x for x in s.schedules.values() if x["project"]["id"] == m.group(1)
-                       and (not q.get("workflow") or x["workflow"]["name"] == q["workflow"])]
+                sch = [
+                    x
+                    for x in s.schedules.values()
+                    if x["project"]["id"] == m.group(1)
+                    and (not q.get("workflow") or x["workflow"]["name"] == q["workflow"])
+                ]
                 return _json(self, 200, {"schedules": sch})
             if path == "/api/schedules":
                 return _json(self, 200, {"schedules": list(s.schedules.values())})
@@ -142,17 +194,29 @@ def make_handler(state: FakeDigdag):
                     return _json(self, 404, {"message": "workflow not found"})
                 st = datetime.fromisoformat(body["sessionTime"])
                 for a in s.attempts.values():
-                    if (a["workflow"]["id"] == wf["id"] and datetime.fromisoformat(a["sessionTime"]) == st
-                            and a["retryAttemptName"] == body.get("retryAttemptName")):
+                    if (
+                        a["workflow"]["id"] == wf["id"]
+                        and datetime.fromisoformat(a["sessionTime"]) == st
+                        and a["retryAttemptName"] == body.get("retryAttemptName")
+                    ):
                         return _json(self, 409, a)
-                a = s.add_attempt(wf, body["sessionTime"], done=False, retry=body.get("retryAttemptName"),
-                                  params=body.get("params"))
+                a = s.add_attempt(
+                    wf,
+                    body["sessionTime"],
+                    done=False,
+                    retry=body.get("retryAttemptName"),
+                    params=body.get("params"),
+                )
                 a["resume"] = body.get("resume")
                 return _json(self, 200, a)
             m = re.fullmatch(r"/api/attempts/(\w+)", path)
             if m:
                 a = s.attempts.get(m.group(1))
-                return _json(self, 200, a) if a else _json(self, 404, {"message": f"attempt {m.group(1)} not found"})
+                return (
+                    _json(self, 200, a)
+                    if a
+                    else _json(self, 404, {"message": f"attempt {m.group(1)} not found"})
+                )
             m = re.fullmatch(r"/api/attempts/(\w+)/tasks", path)
             if m:
                 return _json(self, 200, {"tasks": s.tasks.get(m.group(1), [])})
@@ -167,9 +231,13 @@ def make_handler(state: FakeDigdag):
                 return _json(self, 204, None)
             m = re.fullmatch(r"/api/logs/(\w+)/files", path)
             if m:
-                files = [{"fileName": fn, "fileSize": len(data), "taskName": task, "fileTime": "t", "agentId": "a"}
-                         for (aid, fn), data in s.logs.items() if aid == m.group(1)
-                         for task in [fn.split("@")[0]] if not q.get("task") or q["task"] == task]
+                files = [
+                    {"fileName": fn, "fileSize": len(data), "taskName": task, "fileTime": "t", "agentId": "a"}
+                    for (aid, fn), data in s.logs.items()
+                    if aid == m.group(1)
+                    for task in [fn.split("@")[0]]
+                    if not q.get("task") or q["task"] == task
+                ]
                 return _json(self, 200, {"files": files})
             m = re.fullmatch(r"/api/logs/(\w+)/files/(.+)", path)
             if m:
@@ -195,18 +263,33 @@ def make_handler(state: FakeDigdag):
                     wf = s.workflows[sch["workflow"]["id"]]
                     start = datetime.fromisoformat(body["fromTime"])
                     from datetime import timedelta
+
                     attempts = []
                     for i in range(body.get("count") or 1):
                         st = (start + timedelta(days=i)).isoformat()
                         if body.get("dryRun"):
-                            attempts.append({"id": None, "workflow": {"name": wf["name"], "id": wf["id"]},
-                                             "sessionTime": st, "retryAttemptName": body["attemptName"]})
+                            attempts.append(
+                                {
+                                    "id": None,
+                                    "workflow": {"name": wf["name"], "id": wf["id"]},
+                                    "sessionTime": st,
+                                    "retryAttemptName": body["attemptName"],
+                                }
+                            )
                         else:
                             attempts.append(s.add_attempt(wf, st, done=False, retry=body["attemptName"]))
                     if not body.get("dryRun"):
                         s.backfill_names.add(key)
-                    return _json(self, 200, {"id": sch["id"], "project": sch["project"], "workflow": sch["workflow"],
-                                             "attempts": attempts})
+                    return _json(
+                        self,
+                        200,
+                        {
+                            "id": sch["id"],
+                            "project": sch["project"],
+                            "workflow": sch["workflow"],
+                            "attempts": attempts,
+                        },
+                    )
                 if action == "disable":
                     sch["disabledAt"] = "2026-11-21T00:00:00Z"
                 elif action == "enable":

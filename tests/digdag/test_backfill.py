@@ -23,12 +23,15 @@ def test_from_time_is_the_session_start_in_tokyo_not_utc():
     assert plan.count == 1
 
 
-@pytest.mark.parametrize("d1, d2, count", [
-    (date(2026, 11, 28), date(2026, 12, 2), 5),  # across a month end
-    (date(2027, 1, 30), date(2027, 3, 1), 31),  # February of a common year: 2 + 28 + 1
-    (date(2028, 2, 27), date(2028, 3, 1), 4),  # leap year: 27, 28, 29, 1
-    (date(2026, 12, 31), date(2027, 1, 1), 2),  # year end
-])
+@pytest.mark.parametrize(
+    "d1, d2, count",
+    [
+        (date(2026, 11, 28), date(2026, 12, 2), 5),  # across a month end
+        (date(2027, 1, 30), date(2027, 3, 1), 31),  # February of a common year: 2 + 28 + 1
+        (date(2028, 2, 27), date(2028, 3, 1), 4),  # leap year: 27, 28, 29, 1
+        (date(2026, 12, 31), date(2027, 1, 1), 2),  # year end
+    ],
+)
 def test_count_covers_every_day_inclusive(d1, d2, count):
     plan = plan_server_backfill(DAILY, "Asia/Tokyo", d1, d2, FAR)
     assert plan.count == count
@@ -68,7 +71,9 @@ def test_hourly_schedule_counts_every_hour_of_the_days():
 
 def _server(digdag_server, monkeypatch):
     monkeypatch.setenv("GCP_PROJECT", "test-project")
-    digdag_server.add_workflow(schedule={"daily>": "04:00:00"}, next_schedule_time="2026-11-26T00:00:00+09:00")
+    digdag_server.add_workflow(
+        schedule={"daily>": "04:00:00"}, next_schedule_time="2026-11-26T00:00:00+09:00"
+    )
     return ["--env", "prod", "--endpoint", digdag_server.url]
 
 
@@ -77,8 +82,22 @@ def test_cli_dry_run_shows_sessions_and_starts_nothing(digdag_server, monkeypatc
 
     args = _server(digdag_server, monkeypatch)
     assert main(["backfill", "--pipeline", "demo", "--from", "2026-11-29", "--to", "2026-11-25", *args]) == 65
-    assert main(["backfill", "--pipeline", "demo", "--from", "2026-10-30", "--to", "2026-11-02", "--dry-run",
-                 *args]) == 0
+    assert (
+        main(
+            [
+                "backfill",
+                "--pipeline",
+                "demo",
+                "--from",
+                "2026-10-30",
+                "--to",
+                "2026-11-02",
+                "--dry-run",
+                *args,
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "4 session(s) from 2026-10-30T00:00:00+09:00" in out and "[dry run]" in out
     assert "session 2026-10-31T00:00:00+09:00" in out and "nothing started" in out
@@ -91,7 +110,18 @@ def test_cli_backfill_starts_then_same_name_conflicts(digdag_server, monkeypatch
     from batch.cli import main
 
     args = _server(digdag_server, monkeypatch)
-    cmd = ["backfill", "--pipeline", "demo", "--from", "2026-11-20", "--to", "2026-11-22", "--name", "bf1", *args]
+    cmd = [
+        "backfill",
+        "--pipeline",
+        "demo",
+        "--from",
+        "2026-11-20",
+        "--to",
+        "2026-11-22",
+        "--name",
+        "bf1",
+        *args,
+    ]
     assert main(cmd) == 0
     assert len(digdag_server.attempts) == 3
     assert main(cmd) != 0
@@ -99,7 +129,9 @@ def test_cli_backfill_starts_then_same_name_conflicts(digdag_server, monkeypatch
     assert "already has an attempt named 'bf1' (409)" in err and "another --name" in err
     too_far = ["backfill", "--pipeline", "demo", "--from", "2026-11-20", "--to", "2026-11-26", *args]
     assert main(too_far) == 65
-    assert len([r for r in digdag_server.requests if r[1].endswith("/backfill")]) == 2  # refused before asking
+    assert (
+        len([r for r in digdag_server.requests if r[1].endswith("/backfill")]) == 2
+    )  # refused before asking
 
 
 def test_local_backfill_runs_oldest_first_and_stops_at_a_failure(tmp_path):
@@ -109,8 +141,9 @@ def test_local_backfill_runs_oldest_first_and_stops_at_a_failure(tmp_path):
         seen.append((d, params["env"]))
         return SimpleNamespace(success=d != date(2026, 11, 3), attempt_id=str(len(seen)), failed_task="+x")
 
-    results = local_backfill(tmp_path / "demo.dig", [date(2026, 11, 4), date(2026, 11, 2), date(2026, 11, 3)],
-                             runner=fake_run)
+    results = local_backfill(
+        tmp_path / "demo.dig", [date(2026, 11, 4), date(2026, 11, 2), date(2026, 11, 3)], runner=fake_run
+    )
     assert seen == [(date(2026, 11, 2), "local"), (date(2026, 11, 3), "local")]
     assert [r.success for _, r in results] == [True, False]
 
@@ -118,7 +151,10 @@ def test_local_backfill_runs_oldest_first_and_stops_at_a_failure(tmp_path):
 def test_local_backfill_cli_dry_run(reco_home, capsys):
     from batch.cli import main
 
-    assert main(["backfill", "--pipeline", "demo", "--from", "2026-11-30", "--to", "2026-12-01", "--dry-run"]) == 0
+    assert (
+        main(["backfill", "--pipeline", "demo", "--from", "2026-11-30", "--to", "2026-12-01", "--dry-run"])
+        == 0
+    )
     out = capsys.readouterr().out
     assert out.index("--session-date 2026-11-30") < out.index("--session-date 2026-12-01")
     assert main(["backfill", "--pipeline", "nosuch", "--from", "2026-11-30", "--to", "2026-12-01"]) == 65

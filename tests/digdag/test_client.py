@@ -55,7 +55,11 @@ def test_push_project_sends_gzip_with_name_and_revision(digdag_server):
     archive = build_archive(PROJECT_ROOT / "digdag", env="dev")
     project = c.push_project("reco", archive.data, archive.revision)
     method, path, query, body = digdag_server.requests[-1]
-    assert (method, path, query) == ("PUT", "/api/projects", {"project": "reco", "revision": archive.revision})
+    assert (method, path, query) == (
+        "PUT",
+        "/api/projects",
+        {"project": "reco", "revision": archive.revision},
+    )
     assert body == archive.data and gzip.decompress(body)
     assert project.name == "reco" and project.revision == archive.revision
     assert c.find_project("reco").id == project.id
@@ -155,8 +159,9 @@ def test_kill_running_and_already_done(digdag_server):
 
 def test_retry_failed_resumes_with_a_new_name(digdag_server):
     wf = digdag_server.add_workflow()
-    failed = digdag_server.add_attempt(wf, "2026-11-21T00:00:00+09:00", done=True, success=False,
-                                       params={"x": "1"})
+    failed = digdag_server.add_attempt(
+        wf, "2026-11-21T00:00:00+09:00", done=True, success=False, params={"x": "1"}
+    )
     c = client(digdag_server)
     new, created = c.retry_failed(failed["id"], "retry-1")
     assert created and new.retry_attempt_name == "retry-1" and new.id != failed["id"]
@@ -171,9 +176,22 @@ def test_failed_task_log_tail_is_gunzipped_and_redacted(digdag_server):
     wf = digdag_server.add_workflow()
     a = digdag_server.add_attempt(wf, "2026-11-21T00:00:00+09:00", done=True)
     digdag_server.tasks[a["id"]] = [
-        {"id": "1", "fullName": "+demo", "parentId": None, "isGroup": True, "state": "group_error", "error": {}},
-        {"id": "2", "fullName": "+demo+daily^sub+train", "parentId": "1", "isGroup": False, "state": "error",
-         "error": {"message": "Command failed with code 65"}},
+        {
+            "id": "1",
+            "fullName": "+demo",
+            "parentId": None,
+            "isGroup": True,
+            "state": "group_error",
+            "error": {},
+        },
+        {
+            "id": "2",
+            "fullName": "+demo+daily^sub+train",
+            "parentId": "1",
+            "isGroup": False,
+            "state": "error",
+            "error": {"message": "Command failed with code 65"},
+        },
     ]
     lines = [f"line {i}" for i in range(100)] + ["token=abc123secret", "reco: error: no events"]
     digdag_server.logs[(a["id"], "+demo+daily^sub+train@1.log.gz")] = gz("\n".join(lines))
@@ -227,8 +245,18 @@ def test_start_cli_reports_existing_attempt_and_succeeds(digdag_server, monkeypa
 
     monkeypatch.setenv("GCP_PROJECT", "test-project")
     digdag_server.add_workflow()
-    args = ["digdag", "start", "--pipeline", "demo", "--session-date", "2026-11-21", "--env", "staging",
-            "--endpoint", digdag_server.url]
+    args = [
+        "digdag",
+        "start",
+        "--pipeline",
+        "demo",
+        "--session-date",
+        "2026-11-21",
+        "--env",
+        "staging",
+        "--endpoint",
+        digdag_server.url,
+    ]
     assert main(args) == 0
     assert main(args) == 0
     out = capsys.readouterr().out
@@ -244,9 +272,18 @@ def test_status_logs_retry_kill_schedules_cli(digdag_server, monkeypatch, capsys
     wf = digdag_server.add_workflow(schedule={"daily>": "04:00:00"})
     failed = digdag_server.add_attempt(wf, "2026-11-21T00:00:00+09:00", done=True, success=False)
     digdag_server.tasks[failed["id"]] = [
-        {"id": "2", "fullName": "+demo+daily^sub+export", "parentId": "1", "isGroup": False, "state": "error",
-         "error": {"message": "Command failed with code 3"}}]
-    digdag_server.logs[(failed["id"], "+demo+daily^sub+export@1.log.gz")] = gz("a\nreco: error: publish check\n")
+        {
+            "id": "2",
+            "fullName": "+demo+daily^sub+export",
+            "parentId": "1",
+            "isGroup": False,
+            "state": "error",
+            "error": {"message": "Command failed with code 3"},
+        }
+    ]
+    digdag_server.logs[(failed["id"], "+demo+daily^sub+export@1.log.gz")] = gz(
+        "a\nreco: error: publish check\n"
+    )
     env = ["--env", "prod"]
     assert main(["digdag", "status", failed["id"], *env]) == 1
     assert main(["digdag", "logs", failed["id"], *env]) == 0

@@ -23,7 +23,9 @@ def run(path, params=None, **kw):
 
 
 def test_tasks_run_top_to_bottom_and_output_is_shown(reco_home, write_dig):
-    wf = write_dig("order.dig", """
+    wf = write_dig(
+        "order.dig",
+        """
 +first:
   sh>: echo one >> order.txt
 +second:
@@ -31,7 +33,8 @@ def test_tasks_run_top_to_bottom_and_output_is_shown(reco_home, write_dig):
     sh>: echo two >> order.txt
 +third:
   echo>: three
-""")
+""",
+    )
     result, out, _ = run(wf)
     assert result.success
     assert (write_dig.dir / "order.txt").read_text().split() == ["one", "two"]
@@ -40,9 +43,11 @@ def test_tasks_run_top_to_bottom_and_output_is_shown(reco_home, write_dig):
 
 
 def test_parallel_children_overlap_and_limit_serialises(reco_home, write_dig):
-    body = "\n".join(f"""  +t{i}:
+    body = "\n".join(
+        f"""  +t{i}:
     sh>: {PY} -c "import time,sys; s=time.time(); time.sleep(0.4); print(s, time.time())" > t{i}.txt"""
-                     for i in range(3))
+        for i in range(3)
+    )
     par = write_dig("par.dig", f"+group:\n  _parallel: true\n{body}\n")
     result, _, _ = run(par)
     assert result.success
@@ -58,7 +63,9 @@ def test_parallel_children_overlap_and_limit_serialises(reco_home, write_dig):
 
 
 def test_parallel_failure_fails_group_and_later_siblings_do_not_start(reco_home, write_dig):
-    wf = write_dig("pf.dig", """
+    wf = write_dig(
+        "pf.dig",
+        """
 +group:
   _parallel: {limit: 1}
   +bad:
@@ -67,7 +74,8 @@ def test_parallel_failure_fails_group_and_later_siblings_do_not_start(reco_home,
     sh>: touch never.txt
 +after:
   sh>: touch after.txt
-""")
+""",
+    )
     result, _, _ = run(wf)
     assert not result.success
     assert result.failed_task == "+pf+group+bad"
@@ -76,7 +84,9 @@ def test_parallel_failure_fails_group_and_later_siblings_do_not_start(reco_home,
 
 
 def test_error_task_sees_error_message_and_parent_error_runs_too(reco_home, write_dig):
-    wf = write_dig("err.dig", """
+    wf = write_dig(
+        "err.dig",
+        """
 _error:
   sh>: echo "outer:$MSG" >> errors.txt
   _env:
@@ -88,7 +98,8 @@ _error:
     fail>: disk full on ${session_date}
 +not_run:
   sh>: touch not_run.txt
-""")
+""",
+    )
     result, out, _ = run(wf)
     assert not result.success
     assert result.error == "disk full on 2026-11-30"
@@ -98,11 +109,14 @@ _error:
 
 
 def test_retry_reruns_until_success_with_exponential_intervals(reco_home, write_dig):
-    wf = write_dig("retry.dig", f"""
+    wf = write_dig(
+        "retry.dig",
+        f"""
 +flaky:
   _retry: {{limit: 3, interval: 2, interval_type: exponential}}
   sh>: {PY} -c "import os,sys; n=len(open('n.txt').read()) if os.path.exists('n.txt') else 0; open('n.txt','a').write('x'); sys.exit(0 if n >= 2 else 1)"
-""")
+""",
+    )
     result, _, sleeps = run(wf)
     assert result.success
     assert (write_dig.dir / "n.txt").read_text() == "xxx"
@@ -110,13 +124,16 @@ def test_retry_reruns_until_success_with_exponential_intervals(reco_home, write_
 
 
 def test_retry_gives_up_after_limit_then_error_runs_once(reco_home, write_dig):
-    wf = write_dig("giveup.dig", """
+    wf = write_dig(
+        "giveup.dig",
+        """
 _error:
   sh>: echo e >> error_runs.txt
 +always:
   _retry: {limit: 2, interval: 5}
   sh>: echo run >> runs.txt; exit 1
-""")
+""",
+    )
     result, _, sleeps = run(wf)
     assert not result.success
     assert (write_dig.dir / "runs.txt").read_text().count("run") == 3
@@ -125,34 +142,52 @@ _error:
 
 
 def test_group_retry_reruns_the_whole_group(reco_home, write_dig):
-    wf = write_dig("grp.dig", f"""
+    wf = write_dig(
+        "grp.dig",
+        f"""
 +group:
   _retry: 1
   +a:
     sh>: echo a >> a.txt
   +b:
     sh>: {PY} -c "import os,sys; first=not os.path.exists('b.txt'); open('b.txt','a').write('b'); sys.exit(1 if first else 0)"
-""")
+""",
+    )
     result, _, _ = run(wf)
     assert result.success
     assert (write_dig.dir / "a.txt").read_text() == "a\na\n"
 
 
 def test_builtin_variables_for_a_daily_schedule_in_tokyo(reco_home, write_dig):
-    wf = write_dig("vars.dig", """
+    wf = write_dig(
+        "vars.dig",
+        """
 timezone: Asia/Tokyo
 schedule:
   daily>: 04:00:00
 +show:
   echo>: ${session_time}|${session_date}|${session_date_compact}|${session_local_time}|${session_tz_offset}|${session_unixtime}|${last_session_date}|${next_session_date}|${next_session_time}|${timezone}|${task_name}|${attempt_id}
-""")
+""",
+    )
     result, out, _ = run(wf)
     assert result.success
     line = next(ln for ln in out.splitlines() if ln.startswith("2026-11-30T"))
     parts = line.split("|")
-    assert parts[:6] == ["2026-11-30T00:00:00+09:00", "2026-11-30", "20261130", "2026-11-30 00:00:00", "+0900",
-                         str(1795964400)]  # 2026-11-29T15:00:00Z
-    assert parts[6:11] == ["2026-11-29", "2026-12-01", "2026-12-01T00:00:00+09:00", "Asia/Tokyo", "+vars+show"]
+    assert parts[:6] == [
+        "2026-11-30T00:00:00+09:00",
+        "2026-11-30",
+        "20261130",
+        "2026-11-30 00:00:00",
+        "+0900",
+        str(1795964400),
+    ]  # 2026-11-29T15:00:00Z
+    assert parts[6:11] == [
+        "2026-11-29",
+        "2026-12-01",
+        "2026-12-01T00:00:00+09:00",
+        "Asia/Tokyo",
+        "+vars+show",
+    ]
     assert parts[11] == result.attempt_id
 
 
@@ -164,7 +199,9 @@ def test_last_and_next_only_with_a_schedule(reco_home, write_dig):
 
 
 def test_export_scoping_and_precedence_over_params(reco_home, write_dig):
-    wf = write_dig("scope.dig", """
+    wf = write_dig(
+        "scope.dig",
+        """
 _export:
   fixed: from_file
 +a:
@@ -176,7 +213,8 @@ _export:
   echo>: b ${fixed} ${given}
 +c:
   echo>: c ${inner}
-""")
+""",
+    )
     result, out, _ = run(wf, {"fixed": "from_cli", "given": "cli"})
     assert "a from_file only_a cli\n" in out  # _export beats -p, as in Digdag
     assert "b from_file cli\n" in out
@@ -184,10 +222,13 @@ _export:
 
 
 def test_sh_gets_params_as_env_and_runs_in_the_files_directory(reco_home, write_dig):
-    write_dig("sub/tasks.dig", """
+    write_dig(
+        "sub/tasks.dig",
+        """
 +where:
   sh>: pwd > where.txt; echo "$pipeline $session_date $env" > env.txt
-""")
+""",
+    )
     wf = write_dig("main.dig", "_export:\n  pipeline: demo\n+run:\n  call>: sub/tasks.dig\n")
     result, _, _ = run(wf, {"env": "local"})
     assert result.success
@@ -199,12 +240,15 @@ def test_sh_gets_params_as_env_and_runs_in_the_files_directory(reco_home, write_
 def test_secret_comes_from_env_and_never_shows(reco_home, write_dig, monkeypatch):
     secret = "https://hooks.example.com/services/T000/B000/very-secret-token"
     monkeypatch.setenv("SLACK_WEBHOOK_URL", secret)
-    wf = write_dig("sec.dig", """
+    wf = write_dig(
+        "sec.dig",
+        """
 +leak:
   sh>: echo "url=$HOOK" ; exit 1
   _env:
     HOOK: ${secret:slack.webhook_url}
-""")
+""",
+    )
     result, out, _ = run(wf)
     assert not result.success
     assert "url=***" in out
@@ -215,12 +259,16 @@ def test_secret_comes_from_env_and_never_shows(reco_home, write_dig, monkeypatch
 
 def test_missing_secret_is_empty(reco_home, write_dig, monkeypatch):
     monkeypatch.delenv("SLACK_WEBHOOK_URL", raising=False)
-    wf = write_dig("nosec.dig", '+s:\n  sh>: test -z "$HOOK"\n  _env:\n    HOOK: ${secret:slack.webhook_url}\n')
+    wf = write_dig(
+        "nosec.dig", '+s:\n  sh>: test -z "$HOOK"\n  _env:\n    HOOK: ${secret:slack.webhook_url}\n'
+    )
     assert run(wf)[0].success
 
 
 def test_attempt_record_names_the_failed_task_and_its_output(reco_home, write_dig):
-    wf = write_dig("rec.dig", "+ok:\n  echo>: fine\n+bad:\n  sh>: \"echo 'reco: error: no events'; exit 65\"\n")
+    wf = write_dig(
+        "rec.dig", "+ok:\n  echo>: fine\n+bad:\n  sh>: \"echo 'reco: error: no events'; exit 65\"\n"
+    )
     result, _, _ = run(wf)
     record = read_attempt_record(result.attempt_id)
     assert record["done"] and not record["success"]
@@ -231,21 +279,26 @@ def test_attempt_record_names_the_failed_task_and_its_output(reco_home, write_di
 
 
 def test_sla_duration_runs_its_task_when_late(reco_home, write_dig):
-    wf = write_dig("sla.dig", """
+    wf = write_dig(
+        "sla.dig",
+        """
 sla:
   duration: 00:00:01
   +late:
     sh>: echo late > late.txt
 +slow:
   sh>: sleep 1.6
-""")
+""",
+    )
     result, _, _ = run(wf)
     assert result.success and result.sla_missed
     assert (write_dig.dir / "late.txt").read_text() == "late\n"
 
 
 def test_sla_not_fired_when_on_time(reco_home, write_dig):
-    wf = write_dig("ontime.dig", "sla:\n  duration: 01:00\n  +late:\n    sh>: touch late.txt\n+quick:\n  echo>: hi\n")
+    wf = write_dig(
+        "ontime.dig", "sla:\n  duration: 01:00\n  +late:\n    sh>: touch late.txt\n+quick:\n  echo>: hi\n"
+    )
     result, _, _ = run(wf)
     assert result.success and not result.sla_missed
     assert not (write_dig.dir / "late.txt").exists()
@@ -284,6 +337,12 @@ def test_demo_workflow_end_to_end(reco_home, capsys):
     assert "publish check:    passed" in captured.out
     record = read_attempt_record("1")
     names = [t["fullName"] for t in record["tasks"] if t["state"] == "success"]
-    for step in ("aggregate", "train", "candidates_and_related+candidates", "candidates_and_related+related",
-                 "export", "report"):
+    for step in (
+        "aggregate",
+        "train",
+        "candidates_and_related+candidates",
+        "candidates_and_related+related",
+        "export",
+        "report",
+    ):
         assert f"+demo+daily^sub+{step}" in names

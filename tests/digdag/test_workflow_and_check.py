@@ -45,28 +45,35 @@ def test_demo_workflow_shape():
         assert "hooks.slack.com" not in path.read_text()
 
 
-@pytest.mark.parametrize("text, fragment, hint", [
-    ("+x:\n  echo>: ${moment(session_time).format('YYYY')}\n", "JavaScript expression", "session_date"),
-    ("+x:\n  py>: tasks.run\n", "operator py> is not supported", "reco"),
-    ("+x:\n  frobnicate>: now\n", "operator frobnicate> is unknown", "sh>"),
-    ("+x:\n  sh>: echo ${secret:slack.webhook_url}\n", "only allowed in _env", "_env"),
-    ("+x:\n  _background: true\n  echo>: hi\n", "_background is not supported", "_parallel"),
-    ("+x:\n  !include : 'other.dig'\n", "not supported", "call>"),
-    ("+x:\n  _retry: {limit: -1}\n  echo>: hi\n", "_retry.limit", "_retry"),
-    ("+x:\n  _retry: {limit: 2, interval_type: linear}\n  echo>: hi\n", "interval_type", None),
-    ("+x:\n  _parallel: {limit: 0}\n  +a:\n    echo>: a\n", "_parallel", None),
-    ("schedule:\n  daily>: 25:00:00\n+x:\n  echo>: hi\n", "daily>", "daily>: 07:00:00"),
-    ("schedule:\n  cron>: '0 7 * *'\n+x:\n  echo>: hi\n", "5 fields", None),
-    ("schedule:\n  weekly>: Funday,07:00:00\n+x:\n  echo>: hi\n", "weekly>", None),
-    ("schedule:\n  daily>: 07:00:00\n  skip_on_overtim: true\n+x:\n  echo>: hi\n", "unknown option", None),
-    ("sla:\n  time: 25:99\n  +a:\n    echo>: late\n+x:\n  echo>: hi\n", "sla: time", None),
-    ("sla:\n  duration: 01:00\n+x:\n  echo>: hi\n", "sla does nothing", None),
-    ("+x:\n  +y:\n    echo>: a\n  +y:\n    echo>: b\n", "duplicate key", None),
-    ("+x:\n  call>: missing.dig\n", "missing.dig not found", "relative"),
-    ("+x:\n  echo>: a\n  sh>: b\n", "one operator", None),
-    ("+x:\n  color: red\n  +y:\n    echo>: a\n", "not visible to its tasks", "_export"),
-    ("timezone: Mars/Olympus\n+x:\n  echo>: hi\n", "unknown time zone", None),
-])
+@pytest.mark.parametrize(
+    "text, fragment, hint",
+    [
+        ("+x:\n  echo>: ${moment(session_time).format('YYYY')}\n", "JavaScript expression", "session_date"),
+        ("+x:\n  py>: tasks.run\n", "operator py> is not supported", "reco"),
+        ("+x:\n  frobnicate>: now\n", "operator frobnicate> is unknown", "sh>"),
+        ("+x:\n  sh>: echo ${secret:slack.webhook_url}\n", "only allowed in _env", "_env"),
+        ("+x:\n  _background: true\n  echo>: hi\n", "_background is not supported", "_parallel"),
+        ("+x:\n  !include : 'other.dig'\n", "not supported", "call>"),
+        ("+x:\n  _retry: {limit: -1}\n  echo>: hi\n", "_retry.limit", "_retry"),
+        ("+x:\n  _retry: {limit: 2, interval_type: linear}\n  echo>: hi\n", "interval_type", None),
+        ("+x:\n  _parallel: {limit: 0}\n  +a:\n    echo>: a\n", "_parallel", None),
+        ("schedule:\n  daily>: 25:00:00\n+x:\n  echo>: hi\n", "daily>", "daily>: 07:00:00"),
+        ("schedule:\n  cron>: '0 7 * *'\n+x:\n  echo>: hi\n", "5 fields", None),
+        ("schedule:\n  weekly>: Funday,07:00:00\n+x:\n  echo>: hi\n", "weekly>", None),
+        (
+            "schedule:\n  daily>: 07:00:00\n  skip_on_overtim: true\n+x:\n  echo>: hi\n",
+            "unknown option",
+            None,
+        ),
+        ("sla:\n  time: 25:99\n  +a:\n    echo>: late\n+x:\n  echo>: hi\n", "sla: time", None),
+        ("sla:\n  duration: 01:00\n+x:\n  echo>: hi\n", "sla does nothing", None),
+        ("+x:\n  +y:\n    echo>: a\n  +y:\n    echo>: b\n", "duplicate key", None),
+        ("+x:\n  call>: missing.dig\n", "missing.dig not found", "relative"),
+        ("+x:\n  echo>: a\n  sh>: b\n", "one operator", None),
+        ("+x:\n  color: red\n  +y:\n    echo>: a\n", "not visible to its tasks", "_export"),
+        ("timezone: Mars/Olympus\n+x:\n  echo>: hi\n", "unknown time zone", None),
+    ],
+)
 def test_outside_the_subset_is_rejected_with_file_task_and_hint(write_dig, text, fragment, hint):
     wf = write_dig("bad.dig", text)
     with pytest.raises(WorkflowError) as e:
@@ -98,14 +105,17 @@ def test_call_cycle_is_rejected(write_dig):
         load_workflow(a)
 
 
-@pytest.mark.parametrize("kind, spec, t, last, nxt", [
-    ("daily", "07:00:00", "2026-03-01T00:00", "2026-02-28T00:00", "2026-03-02T00:00"),
-    ("hourly", "30:00", "2026-11-30T00:00", "2026-11-29T23:00", "2026-11-30T01:00"),
-    ("weekly", "Sun,09:00:00", "2026-11-29T00:00", "2026-11-22T00:00", "2026-12-06T00:00"),
-    ("monthly", "1,09:00:00", "2026-12-01T00:00", "2026-11-01T00:00", "2027-01-01T00:00"),
-    ("minutes_interval", "15", "2026-11-30T00:00", "2026-11-29T23:45", "2026-11-30T00:15"),
-    ("cron", "0 7 * * 1-5", "2026-11-30T07:00", "2026-11-27T07:00", "2026-12-01T07:00"),
-])
+@pytest.mark.parametrize(
+    "kind, spec, t, last, nxt",
+    [
+        ("daily", "07:00:00", "2026-03-01T00:00", "2026-02-28T00:00", "2026-03-02T00:00"),
+        ("hourly", "30:00", "2026-11-30T00:00", "2026-11-29T23:00", "2026-11-30T01:00"),
+        ("weekly", "Sun,09:00:00", "2026-11-29T00:00", "2026-11-22T00:00", "2026-12-06T00:00"),
+        ("monthly", "1,09:00:00", "2026-12-01T00:00", "2026-11-01T00:00", "2027-01-01T00:00"),
+        ("minutes_interval", "15", "2026-11-30T00:00", "2026-11-29T23:45", "2026-11-30T00:15"),
+        ("cron", "0 7 * * 1-5", "2026-11-30T07:00", "2026-11-27T07:00", "2026-12-01T07:00"),
+    ],
+)
 def test_schedule_last_and_next_sessions(kind, spec, t, last, nxt):
     tz = ZoneInfo("Asia/Tokyo")
     s = parse_schedule({f"{kind}>": spec}, file="x.dig")
@@ -129,10 +139,13 @@ def _problems(write_dig, files: dict[str, str]) -> list[str]:
 
 
 def test_check_catches_a_missing_pipeline(write_dig):
-    problems = _problems(write_dig, {
-        "tasks/daily.dig": (PROJECT_ROOT / "digdag" / "tasks" / "daily.dig").read_text(),
-        "newreco.dig": "timezone: Asia/Tokyo\n_export:\n  pipeline: newreco\n+daily:\n  call>: tasks/daily.dig\n",
-    })
+    problems = _problems(
+        write_dig,
+        {
+            "tasks/daily.dig": (PROJECT_ROOT / "digdag" / "tasks" / "daily.dig").read_text(),
+            "newreco.dig": "timezone: Asia/Tokyo\n_export:\n  pipeline: newreco\n+daily:\n  call>: tasks/daily.dig\n",
+        },
+    )
     assert problems
     assert all("no pipeline named 'newreco'" in p for p in problems)
     assert any("newreco.dig" in str(p) or "daily.dig" in p for p in problems)
@@ -140,7 +153,10 @@ def test_check_catches_a_missing_pipeline(write_dig):
 
 
 def test_check_catches_bad_reco_arguments(write_dig):
-    problems = _problems(write_dig, {"w.dig": """
+    problems = _problems(
+        write_dig,
+        {
+            "w.dig": """
 _export:
   pipeline: demo
 +a:
@@ -151,7 +167,9 @@ _export:
   sh>: reco submit train --pipeline ${pipeline} --date ${session_date} --env moon
 +d:
   sh>: reco notify failure --pipeline ${pipeline} --date ${session_date} --colour red
-"""})
+"""
+        },
+    )
     assert len(problems) == 4
     assert "+w+a" in problems[0] and "invalid choice: 'aggregat'" in problems[0]
     assert "+w+b" in problems[1] and "--date" in problems[1]
@@ -160,14 +178,19 @@ _export:
 
 
 def test_check_catches_undefined_variables_and_group_retry(write_dig):
-    problems = _problems(write_dig, {"w.dig": """
+    problems = _problems(
+        write_dig,
+        {
+            "w.dig": """
 +a:
   sh>: reco submit train --pipeline ${pipeline} --date ${session_date}
 +b:
   _retry: 2
   +c:
     echo>: ${error.message}
-"""})
+"""
+        },
+    )
     assert any("+w+a" in p and "${pipeline} is not defined" in p for p in problems)
     assert any("+w+b" in p and "_retry on a group" in p for p in problems)
     assert any("+w+b+c" in p and "${error.message} is not defined" in p for p in problems)

@@ -46,7 +46,9 @@ def rewrite_source(reco_home):
     def rewrite(events: pa.Table, items: pa.Table) -> None:
         pipeline = load_pipeline("demo")
         with open_warehouse(load_environment("local")) as wh:
-            write_source(wh, pipeline.source.events_table, pipeline.source.items_table, events, items, append=False)
+            write_source(
+                wh, pipeline.source.events_table, pipeline.source.items_table, events, items, append=False
+            )
 
     return rewrite
 
@@ -59,7 +61,8 @@ def drop_share_of_day(events: pa.Table, d, share: float, seed: int = 0) -> pa.Ta
     ts = events.column("ts")
     on_day = pc.and_(pc.greater_equal(ts, pa.scalar(start, ts.type)), pc.less(ts, pa.scalar(end, ts.type)))
     on_day = np.asarray(on_day.to_numpy(zero_copy_only=False), dtype=bool) & ~np.asarray(
-        pc.is_null(ts).to_numpy(zero_copy_only=False), dtype=bool)
+        pc.is_null(ts).to_numpy(zero_copy_only=False), dtype=bool
+    )
     drop = on_day & (np.random.default_rng(seed).random(len(on_day)) < share)
     return events.filter(pa.array(~drop))
 

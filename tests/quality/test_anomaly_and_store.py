@@ -85,7 +85,9 @@ def test_metric_store_rerun_does_not_double_count(reco_home):
     ms.record(env, table, "demo", TODAY, "train", [("ndcg@10", None, 0.3)])
     df = ms.history(env, table, "demo", since=TODAY, until=TODAY)
     assert sorted(zip(df["step"], df["metric"], df["value"], strict=True)) == [
-        ("aggregate", "users", 6.0), ("train", "ndcg@10", 0.3)]
+        ("aggregate", "users", 6.0),
+        ("train", "ndcg@10", 0.3),
+    ]
     assert ms.history(env, table, "other", since=TODAY, until=TODAY).empty
 
 
@@ -100,8 +102,15 @@ def test_metric_store_waits_for_another_writer(reco_home):
     env = load_environment("local")
     path = env.resolved_duckdb_path()
     ms.record(env, CFG.table, "demo", TODAY, "aggregate", [("users", None, 1)])
-    holder = subprocess.Popen([sys.executable, "-c", f"import duckdb,time; c=duckdb.connect({path!r}); "
-                               "print('held', flush=True); time.sleep(1.5)"], stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            f"import duckdb,time; c=duckdb.connect({path!r}); print('held', flush=True); time.sleep(1.5)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout.readline().strip() == "held"
         t = time.monotonic()
@@ -114,14 +123,21 @@ def test_metric_store_waits_for_another_writer(reco_home):
 
 
 def test_every_step_records_metrics_and_an_anomaly_alerts_with_the_report(
-        small_data, make_ctx, run_pipeline, alerts, faults):
+    small_data, make_ctx, run_pipeline, alerts, faults
+):
     from batch import metrics_store as ms
 
     env = load_environment("local")
     # 21 previous days on which the window had about 5000 users: today's ~600 is an anomaly (warn only)
     for i in range(1, 22):
-        ms.record(env, CFG.table, "demo", TODAY - timedelta(days=i), "aggregate",
-                  [("users", None, 5000 + 10 * (i % 3))])
+        ms.record(
+            env,
+            CFG.table,
+            "demo",
+            TODAY - timedelta(days=i),
+            "aggregate",
+            [("users", None, 5000 + 10 * (i % 3))],
+        )
     result = run_pipeline()
     assert result["published"]
     df = ms.history(env, CFG.table, "demo", since=TODAY, until=TODAY)
@@ -154,8 +170,14 @@ def test_report_is_self_contained_and_cli(small_data, make_ctx, run_pipeline, ca
     out = tmp_path / "r.html"
     assert main(["report", "--pipeline", "demo", "--date", str(TODAY), "--out", str(out)]) == 0
     page = out.read_text()
-    for section in ("Quality gates", "Metrics of the day", "History", "Score distribution", "Popularity and coverage",
-                    "A few users"):
+    for section in (
+        "Quality gates",
+        "Metrics of the day",
+        "History",
+        "Score distribution",
+        "Popularity and coverage",
+        "A few users",
+    ):
         assert section in page
     assert page.count("data:image/png;base64,") >= 4
     lowered = page.lower()

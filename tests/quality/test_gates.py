@@ -46,7 +46,8 @@ def _one_alert(alerts, faults, gate, *words):
 
 
 def test_day_with_80_percent_of_events_missing_stops_at_the_volume_check(
-        small_data, make_ctx, run_pipeline, rewrite_source, alerts, faults):
+    small_data, make_ctx, run_pipeline, rewrite_source, alerts, faults
+):
     latest, model = _publish_day1(run_pipeline, make_ctx)
     events, items = small_data
     rewrite_source(faults.drop_share_of_day(events, SESSION, 0.8), items)
@@ -67,7 +68,8 @@ def test_day_with_80_percent_of_events_missing_stops_at_the_volume_check(
 
 
 def test_source_that_stopped_updating_stops_at_the_freshness_check(
-        small_data, make_ctx, run_pipeline, rewrite_source, alerts, faults):
+    small_data, make_ctx, run_pipeline, rewrite_source, alerts, faults
+):
     latest, model = _publish_day1(run_pipeline, make_ctx)
     events, items = small_data
     rewrite_source(faults.cut_after(events, SESSION - timedelta(days=2)), items)
@@ -79,7 +81,9 @@ def test_source_that_stopped_updating_stops_at_the_freshness_check(
     _assert_kept(make_ctx, latest, model)
 
 
-def test_the_reco_cli_exits_3_on_a_failed_gate(small_data, make_ctx, run_pipeline, rewrite_source, alerts, faults):
+def test_the_reco_cli_exits_3_on_a_failed_gate(
+    small_data, make_ctx, run_pipeline, rewrite_source, alerts, faults
+):
     from batch.cli import main
 
     events, items = small_data
@@ -95,7 +99,9 @@ def _shuffle_interactions(ctx):
     src = store.committed("demo", "interactions", ctx.session_date, step="aggregate")
     inter = src.read_parquet("interactions.parquet").to_pandas()
     inter["item_idx"] = np.random.default_rng(1).permutation(inter["item_idx"].to_numpy())
-    inter = inter.drop_duplicates(["user_idx", "item_idx"]).sort_values(["user_idx", "item_idx"], ignore_index=True)
+    inter = inter.drop_duplicates(["user_idx", "item_idx"]).sort_values(
+        ["user_idx", "item_idx"], ignore_index=True
+    )
     with store.writer("demo", "interactions", ctx.session_date, run_id=new_run_id()) as w:
         w.write_parquet("interactions.parquet", pa.Table.from_pandas(inter, preserve_index=False))
         for name in ("users.parquet", "items.parquet"):
@@ -105,7 +111,8 @@ def _shuffle_interactions(ctx):
 
 
 def test_model_trained_on_shuffled_interactions_stops_at_the_model_gate(
-        small_data, make_ctx, run_pipeline, alerts, faults):
+    small_data, make_ctx, run_pipeline, alerts, faults
+):
     latest, model = _publish_day1(run_pipeline, make_ctx)
     alerts.clear()
     get_step("aggregate").run(make_ctx())
@@ -134,7 +141,7 @@ def test_empty_candidate_set_stops_at_the_publish_check(small_data, make_ctx, ru
     for name in STEP_NAMES[:-1]:
         step = get_step(name)
         ctx = make_ctx(run_id=run_id)
-        for i in (range(ctx.shard_count) if step.sharded else [0]):
+        for i in range(ctx.shard_count) if step.sharded else [0]:
             step.run(make_ctx(shard_index=i, run_id=run_id))
     store = make_ctx().store
     for i in range(make_ctx().shard_count):  # every shard comes out empty

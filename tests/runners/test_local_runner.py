@@ -109,7 +109,10 @@ def test_a_failed_index_fails_the_run_with_one_line(fake_step, monkeypatch):
     message = str(e.value)
     prefix = "failed indexes 1 of 3: Job reco-demo-candidates-20261121-a1 index 1 exited with code 65: "
     assert message.startswith(prefix)
-    assert sorted(message.removeprefix(prefix).split(" | ")) == ["reco: error: shard has no users", "shard 1 done"]
+    assert sorted(message.removeprefix(prefix).split(" | ")) == [
+        "reco: error: shard has no users",
+        "shard 1 done",
+    ]
     assert e.value.exit_code == 65
 
 
