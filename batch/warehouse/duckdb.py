@@ -19,7 +19,10 @@ def register_fsspec(con: duckdb.DuckDBPyConnection, url: str) -> None:
     if "://" in url and not url.startswith("file://"):
         import fsspec
 
-        con.register_filesystem(fsspec.filesystem(url.split("://", 1)[0]))
+        fs = fsspec.filesystem(url.split("://", 1)[0])
+        names = fs.protocol if isinstance(fs.protocol, (tuple, list)) else (fs.protocol,)
+        if not set(names) & set(con.list_filesystems()):  # registering twice is an error in DuckDB
+            con.register_filesystem(fs)
 
 
 @lru_cache(maxsize=256)
