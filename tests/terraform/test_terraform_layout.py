@@ -510,11 +510,12 @@ def test_bigquery_tables_are_partitioned_on_dt() -> None:
     tables = {
         name: body for (rtype, name), body in resources(parsed).items() if rtype == "google_bigquery_table"
     }
-    assert set(tables) == {"run_metrics", "recommendations"}
+    assert set(tables) == {"run_metrics", "recommendations", "related"}
     for name, table in tables.items():
         partitioning = blocks(table, "time_partitioning")[0]
         assert attr(partitioning, "field") == "dt" and attr(partitioning, "type") == "DAY", name
     assert attr(tables["recommendations"], "for_each") == "${toset(var.recommenders)}"
+    assert attr(tables["related"], "for_each") == "${toset(var.recommenders)}"
     work = resources(parsed)[("google_bigquery_dataset", "work")]
     assert "work_table_expiration_days" in attr(work, "default_table_expiration_ms")
 
@@ -525,6 +526,15 @@ def _schema(local_name: str) -> list[tuple[str, str]]:
 
 
 def test_table_schemas() -> None:
+    # what batch/steps/export.py writes to <table>_related
+    assert [n for n, _ in _schema("related_schema")] == [
+        "item_id",
+        "related_item_id",
+        "rank",
+        "score",
+        "model_version",
+        "dt",
+    ]
     assert _schema("recommendations_schema") == [
         ("user_id", "STRING"),
         ("item_id", "STRING"),

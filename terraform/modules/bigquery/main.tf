@@ -13,6 +13,16 @@ locals {
     { name = "dt", type = "DATE", mode = "NULLABLE", description = "Session date (partition column)." },
   ]
 
+  # The "related items" frame of a recommender (batch/steps/export.py writes <table>_related).
+  related_schema = [
+    { name = "item_id", type = "STRING", mode = "NULLABLE", description = "Item the list is for." },
+    { name = "related_item_id", type = "STRING", mode = "NULLABLE", description = "Related item id." },
+    { name = "rank", type = "INT64", mode = "NULLABLE", description = "1-based rank within the item's list." },
+    { name = "score", type = "FLOAT64", mode = "NULLABLE", description = "Similarity score." },
+    { name = "model_version", type = "STRING", mode = "NULLABLE", description = "Version of the model that produced the row." },
+    { name = "dt", type = "DATE", mode = "NULLABLE", description = "Session date (partition column)." },
+  ]
+
   run_metrics_schema = [
     { name = "pipeline", type = "STRING", mode = "NULLABLE", description = "Pipeline (recommender) name." },
     { name = "dt", type = "DATE", mode = "NULLABLE", description = "Session date (partition column)." },
@@ -90,6 +100,27 @@ resource "google_bigquery_table" "recommendations" {
   labels              = merge(var.labels, { recommender = each.value })
   schema              = jsonencode(local.recommendations_schema)
   clustering          = ["user_id"]
+
+  time_partitioning {
+    type          = "DAY"
+    field         = "dt"
+    expiration_ms = var.export_partition_expiration_days == null ? null : var.export_partition_expiration_days * local.ms_per_day
+  }
+}
+
+# The related-items table of each recommender: same lifecycle as its recommendations table.
+resource "google_bigquery_table" "related" {
+  #checkov:skip=CKV_GCP_80:Google-managed encryption keys are used; CMEK is out of scope.
+  for_each = toset(var.recommenders)
+
+  project             = var.project_id
+  dataset_id          = google_bigquery_dataset.export.dataset_id
+  table_id            = "${var.recommendations_table_prefix}${each.value}_related"
+  description         = "Related items of ${each.value}, one partition per session date (dt)."
+  deletion_protection = true
+  labels              = merge(var.labels, { recommender = each.value })
+  schema              = jsonencode(local.related_schema)
+  clustering          = ["item_id"]
 
   time_partitioning {
     type          = "DAY"

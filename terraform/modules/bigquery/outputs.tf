@@ -22,3 +22,8 @@ output "recommendation_tables" {
   description = "Map of recommender name to the fully qualified id of its export table."
   value       = { for name, t in google_bigquery_table.recommendations : name => "${var.project_id}.${t.dataset_id}.${t.table_id}" }
 }
+
+output "related_tables" {
+  description = "Map of recommender name to the fully qualified id of its related-items table."
+  value       = { for name, t in google_bigquery_table.related : name => "${var.project_id}.${t.dataset_id}.${t.table_id}" }
+}
