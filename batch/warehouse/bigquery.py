@@ -53,6 +53,17 @@ def query_parameters(params: dict[str, Any]) -> list:
     return out
 
 
+def _load_job_retry():
+    """The retry for polling a load job (jobs.get) until it is done.
+
+    ``LoadJob.result()`` drops its retry when it *is* ``DEFAULT_RETRY`` (it then polls with ``retry=None``), so a
+    single transient 5xx on jobs.get fails the load (googleapis/python-bigquery#2210). An equal copy goes through.
+    """
+    from google.cloud.bigquery.retry import DEFAULT_RETRY
+
+    return DEFAULT_RETRY.with_timeout(DEFAULT_RETRY.timeout)
+
+
 class BigQueryWarehouse(Warehouse):
     name = "bigquery"
 
@@ -107,7 +118,7 @@ class BigQueryWarehouse(Warehouse):
         pq.write_table(data, buf, compression="zstd")
         buf.seek(0)
         job = self.client.load_table_from_file(buf, destination, job_config=config, location=self.location)
-        job.result()
+        job.result(retry=_load_job_retry())
         return data.num_rows
 
     def _load_target(self, table: str, mode: WriteMode, partition: date | None, partition_column: str):
@@ -149,5 +160,5 @@ class BigQueryWarehouse(Warehouse):
                 job = self.client.load_table_from_file(
                     f, destination, job_config=config, location=self.location
                 )
-        job.result()
+        job.result(retry=_load_job_retry())
         return int(job.output_rows or 0)
