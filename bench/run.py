@@ -336,7 +336,7 @@ class Bench:
                 "-n",
                 str(N),
                 "--repeats",
-                str(self.args.candidate_repeats),
+                str(self.args.candidate_repeats or (2 if self.size >= 5_000_000 else 3)),
             ],
             "candidates: ours vs implicit.recommend",
         )
@@ -528,7 +528,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--repeat-configured", action="store_true", help="also repeat the configured and no-report reco runs"
     )
-    p.add_argument("--candidate-repeats", type=int, default=3)
+    p.add_argument(
+        "--candidate-repeats", type=int, default=None, help="interleaved rounds (default 3, 2 from 5M events)"
+    )
     p.add_argument("--spark-timeout", type=float, default=None, help="seconds (default 900; --quick 300)")
     p.add_argument("--no-spark", action="store_true")
     p.add_argument("--workdir", default=None, help="where datasets go (default: a temp dir, removed after)")
@@ -537,7 +539,7 @@ def main(argv: list[str] | None = None) -> int:
     sizes = [parse_size(s) for s in (args.sizes or ("100k" if args.quick else "1M,10M")).split(",")]
     args.spark_timeout = args.spark_timeout or (300.0 if args.quick else 900.0)
     if args.quick:
-        args.candidate_repeats = min(args.candidate_repeats, 2)
+        args.candidate_repeats = args.candidate_repeats or 2
 
     import psutil
 
