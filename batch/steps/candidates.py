@@ -43,6 +43,7 @@ CANDIDATE_SCHEMA = pa.schema(
         ("source", pa.string()),
     ]
 )
+SOURCE_NAMES = pa.array(["personal", "popular"], pa.string())  # indexed by "came from the fallback"
 RELATED_SCHEMA = pa.schema(
     [
         ("item_id", pa.string()),
@@ -174,6 +175,7 @@ def run(ctx: StepContext) -> dict:
     n = cfg.candidates.n
     model_version = model_src.metadata.get("model_version", model_src.run_id)
     counts = {"users": 0, "rows": 0, "users_fallback_only": 0, "rows_fallback": 0, "users_short": 0}
+    item_id_col = pa.array(items["item_id"].to_numpy(), pa.string())
 
     with ctx.store.writer(ctx.name, DATASET, ctx.session_date, shard=ctx.shard, run_id=ctx.run_id) as w:
         with model_src.open("users.parquet") as uf, inter_src.open("interactions.parquet") as inf:
@@ -204,18 +206,16 @@ def run(ctx: StepContext) -> dict:
                     counts["rows_fallback"] += int(from_pop.sum())
                     counts["rows"] += int(valid.sum())
                     rank = np.broadcast_to(np.arange(1, n + 1, dtype=np.int32), ids.shape)
-                    user_col = np.repeat(block.user_ids, n).reshape(ids.shape)
-                    item_ids = items["item_id"].to_numpy()
+                    # string columns by Arrow take (row-major, as the mask): no per-row Python str objects
+                    rows = np.nonzero(valid)[0]
                     out.write_table(
                         pa.table(
                             {
-                                "user_id": pa.array(user_col[valid], pa.string()),
-                                "item_id": pa.array(item_ids[ids[valid]], pa.string()),
+                                "user_id": pa.array(block.user_ids, pa.string()).take(rows),
+                                "item_id": item_id_col.take(ids[valid]),
                                 "rank": pa.array(rank[valid], pa.int32()),
                                 "score": pa.array(scores[valid], pa.float32()),
-                                "source": pa.array(
-                                    np.where(from_pop[valid], "popular", "personal"), pa.string()
-                                ),
+                                "source": SOURCE_NAMES.take(from_pop[valid].astype(np.int8)),
                             },
                             schema=CANDIDATE_SCHEMA,
                         )
