@@ -76,6 +76,9 @@ def history_chart(name: str, points: list[tuple[date, float]], today: date) -> s
             ax.plot([d], [v], "o", color="crimson")
     ax.set_title(name, fontsize=9)
     ax.tick_params(labelsize=7)
+    # the axis spans the history shown (or a week), not matplotlib's years around a single point
+    start = min([*xs, today - timedelta(days=7)])
+    ax.set_xlim(start - timedelta(days=1), today + timedelta(days=1))
     fig.autofmt_xdate()
     return _png(fig)
 
@@ -260,78 +263,104 @@ def build_html(pipeline_cfg, env_cfg, dt: date) -> str:
     )
 
 
+SCORE_SAMPLE = 200_000  # scores drawn for the histograms: the picture, without loading every row
+
+
+def _duckdb_for(store: ArtifactStore):
+    import duckdb
+
+    from batch.warehouse.duckdb import register_fsspec
+
+    con = duckdb.connect()
+    register_fsspec(con, store.display(store.root))
+    return con
+
+
+def _score_sample(con, url: str) -> np.ndarray:
+    rows = con.execute(
+        f"SELECT score FROM read_parquet($url) WHERE source = 'personal' "
+        f"USING SAMPLE reservoir({SCORE_SAMPLE} ROWS) REPEATABLE (7)",
+        {"url": url},
+    ).fetchall()
+    return np.array([r[0] for r in rows], dtype=np.float32)
+
+
 def _output_sections(store: ArtifactStore, name: str, dt: date, summary: dict) -> list[str]:
+    """Distributions, coverage and a few users, computed by DuckDB over the export's Parquet (an export of tens
+    of millions of rows is never loaded whole)."""
     parts = []
     agg = _committed(store, name, "interactions", dt)
     export = _committed(store, name, "export", dt)
     if export is None:
         return ["<h2>Recommendations</h2><p class='muted'>no export for this date</p>"]
-    recs = export.read_parquet(
-        "recommendations.parquet", columns=["user_id", "item_id", "rank", "score", "source"]
-    ).to_pandas()
-    prev = store.previous_publish(name, dt)
-    prev_scores = np.array([])
-    if prev and (prev.get("files") or {}).get("recommendations.parquet"):
-        try:
-            import pyarrow.parquet as pq
-
-            with store.fs.open(prev["files"]["recommendations.parquet"], "rb") as f:
-                p = pq.read_table(f, columns=["score", "source"]).to_pandas()
-            prev_scores = p.loc[p["source"] == "personal", "score"].to_numpy()
-        except Exception:  # a report shows what it can
-            prev_scores = np.array([])
-    personal = recs.loc[recs["source"] == "personal", "score"].to_numpy()
-    parts.append("<h2>Score distribution</h2>")
-    parts.append(
-        histogram(
-            {
-                f"{dt} personal": personal,
-                **({f"{prev['dt']} (previous publish)": prev_scores} if len(prev_scores) else {}),
-            },
-            "scores of personal recommendations",
-            "score",
-        )
-    )
-    item_users = np.array([])
-    items = None
-    if agg is not None:
-        items = agg.read_parquet("items.parquet").to_pandas()
-        item_users = items["n_users"].to_numpy()
-    rec_counts = recs["item_id"].value_counts().to_numpy()
-    parts.append("<h2>Popularity and coverage</h2>")
-    parts.append(popularity_chart(item_users, rec_counts))
-    n_avail = int(items["available"].sum()) if items is not None else None
-    distinct = int(recs["item_id"].nunique())
-    check = summary.get("publish_check") or {}
-    parts.append(
-        _kv(
+    url = store.display(export.path("recommendations.parquet"))
+    con = _duckdb_for(store)
+    try:
+        personal = _score_sample(con, url)
+        prev = store.previous_publish(name, dt)
+        prev_scores = np.array([])
+        if prev and (prev.get("files") or {}).get("recommendations.parquet"):
+            try:
+                prev_scores = _score_sample(con, prev["files"]["recommendations.parquet"])
+            except Exception:  # a report shows what it can
+                prev_scores = np.array([])
+        rec_counts = np.array(
             [
-                ("users with recommendations", recs["user_id"].nunique()),
-                ("user coverage (of the model's users)", (check.get("stats") or {}).get("user_coverage")),
-                ("distinct items recommended", distinct),
-                ("catalog coverage (of available items)", distinct / n_avail if n_avail else None),
-                (
-                    "share of rows from the model (rest: popularity fallback)",
-                    float((recs["source"] == "personal").mean()),
-                ),
-                (
-                    "share of rows taken by the most recommended item",
-                    float(rec_counts[0] / len(recs)) if len(recs) else None,
-                ),
+                r[0]
+                for r in con.execute(
+                    "SELECT COUNT(*) AS c FROM read_parquet($url) GROUP BY item_id ORDER BY c DESC",
+                    {"url": url},
+                ).fetchall()
             ]
         )
-    )
-    parts.append("<h2>A few users</h2>")
-    parts.append(_users_section(agg, recs))
+        parts.append("<h2>Score distribution</h2>")
+        parts.append(
+            histogram(
+                {
+                    f"{dt} personal": personal,
+                    **({f"{prev['dt']} (previous publish)": prev_scores} if len(prev_scores) else {}),
+                },
+                f"scores of personal recommendations (a sample of up to {SCORE_SAMPLE:,})",
+                "score",
+            )
+        )
+        item_users = np.array([])
+        items = None
+        if agg is not None:
+            items = agg.read_parquet("items.parquet").to_pandas()
+            item_users = items["n_users"].to_numpy()
+        parts.append("<h2>Popularity and coverage</h2>")
+        parts.append(popularity_chart(item_users, rec_counts))
+        n_avail = int(items["available"].sum()) if items is not None else None
+        stats = (summary.get("publish_check") or {}).get("stats") or {}
+        distinct = len(rec_counts)
+        total = int(rec_counts.sum()) if len(rec_counts) else 0
+        parts.append(
+            _kv(
+                [
+                    ("users with recommendations", stats.get("users")),
+                    ("user coverage (of the model's users)", stats.get("user_coverage")),
+                    ("distinct items recommended", distinct),
+                    ("catalog coverage (of available items)", distinct / n_avail if n_avail else None),
+                    ("share of rows from the model (rest: popularity fallback)", stats.get("personal_share")),
+                    (
+                        "share of rows taken by the most recommended item",
+                        float(rec_counts[0] / total) if total else None,
+                    ),
+                ]
+            )
+        )
+        parts.append("<h2>A few users</h2>")
+        parts.append(_users_section(store, con, agg, url))
+    finally:
+        con.close()
     return parts
 
 
-def _users_section(agg, recs: pd.DataFrame) -> str:
-    if agg is None or recs.empty:
+def _users_section(store: ArtifactStore, con, agg, recs_url: str) -> str:
+    if agg is None:
         return "<p class='muted'>no data</p>"
     users = agg.read_parquet("users.parquet").to_pandas()
-    items = agg.read_parquet("items.parquet", columns=["item_idx", "item_id"]).to_pandas()
-    inter = agg.read_parquet("interactions.parquet", columns=["user_idx", "item_idx", "weight"]).to_pandas()
     with_hist = users[users["n_items"] > 0]
     rng = np.random.default_rng(0)
     pick = (
@@ -339,11 +368,27 @@ def _users_section(agg, recs: pd.DataFrame) -> str:
         if len(with_hist)
         else with_hist
     )
-    cold = users[users["n_items"] == 0].head(1)
+    chosen = pd.concat([pick, users[users["n_items"] == 0].head(1)])
+    if chosen.empty:
+        return "<p class='muted'>no data</p>"
+    items = (
+        agg.read_parquet("items.parquet", columns=["item_idx", "item_id"]).to_pandas().set_index("item_idx")
+    )
+    inter = con.execute(
+        "SELECT user_idx, item_idx, weight FROM read_parquet($url) WHERE list_contains($users, user_idx)",
+        {
+            "url": store.display(agg.path("interactions.parquet")),
+            "users": chosen["user_idx"].astype(int).tolist(),
+        },
+    ).df()
+    recs = con.execute(
+        "SELECT user_id, item_id, rank, score, source FROM read_parquet($url) WHERE list_contains($users, user_id)",
+        {"url": recs_url, "users": chosen["user_id"].astype(str).tolist()},
+    ).df()
     out = []
-    for u in pd.concat([pick, cold]).itertuples():
+    for u in chosen.itertuples():
         h = inter[inter["user_idx"] == u.user_idx].sort_values("weight", ascending=False).head(10)
-        hist_items = items.set_index("item_idx").loc[h["item_idx"], "item_id"].tolist() if len(h) else []
+        hist_items = items.loc[h["item_idx"], "item_id"].tolist() if len(h) else []
         r = recs[recs["user_id"] == u.user_id].sort_values("rank").head(10)
         rec_cells = ", ".join(
             f"{_e(i)} <span class='muted'>({s:.3g}{'' if src == 'personal' else ', popular'})</span>"

@@ -7,6 +7,8 @@ anomalies. A gate that fails raises CheckFailedError (exit 3) after alerting, so
 
 from __future__ import annotations
 
+import pyarrow.compute as pc
+
 from batch.context import StepContext
 from batch.errors import CheckFailedError
 
@@ -214,47 +216,25 @@ def _after_train(ctx: StepContext, result: dict) -> None:
     _finish_gate(ctx, "model gate", results)
 
 
-def _export_extra(ctx: StepContext) -> list:
-    """Shard totals (recorded here: shards never write) and coverage of the day's export."""
-    import duckdb
-
+def _export_extra(ctx: StepContext, result: dict) -> list:
+    """Shard totals (recorded here: shards never write) and the catalogue coverage of the day's export, from the
+    figures the export step computed (the export is not read again)."""
     from batch import metrics_store as ms
     from batch.summary import build_summary
 
-    rows = []
     summary = build_summary(ctx.store, ctx.name, ctx.session_date, ctx.pipeline.candidates.shard_count)
     for step in ("candidates", "related"):
         if step in summary["steps"]:
             ms.safe_record(
                 ctx.env, _table(ctx), ctx.name, ctx.session_date, step, ms.shard_rows(summary["steps"][step])
             )
-    export = ctx.store.committed(ctx.name, "export", ctx.session_date, step="export")
+    stats = result.get("stats") or {}
     model = ctx.store.committed(ctx.name, "model", ctx.session_date, step="train")
-    items = model.read_parquet("items.parquet", columns=["available"]).column("available").to_pylist()
-    n_available = sum(items)
-    with export.open("recommendations.parquet") as f:
-        import pyarrow.parquet as pq
-
-        t = pq.read_table(f, columns=["item_id", "score", "source", "rank"])
-    con = duckdb.connect()
-    try:
-        con.register("t", t)
-        distinct, personal_share, p50, top1 = con.execute(
-            "SELECT COUNT(DISTINCT item_id), AVG(CASE WHEN source = 'personal' THEN 1 ELSE 0 END), "
-            "MEDIAN(score) FILTER (WHERE source = 'personal'), "
-            "(SELECT MAX(c) FROM (SELECT COUNT(*) AS c FROM t GROUP BY item_id)) * 1.0 / NULLIF(COUNT(*), 0) "
-            "FROM t"
-        ).fetchone()
-    finally:
-        con.close()
-    rows += [
-        ("catalog_coverage", None, distinct / n_available if n_available else 0.0),
-        ("distinct_items", None, distinct),
-        ("personal_share", None, personal_share),
-        ("score_median_personal", None, p50),
-        ("top_item_share", None, top1),
-    ]
-    return rows
+    available = model.read_parquet("items.parquet", columns=["available"]).column("available")
+    n_available = int(pc.sum(available).as_py() or 0)
+    distinct = stats.get("distinct_items", 0)
+    # distinct items, top item share, personal share and the median score are in the stats (export_rows)
+    return [("catalog_coverage", None, distinct / n_available if n_available else 0.0)]
 
 
 def _after_export(ctx: StepContext, result: dict) -> None:
@@ -263,7 +243,7 @@ def _after_export(ctx: StepContext, result: dict) -> None:
 
     rows = ms.export_rows(result)
     try:
-        rows += _export_extra(ctx)
+        rows += _export_extra(ctx, result)
     except Exception as e:
         import logging
 
