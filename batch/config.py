@@ -95,8 +95,10 @@ class EvaluationConfig(_Strict):
     enabled: bool = True
     holdout_days: int = Field(1, ge=1, le=3650)
     ks: list[int] = Field(default_factory=lambda: [10, 20])
-    # The served model is refit on the whole window after evaluation (the evaluated model never saw the holdout).
-    refit: bool = True
+    # The evaluated model never saw the holdout days. The served model continues from it for this many passes over
+    # the whole window (warm start: measured the same next-day nDCG as a fresh fit at about a third of its
+    # time); null: fit the served model from scratch with model.params.
+    refit_iterations: int | None = Field(3, ge=1, le=1000)
 
     @field_validator("ks")
     @classmethod

@@ -163,6 +163,12 @@ class Recommender(ABC):
     def fit(self, user_items: sp.csr_matrix, *, show_progress: bool = False) -> Self:
         """Fit on a (users x items) CSR matrix of float32 confidence weights; returns self."""
 
+    def fit_more(self, user_items: sp.csr_matrix, *, iterations: int, show_progress: bool = False) -> Self:
+        """Continue training from the current state on ``user_items`` (same users x items shape) for
+        ``iterations`` more passes: a warm start, e.g. after a holdout evaluation, to take in the last days
+        without paying a full fit. Models without iterations simply fit again."""
+        return self.fit(user_items, show_progress=show_progress)
+
     @abstractmethod
     def recommend(
         self,

@@ -61,6 +61,30 @@ class FactorRecommender(Recommender):
         self._n_users, self._n_items = user_items.shape
         return self
 
+    def fit_more(self, user_items: sp.csr_matrix, *, iterations: int, show_progress: bool = False) -> Self:
+        """Warm start: ``iterations`` more passes of ``implicit`` starting from the current factors."""
+        if self._user_factors is None:
+            return self.fit(user_items, show_progress=show_progress)
+        user_items = check_user_items(user_items)
+        if user_items.shape != (self.n_users, self.n_items):
+            raise ValueError(
+                f"fit_more needs the same users x items as the fitted model: {user_items.shape} vs "
+                f"{(self.n_users, self.n_items)}"
+            )
+        if iterations < 1:
+            raise ValueError(f"iterations must be >= 1, got {iterations}")
+        with threadpool_limits(1, "blas"):
+            model = self._make_implicit()
+            model.iterations = iterations
+            # implicit initialises factors only when they are unset, so fit() continues from these
+            model.user_factors = self._user_factors.copy()
+            model.item_factors = self._item_factors.copy()
+            model.fit(user_items, show_progress=show_progress)
+        if hasattr(model, "to_cpu") and not isinstance(model.item_factors, np.ndarray):
+            model = model.to_cpu()
+        self._set_factors(_as_factors(model.user_factors), _as_factors(model.item_factors))
+        return self
+
     def _set_factors(self, user_factors: np.ndarray, item_factors: np.ndarray) -> None:
         if user_factors.ndim != 2 or item_factors.ndim != 2 or user_factors.shape[1] != item_factors.shape[1]:
             raise ValueError(f"bad factor shapes {user_factors.shape}, {item_factors.shape}")

@@ -256,3 +256,25 @@ def test_non_finite_factors_rejected(fitted):
     bad = np.full((3, 2), np.nan, np.float32)
     with pytest.raises(ValueError, match="NaN"):
         model._set_factors(bad, bad)
+
+
+def test_fit_more_continues_from_the_fitted_factors():
+    rng = np.random.default_rng(0)
+    dense = (rng.random((80, 60)) < 0.1).astype(np.float32)
+    X = sp.csr_matrix(dense)
+    base = create_model("als", factors=8, iterations=5, seed=1).fit(X)
+    before = base.user_factors.copy()
+    more = dense.copy()
+    more[:, :5] += rng.random((80, 5)) < 0.3
+    X2 = sp.csr_matrix(more)
+    base.fit_more(X2, iterations=2)
+    assert base.user_factors.shape == before.shape and not np.allclose(base.user_factors, before)
+    # a warm start is not a fresh fit of the same length
+    fresh = create_model("als", factors=8, iterations=2, seed=1).fit(X2)
+    assert not np.allclose(base.user_factors, fresh.user_factors)
+    with pytest.raises(ValueError, match="same users x items"):
+        base.fit_more(X2[:10], iterations=1)
+    # models without iterations fit again
+    pop = create_model("popularity").fit(X)
+    pop.fit_more(X2, iterations=3)
+    np.testing.assert_allclose(pop.item_scores, np.asarray(X2.sum(axis=0)).ravel())
