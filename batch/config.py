@@ -22,7 +22,15 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from batch.errors import ConfigError
 
@@ -45,20 +53,20 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-TableName = Annotated[str, Field(description="warehouse table: name, dataset.name or project.dataset.name")]
+def _table_name(v: str) -> str:
+    if not _IDENTIFIER.match(v):
+        raise ValueError(f"not a table name: {v!r}")
+    return v
+
+
+# A warehouse table: name, dataset.name or project.dataset.name (validated: it is spliced into SQL).
+TableName = Annotated[str, AfterValidator(_table_name)]
 
 
 class SourceConfig(_Strict):
     events_table: TableName
     items_table: TableName | None = None
     timezone: str = "Asia/Tokyo"
-
-    @field_validator("events_table", "items_table")
-    @classmethod
-    def _table(cls, v: str | None) -> str | None:
-        if v is not None and not _IDENTIFIER.match(v):
-            raise ValueError(f"not a table name: {v!r}")
-        return v
 
     @field_validator("timezone")
     @classmethod
@@ -133,17 +141,10 @@ class CandidatesConfig(_Strict):
 
 
 class ExportConfig(_Strict):
-    table: str
+    table: TableName
     destinations: list[Literal["warehouse", "parquet"]] = Field(
         default_factory=lambda: ["warehouse", "parquet"]
     )
-
-    @field_validator("table")
-    @classmethod
-    def _table(cls, v: str) -> str:
-        if not _IDENTIFIER.match(v):
-            raise ValueError(f"not a table name: {v!r}")
-        return v
 
 
 class PublishCheckConfig(_Strict):
@@ -231,7 +232,7 @@ class StaticBound(_Strict):
 class AnomalyConfig(_Strict):
     enabled: bool = True
     # the metric store table: dataset.table in BigQuery (Terraform's reco_metrics.run_metrics), `table` in DuckDB
-    table: str = "reco_metrics.run_metrics"
+    table: TableName = "reco_metrics.run_metrics"
     metrics: list[str] = Field(
         default_factory=lambda: [
             "aggregate.events_session_day",
@@ -253,13 +254,6 @@ class AnomalyConfig(_Strict):
         0.05, ge=0
     )  # ignore deviations smaller than this share of the median
     severity: Severity = "warn"  # "fail" makes an anomaly fail the export step (after publishing nothing)
-
-    @field_validator("table")
-    @classmethod
-    def _table(cls, v: str) -> str:
-        if not _IDENTIFIER.match(v):
-            raise ValueError(f"not a table name: {v!r}")
-        return v
 
 
 class ChecksConfig(_Strict):

@@ -31,6 +31,8 @@ def test_set_overrides_one_value_with_short_model_form():
         ("model.type=nope", "model"),
         ("candidates.sources=[personal, everything]", "candidates.sources"),
         ("aggregate.unknown_field=1", "aggregate.unknown_field"),
+        ("export.table=recs; DROP TABLE x", "export.table"),
+        ("source.events_table=a.b.c.d", "source.events_table"),
     ],
 )
 def test_invalid_override_names_the_field(override, field):
