@@ -81,28 +81,8 @@ def _finish_gate(ctx: StepContext, gate: str, results: list) -> None:
     if not failed and not warned:
         return
     lines = [("FAIL " if r.status == "fail" else "WARN ") + r.line() for r in failed + warned]
-    if failed:
-        kept = _kept(ctx)
-        location = _report(ctx)
-        anomaly.deliver(
-            ctx.env,
-            anomaly.quality_message(
-                pipeline=ctx.name,
-                session_date=ctx.session_date.isoformat(),
-                env=ctx.env.name,
-                gate=gate,
-                stopped=True,
-                lines=lines,
-                report=location,
-                kept=kept,
-            ),
-        )
-        raise CheckFailedError(
-            f"{gate} failed for {ctx.name} {ctx.session_date}: "
-            + "; ".join(r.line() for r in failed)
-            + f"; {kept}",
-            failures=[r.line() for r in failed],
-        )
+    stopped = bool(failed)
+    kept = _kept(ctx) if stopped else None
     anomaly.deliver(
         ctx.env,
         anomaly.quality_message(
@@ -110,11 +90,19 @@ def _finish_gate(ctx: StepContext, gate: str, results: list) -> None:
             session_date=ctx.session_date.isoformat(),
             env=ctx.env.name,
             gate=gate,
-            stopped=False,
+            stopped=stopped,
             lines=lines,
-            report=None,
+            report=_report(ctx) if stopped else None,
+            kept=kept,
         ),
     )
+    if stopped:
+        raise CheckFailedError(
+            f"{gate} failed for {ctx.name} {ctx.session_date}: "
+            + "; ".join(r.line() for r in failed)
+            + f"; {kept}",
+            failures=[r.line() for r in failed],
+        )
 
 
 def _write_gate(
@@ -290,47 +278,38 @@ def _anomalies(ctx: StepContext, step: str | None = None) -> list:
 
 def _fail_on_anomalies(ctx: StepContext, step: str) -> None:
     """With checks.anomaly.severity = fail, an anomaly in a step's own metrics stops the batch there."""
+    if ctx.pipeline.checks.anomaly.severity == "fail":
+        _alert_anomalies(ctx, step=step, failing=True)
+
+
+def _alert_anomalies(
+    ctx: StepContext, location: str | None = None, *, step: str | None = None, failing: bool = False
+) -> None:
+    """Send the anomalies found in the metric history to Slack; with ``failing``, stop the batch after."""
     from batch.checks import anomaly
 
-    if ctx.pipeline.checks.anomaly.severity != "fail":
-        return
     found = _anomalies(ctx, step)
-    if found:
+    if not found:
+        return
+    if failing:
         location = _report(ctx)
-        kept = _kept(ctx)
-        anomaly.deliver(
-            ctx.env,
-            anomaly.anomaly_message(
-                pipeline=ctx.name,
-                session_date=ctx.session_date.isoformat(),
-                env=ctx.env.name,
-                anomalies=found,
-                report=location,
-                failing=True,
-            ),
-        )
+    anomaly.deliver(
+        ctx.env,
+        anomaly.anomaly_message(
+            pipeline=ctx.name,
+            session_date=ctx.session_date.isoformat(),
+            env=ctx.env.name,
+            anomalies=found,
+            report=location,
+            failing=failing,
+        ),
+    )
+    if failing:
         raise CheckFailedError(
             f"metric anomalies for {ctx.name} {ctx.session_date}: "
             + "; ".join(a.message for a in found)
-            + f"; {kept}",
+            + f"; {_kept(ctx)}",
             failures=[a.message for a in found],
-        )
-
-
-def _alert_anomalies(ctx: StepContext, location: str | None) -> None:
-    from batch.checks import anomaly
-
-    found = _anomalies(ctx)
-    if found:
-        anomaly.deliver(
-            ctx.env,
-            anomaly.anomaly_message(
-                pipeline=ctx.name,
-                session_date=ctx.session_date.isoformat(),
-                env=ctx.env.name,
-                anomalies=found,
-                report=location,
-            ),
         )
 
 
