@@ -304,7 +304,6 @@ class WarehouseConfig(_Strict):
     path: str | None = None  # duckdb file; default $RECO_HOME/warehouse.duckdb
     project: str | None = None  # bigquery
     dataset: str | None = None  # bigquery dataset for unqualified source tables
-    export_dataset: str | None = None
     location: str | None = None
 
     @model_validator(mode="after")

@@ -503,9 +503,6 @@ class Schedule:
             t = self.next_session(t)
         return out
 
-    def run_time(self, session_time: datetime) -> datetime:
-        return session_time + self.delay
-
 
 def parse_schedule(value: Any, *, file: Path) -> Schedule:
     hint = (
@@ -911,7 +908,3 @@ def _parse_sla(value: Any, path: Path, name: str) -> Sla:
             hint=hint,
         )
     return Sla(kind, seconds, bool(value.get("fail", False)), bool(value.get("alert", False)), task)
-
-
-def month_end(d: date) -> date:
-    return d.replace(day=calendar.monthrange(d.year, d.month)[1])
