@@ -59,6 +59,12 @@ def _table_name(v: str) -> str:
     return v
 
 
+def _resource_class(v: str) -> str:
+    if not _NAME.match(v.replace("-", "_")):
+        raise ValueError(f"not a resource class name: {v!r}")
+    return v
+
+
 # A warehouse table: name, dataset.name or project.dataset.name (validated: it is spliced into SQL).
 TableName = Annotated[str, AfterValidator(_table_name)]
 
@@ -134,7 +140,8 @@ class ModelConfig(_Strict):
 
 class CandidatesConfig(_Strict):
     n: int = Field(50, ge=1, le=1000)
-    sources: list[Literal["personal", "related"]] = Field(default_factory=lambda: ["personal", "related"])
+    # candidate sources by name (steps of the graph that declare `source=`; checked against the graph on load)
+    sources: list[str] = Field(default_factory=lambda: ["personal", "related"])
     related_n: int = Field(20, ge=1, le=1000)
     batch_size: int = Field(2048, ge=1, le=1_000_000)
     shard_count: int = Field(1, ge=1, le=10_000)
@@ -275,6 +282,9 @@ class PipelineConfig(_Strict):
     candidates: CandidatesConfig = Field(default_factory=CandidatesConfig)
     export: ExportConfig
     checks: ChecksConfig = Field(default_factory=ChecksConfig)
+    # step -> resource class (the Job template variant, k8s/base/batch), e.g. {train: gpu}; steps not named keep
+    # the class their declaration gives
+    resources: dict[str, Annotated[str, AfterValidator(_resource_class)]] = Field(default_factory=dict)
 
     @field_validator("name")
     @classmethod

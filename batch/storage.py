@@ -7,6 +7,8 @@ Layout under the artifact root::
         _COMMITTED.json               the commit marker: which run holds the partition, its files and metadata
     <root>/<pipeline>/published/LATEST.json      what consumers read: the last good publish
     <root>/<pipeline>/published/dt=<D>.json      one record per date that passed its publish check
+    <root>/<pipeline>/published/MODEL.json       the model behind the last publish (model-dt=<D>.json per date)
+    <root>/reports/<pipeline>/<D>/index.html     the run report
 
 A writer fills a fresh ``run=`` directory and then writes the marker in one operation (``os.replace`` locally, a
 single object PUT on GCS, both atomic), so a reader sees either the previous complete partition or the new one,
@@ -37,6 +39,19 @@ import pyarrow.parquet as pq
 from batch.errors import CorruptArtifactError, MissingArtifactError
 
 MARKER = "_COMMITTED.json"
+
+
+@dataclass(frozen=True)
+class Pointer:
+    """A forward-only pointer under ``<root>/<pipeline>/published/``: one file naming the current record, and one
+    record file per date it was given (what served when; garbage collection keeps the run directories they name)."""
+
+    current: str
+    record_prefix: str
+
+
+PUBLISH = Pointer("LATEST.json", "dt=")  # the last good publish: what consumers read
+PROMOTED_MODEL = Pointer("MODEL.json", "model-dt=")  # the model behind it: what the model gate compares with
 
 
 def now_utc() -> str:
@@ -289,43 +304,75 @@ class ArtifactStore:
     ) -> bool:
         return self.fs.exists(posixpath.join(self.partition_url(pipeline, dataset, dt, shard), MARKER))
 
-    # -- the published pointer ---------------------------------------------------------------------------------
+    # -- forward-only pointers ---------------------------------------------------------------------------------
 
     def _published_dir(self, pipeline: str) -> str:
         return posixpath.join(self.root, pipeline, "published")
 
-    def latest(self, pipeline: str) -> dict | None:
+    def pointer(self, pipeline: str, kind: Pointer) -> dict | None:
+        """The record a pointer names now, or None before its first move."""
         try:
-            return json.loads(self.fs.cat_file(posixpath.join(self._published_dir(pipeline), "LATEST.json")))
+            return json.loads(self.fs.cat_file(posixpath.join(self._published_dir(pipeline), kind.current)))
         except FileNotFoundError:
             return None
 
-    def publish_records(self, pipeline: str) -> list[dict]:
-        """Every date that passed its publish check, oldest first."""
+    def pointer_records(self, pipeline: str, kind: Pointer) -> list[dict]:
+        """Every record the pointer was given, one per date, oldest first."""
         d = self._published_dir(pipeline)
         try:
-            names = sorted(n for n in self.fs.ls(d, detail=False) if posixpath.basename(n).startswith("dt="))
+            names = sorted(
+                n for n in self.fs.ls(d, detail=False) if posixpath.basename(n).startswith(kind.record_prefix)
+            )
         except FileNotFoundError:
             return []
         return [json.loads(self.fs.cat_file(n)) for n in names]
 
-    def previous_publish(self, pipeline: str, before: date) -> dict | None:
-        earlier = [r for r in self.publish_records(pipeline) if r["dt"] < before.isoformat()]
+    def pointer_before(self, pipeline: str, kind: Pointer, before: date) -> dict | None:
+        """The latest record of a date before ``before``: what was in service for that session date."""
+        earlier = [r for r in self.pointer_records(pipeline, kind) if r["dt"] < before.isoformat()]
         return earlier[-1] if earlier else None
 
-    def publish(self, pipeline: str, record: dict) -> bool:
-        """Record a passing publish; move LATEST only forward in time (a backfill never rewinds consumers).
-
-        Returns whether LATEST moved.
-        """
+    def advance(self, pipeline: str, kind: Pointer, record: dict) -> bool:
+        """Keep the record of its date; move the pointer only forward in time (a backfill never rewinds
+        consumers). Returns whether the pointer moved."""
         d = self._published_dir(pipeline)
-        write_bytes_atomic(
-            self.fs, posixpath.join(d, f"dt={record['dt']}.json"), json.dumps(record, indent=2).encode()
-        )
-        current = self.latest(pipeline)
+        blob = json.dumps(record, indent=2, default=str).encode()
+        write_bytes_atomic(self.fs, posixpath.join(d, f"{kind.record_prefix}{record['dt']}.json"), blob)
+        current = self.pointer(pipeline, kind)
         if current is None or record["dt"] >= current["dt"]:
-            write_bytes_atomic(
-                self.fs, posixpath.join(d, "LATEST.json"), json.dumps(record, indent=2).encode()
-            )
+            write_bytes_atomic(self.fs, posixpath.join(d, kind.current), blob)
             return True
         return False
+
+    # the two pointers every pipeline has
+    def latest(self, pipeline: str) -> dict | None:
+        return self.pointer(pipeline, PUBLISH)
+
+    def publish_records(self, pipeline: str) -> list[dict]:
+        """Every date that passed its publish check, oldest first."""
+        return self.pointer_records(pipeline, PUBLISH)
+
+    def previous_publish(self, pipeline: str, before: date) -> dict | None:
+        return self.pointer_before(pipeline, PUBLISH, before)
+
+    def publish(self, pipeline: str, record: dict) -> bool:
+        """Record a passing publish; move LATEST only forward in time. Returns whether LATEST moved."""
+        return self.advance(pipeline, PUBLISH, record)
+
+    def promoted_model(self, pipeline: str) -> dict | None:
+        """The model in service now (the latest publish's), or None before the first promotion."""
+        return self.pointer(pipeline, PROMOTED_MODEL)
+
+    def reference_model(self, pipeline: str, before: date) -> dict | None:
+        """The promotion record of the model in service for a session date: the latest promoted before it."""
+        return self.pointer_before(pipeline, PROMOTED_MODEL, before)
+
+    def promote(self, pipeline: str, record: dict) -> bool:
+        """Record a published model; move MODEL.json only forward in time. Returns whether it moved."""
+        return self.advance(pipeline, PROMOTED_MODEL, {**record, "promoted_at": now_utc()})
+
+    # -- other locations -----------------------------------------------------------------------------------------
+
+    def report_location(self, pipeline: str, dt: date) -> str:
+        """Where the run report of a session date lives."""
+        return posixpath.join(self.root, "reports", pipeline, dt.isoformat(), "index.html")

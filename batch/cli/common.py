@@ -4,8 +4,25 @@ from __future__ import annotations
 
 import argparse
 
-from batch.config import ENVIRONMENTS, load_environment, load_pipeline, parse_date, parse_set_options
+import batch.steps  # noqa: F401  registers the steps: a pipeline's config is checked against the graph
+from batch.config import (
+    ENVIRONMENTS,
+    PipelineConfig,
+    load_environment,
+    load_pipeline,
+    parse_date,
+    parse_set_options,
+    pipeline_path,
+)
 from batch.context import StepContext
+from batch.graph import GRAPH
+
+
+def load_checked_pipeline(name: str, env: str, overrides: dict[str, str] | None = None) -> PipelineConfig:
+    """The pipeline config, validated on its own and against the graph (candidate sources, resources)."""
+    pipeline = load_pipeline(name, env, overrides)
+    GRAPH.check_pipeline(pipeline, f"{pipeline_path(name)} (env {env})")
+    return pipeline
 
 
 def add_pipeline_args(p: argparse.ArgumentParser, *, date: bool = True, overrides: bool = True) -> None:
@@ -32,7 +49,7 @@ def context_from_args(
     run_id: str | None = None,
 ) -> StepContext:
     overrides = parse_set_options(getattr(args, "overrides", None))
-    pipeline = load_pipeline(args.pipeline, args.env, overrides)
+    pipeline = load_checked_pipeline(args.pipeline, args.env, overrides)
     env = load_environment(args.env)
     kwargs = {}
     if run_id:

@@ -14,9 +14,10 @@ from batch.cli.common import add_pipeline_args, context_from_args
 from batch.config import load_environment, load_pipeline, parse_date, reco_home
 from batch.context import StepContext
 from batch.errors import ConfigError
-from batch.steps import STEP_NAMES, get_step
+from batch.execute import run_date, run_step
+from batch.graph import GRAPH
 from batch.storage import ArtifactStore, new_run_id
-from batch.summary import build_summary
+from batch.summary import build_summary, gates_line
 
 
 def register(sub) -> None:
@@ -25,7 +26,7 @@ def register(sub) -> None:
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("step", help="run one step (the command a Job's container runs)")
-    p.add_argument("name", choices=STEP_NAMES)
+    p.add_argument("name", metavar="STEP", help="a step of the graph: aggregate, train, candidates, ...")
     add_pipeline_args(p)
     p.add_argument(
         "--shard-index",
@@ -78,21 +79,6 @@ def register(sub) -> None:
 # -- running -------------------------------------------------------------------------------------------------
 
 
-def run_step(ctx_for_shard, name: str, shard_count: int, say=print) -> None:
-    step = get_step(name)
-    probe = ctx_for_shard(0)
-    if not step.enabled(probe):
-        say(f"  {name:<10} skipped (not in candidates.sources)")
-        return
-    shards = range(shard_count) if step.sharded else [0]
-    for index in shards:
-        ctx = ctx_for_shard(index) if step.sharded else probe
-        t = time.perf_counter()
-        step.run(ctx)
-        label = f"{name} [{index + 1}/{shard_count}]" if step.sharded else name
-        say(f"  {label:<16} done in {time.perf_counter() - t:6.1f}s")
-
-
 def run_all(args: argparse.Namespace, say=print) -> StepContext:
     run_id = new_run_id()
     base = context_from_args(args, run_id=run_id)
@@ -113,8 +99,7 @@ def run_all(args: argparse.Namespace, say=print) -> StepContext:
         f"reco run {base.name} {base.session_date} (env {base.env.name}, run {run_id})"
         + (f" overrides: {dict(base.overrides)}" if base.overrides else "")
     )
-    for name in STEP_NAMES:
-        run_step(ctx_for_shard, name, count, say)
+    run_date(ctx_for_shard, say)
     return base
 
 
@@ -134,14 +119,14 @@ def cmd_step(args) -> int:
     index = args.shard_index
     if index is None:
         index = int(os.environ.get("JOB_COMPLETION_INDEX", "0"))
+    step = GRAPH.step(args.name)
     ctx = context_from_args(args, shard_index=index, shard_count=args.shard_count, run_id=args.run_id)
-    step = get_step(args.name)
     if not step.sharded and (args.shard_count or 1) > 1:
         raise ConfigError(f"step {args.name} is not sharded: drop --shard-index/--shard-count")
-    if not step.enabled(ctx):
-        print(f"step {args.name} skipped: not in candidates.sources of {ctx.name}", file=sys.stderr)
+    if not step.is_enabled(ctx.pipeline):
+        print(f"step {args.name} skipped: not enabled for pipeline {ctx.name}", file=sys.stderr)
         return 0
-    result = step.run(ctx)
+    result = run_step(step, ctx)
     print(
         json.dumps(
             {
@@ -186,9 +171,10 @@ def cmd_show_recommendations(args) -> int:
     store, pipeline = _store(args)
     dt = parse_date(args.date)
     export = store.committed(pipeline.name, "export", dt, step="export")
-    if not export.metadata.get("publish_check", {}).get("passed", False):
+    if not any(r["dt"] == dt.isoformat() for r in store.publish_records(pipeline.name)):
         print(
-            f"warning: the export of {dt} did not pass its publish check; it is not published",
+            f"warning: the export of {dt} is not published (its publish check failed or it never reached "
+            "the publish step)",
             file=sys.stderr,
         )
     with export.open("recommendations.parquet") as f:
@@ -317,7 +303,6 @@ def print_demo_summary(
     data, metrics = s.get("data", {}), s.get("metrics", {})
     model_m = metrics.get("model", {})
     base_m = metrics.get("popularity_baseline", {})
-    check = s.get("publish_check") or {}
     latest = s["published"]["latest"] or {}
     lines = [
         "",
@@ -330,7 +315,7 @@ def print_demo_summary(
         f"  users/items:      {data.get('users')} / {data.get('items')}  interactions: {data.get('interactions')}",
         f"  model:            {s.get('model', {}).get('version')}",
         f"  nDCG@10:          {_fmt(model_m.get('ndcg@10'))}  (popularity baseline {_fmt(base_m.get('ndcg@10'))})",
-        f"  publish check:    {'passed' if check.get('passed') else 'FAILED'}  rows: {check.get('stats', {}).get('rows')}",
+        f"  gates:            {gates_line(s)}  rows: {(s.get('export') or {}).get('stats', {}).get('rows')}",
         f"  report:           {s.get('report') or 'not written'}",
         f"  try:              reco show recommendations --pipeline {pipeline} --date {dt} --user u0000001",
         f"                    reco show summary --pipeline {pipeline} --date {dt}",

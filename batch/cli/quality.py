@@ -69,8 +69,6 @@ def cmd_report(args) -> int:
 
 
 def cmd_show_published(args) -> int:
-    from batch.checks.model_gate import promoted_model
-
     env = load_environment(args.env)
     pipeline = load_pipeline(args.pipeline, args.env)
     store = ArtifactStore(env.resolved_artifact_root())
@@ -78,7 +76,7 @@ def cmd_show_published(args) -> int:
     if latest is None:
         print(f"{pipeline.name}: nothing published yet under {store.root_url}", file=sys.stderr)
         return 1
-    model = promoted_model(store, pipeline.name)
+    model = store.promoted_model(pipeline.name)
     if args.json:
         print(json.dumps({"latest": latest, "promoted_model": model}, indent=2, default=str))
         return 0

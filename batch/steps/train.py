@@ -24,25 +24,14 @@ import pandas as pd
 import scipy.sparse as sp
 
 import models
+from batch import datasets
 from batch.context import StepContext
+from batch.datasets import INTERACTIONS, MODEL, to_csr
 from batch.evaluation import ranking_metrics
-from batch.steps import aggregate
+from batch.graph import step
+from batch.metrics_store import numbers, timing_rows
 
 log = logging.getLogger(__name__)
-
-DATASET = "model"
-
-
-def to_csr(inter: pd.DataFrame, column: str, n_users: int, n_items: int) -> sp.csr_matrix:
-    rows = inter[inter[column] > 0]
-    m = sp.csr_matrix(
-        (rows[column].to_numpy(np.float32), (rows["user_idx"].to_numpy(), rows["item_idx"].to_numpy())),
-        shape=(n_users, n_items),
-        dtype=np.float32,
-    )
-    m.sum_duplicates()
-    m.sort_indices()
-    return m
 
 
 def data_fingerprint(inter: pd.DataFrame) -> str:
@@ -100,13 +89,39 @@ def evaluate(
     return ranking_metrics(ids, relevant[users], ks=ks, n_catalog_items=train.shape[1]), model
 
 
+def metric_rows(result: dict) -> list:
+    metrics = result.get("metrics") or {}
+    rows: list = [(k, None, v) for k, v in numbers(metrics.get("model") or {})]
+    rows += [
+        (k, {"model": "popularity_baseline"}, v) for k, v in numbers(metrics.get("popularity_baseline") or {})
+    ]
+    return rows + timing_rows(result.get("timings"))
+
+
+def summarize(meta: dict) -> dict:
+    return {
+        "model": {"version": meta.get("model_version"), "type": meta.get("model_type"), "params": meta.get("params")},
+        "metrics": meta.get("metrics", {}),
+    }
+
+
+@step(
+    name="train",
+    reads=(INTERACTIONS,),
+    writes=MODEL,
+    resources="highmem",
+    metrics=metric_rows,
+    summarize=summarize,
+    description="interactions -> model + offline metrics",
+)
 def run(ctx: StepContext) -> dict:
     cfg = ctx.pipeline
     started = time.perf_counter()
-    src = ctx.store.committed(cfg.name, aggregate.DATASET, ctx.session_date, step="aggregate")
-    inter = src.read_parquet("interactions.parquet").to_pandas()
-    users = src.read_parquet("users.parquet")
-    items = src.read_parquet("items.parquet")
+    agg = datasets.interactions(ctx)
+    src = agg.src
+    inter = agg.frame()
+    users = agg.users()
+    items = agg.items()
     n_users, n_items = users.num_rows, items.num_rows
     read_s = time.perf_counter() - started
 
@@ -159,7 +174,7 @@ def run(ctx: StepContext) -> dict:
         "library_versions": library_versions(),
         "timings": timings,
     }
-    with ctx.store.writer(cfg.name, DATASET, ctx.session_date, run_id=ctx.run_id) as w:
+    with ctx.store.writer(cfg.name, MODEL, ctx.session_date, run_id=ctx.run_id) as w:
         with w.open("model.npz") as f:
             model.save(f)
         w.write_parquet("users.parquet", users)
