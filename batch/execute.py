@@ -113,8 +113,9 @@ def shard_totals(ctx: StepContext, spec: StepSpec) -> dict:
     }
 
 
-def record_metrics(spec: StepSpec, ctx: StepContext, result: dict) -> None:
-    rows = list(spec.metrics(result)) if spec.metrics else metrics_store.result_rows(result)
+def record_metrics(spec: StepSpec, ctx: StepContext, rows: list) -> None:
+    """One record per step and date (a later record of the same step replaces an earlier one for readers), and
+    the totals of the sharded steps this one reads."""
     metrics_store.safe_record(ctx.env, _table(ctx), ctx.name, ctx.session_date, spec.name, rows)
     for upstream in GRAPH.upstream(spec.name):
         if upstream.sharded:
@@ -165,20 +166,18 @@ def commit_verdict(ctx: StepContext, gate: GateSpec, results: list, source_run_i
     return not failures
 
 
-def run_gate(gate: GateSpec, ctx: StepContext, result: dict) -> None:
+def judge(gate: GateSpec, ctx: StepContext, result: dict):
+    """Run a gate and commit its verdict; returns its outcome."""
     outcome = gate.func(ctx, result)
     source = outcome.source_run_id or datasets.committed(ctx, GRAPH.step(gate.guards).writes).run_id
-    metrics_store.safe_record(
-        ctx.env,
-        _table(ctx),
-        ctx.name,
-        ctx.session_date,
-        gate.guards,
-        list(outcome.metrics) + gate_rows(outcome.results),
-    )
     commit_verdict(ctx, gate, outcome.results, source, outcome.info)
-    failed = [r for r in outcome.results if r.status == "fail"]
-    warned = [r for r in outcome.results if r.status == "warn"]
+    return outcome
+
+
+def act_on(gate: GateSpec, ctx: StepContext, results: list) -> None:
+    """Alert on warnings and failures; stop the batch when a blocking gate failed."""
+    failed = [r for r in results if r.status == "fail"]
+    warned = [r for r in results if r.status == "warn"]
     if not failed and not warned:
         return
     stopped = bool(failed) and gate.blocking
@@ -267,9 +266,15 @@ def run_step(spec: StepSpec | str, ctx: StepContext) -> dict:
     result = spec.func(ctx)
     if spec.sharded:
         return result
-    record_metrics(spec, ctx, result)
+    rows = list(spec.metrics(result)) if spec.metrics else metrics_store.result_rows(result)
+    judged = []
     for gate in GRAPH.gates_on(spec.name):
-        run_gate(gate, ctx, result)
+        outcome = judge(gate, ctx, result)
+        rows += list(outcome.metrics) + gate_rows(outcome.results)
+        judged.append((gate, outcome))
+    record_metrics(spec, ctx, rows)
+    for gate, outcome in judged:
+        act_on(gate, ctx, outcome.results)
     if ctx.pipeline.checks.anomaly.severity == "fail":
         alert_anomalies(ctx, step=spec.name, failing=True)
     if is_last(spec, ctx):

@@ -10,7 +10,8 @@ from k8s_helpers import OVERLAYS, PROJECT_ROOT, by_kind, named, pod_specs
 
 from batch.config import load_environment
 from batch.errors import EXIT_BAD_INPUT, EXIT_CHECK_FAILED
-from batch.steps import STEP_NAMES, get_step
+import batch.steps  # noqa: F401
+from batch.graph import GRAPH
 
 
 def all_pods(docs):
@@ -107,9 +108,8 @@ def test_every_step_has_a_template(rendered):
     from batch.runners.manifests import select_template
 
     for env in OVERLAYS:
-        for name in STEP_NAMES:
-            step = get_step(name)
-            select_template(rendered[env], step.resource_class, step.sharded)
+        for step in GRAPH.steps():
+            select_template(rendered[env], step.resources, step.sharded)
         select_template(rendered[env], "gpu", False)
 
 
