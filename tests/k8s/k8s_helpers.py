@@ -6,7 +6,13 @@ from batch.config import PROJECT_ROOT
 
 OVERLAYS = ("dev", "staging", "prod")
 K8S_VERSION = "1.33.0"  # GKE REGULAR/STABLE channels; backoffLimitPerIndex and podFailurePolicy are GA here
-__all__ = ["OVERLAYS", "K8S_VERSION", "PROJECT_ROOT", "pod_specs", "by_kind", "named"]
+__all__ = ["OVERLAYS", "K8S_VERSION", "PROJECT_ROOT", "pod_specs", "by_kind", "named", "class_dirs"]
+JOB_CLASSES = PROJECT_ROOT / "k8s/base/batch/classes"  # one directory per resource class
+
+
+def class_dirs(root=JOB_CLASSES) -> list[str]:
+    """The resource classes as the files say: every directory under k8s/base/batch/classes/."""
+    return sorted(p.name for p in root.iterdir() if (p / "kustomization.yaml").is_file())
 
 
 def pod_specs(doc: dict) -> list[dict]:
