@@ -93,7 +93,9 @@ def job_templates(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def resource_classes(docs: list[dict[str, Any]]) -> list[str]:
     """The resource classes the rendered overlay has a Job template for (k8s/base/batch/classes/<class>/)."""
-    return sorted({(job["metadata"].get("labels") or {}).get(CLASS_LABEL, "") for job in job_templates(docs)} - {""})
+    return sorted(
+        {(job["metadata"].get("labels") or {}).get(CLASS_LABEL, "") for job in job_templates(docs)} - {""}
+    )
 
 
 def select_template(docs: list[dict[str, Any]], resource_class: str, sharded: bool) -> dict[str, Any]:

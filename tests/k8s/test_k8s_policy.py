@@ -46,7 +46,8 @@ def test_every_pod_is_locked_down(rendered, env):
             f"{where}: /tmp is not an emptyDir"
         )
         checked += 1
-    assert checked == 2 * len(class_dirs()) + 2  # a plain and a sharded Job template per class + server + worker
+    # a plain and a sharded Job template per class, the Digdag server and worker
+    assert checked == 2 * len(class_dirs()) + 2
 
 
 @pytest.mark.parametrize("env", OVERLAYS)
@@ -183,7 +184,9 @@ def test_pipeline_config_configmaps_carry_every_config_file(rendered):
     pipelines = sorted(p.name for p in (PROJECT_ROOT / "config/pipelines").glob("*.yaml"))
     for env in OVERLAYS:
         config = named(rendered[env], "ConfigMap", "reco-config")
-        assert config["data"] == {"environments.yaml": (PROJECT_ROOT / "config/environments.yaml").read_text()}
+        assert config["data"] == {
+            "environments.yaml": (PROJECT_ROOT / "config/environments.yaml").read_text()
+        }
         cm = named(rendered[env], "ConfigMap", "reco-pipelines")
         assert sorted(cm["data"]) == pipelines, (
             "config/pipelines/*.yaml and configMapGenerator reco-pipelines in k8s/base/batch/kustomization.yaml "
@@ -197,13 +200,15 @@ def test_pipeline_config_configmaps_carry_every_config_file(rendered):
 def test_jobs_mount_the_config_directory_without_a_per_pipeline_list(rendered, env):
     """RECO_CONFIG_DIR holds environments.yaml and pipelines/: every key of reco-pipelines, no items list."""
     names = {
-        base: named(rendered[env], "ConfigMap", base)["metadata"]["name"] for base in ("reco-config", "reco-pipelines")
+        base: named(rendered[env], "ConfigMap", base)["metadata"]["name"]
+        for base in ("reco-config", "reco-pipelines")
     }
     for job in by_kind(rendered[env], "Job"):
         pod = job["spec"]["template"]["spec"]
         volumes = {v["name"]: v for v in pod["volumes"]}
         assert volumes["config"]["configMap"] == {"name": names["reco-config"]}
-        assert volumes["pipelines"]["configMap"] == {"name": names["reco-pipelines"]}  # no items: the whole map
+        # no items: every key of the map is a file, so a new pipeline needs no change in the template
+        assert volumes["pipelines"]["configMap"] == {"name": names["reco-pipelines"]}
         container = pod["containers"][0]
         mounts = {m["name"]: m for m in container["volumeMounts"]}
         env_vars = {e["name"]: e.get("value") for e in container["env"]}
@@ -215,7 +220,11 @@ def test_jobs_mount_the_config_directory_without_a_per_pipeline_list(rendered, e
             "subPath": "environments.yaml",
             "readOnly": True,
         }
-        assert mounts["pipelines"] == {"name": "pipelines", "mountPath": f"{config_dir}/pipelines", "readOnly": True}
+        assert mounts["pipelines"] == {
+            "name": "pipelines",
+            "mountPath": f"{config_dir}/pipelines",
+            "readOnly": True,
+        }
 
 
 @pytest.mark.parametrize("env", OVERLAYS)
@@ -270,7 +279,9 @@ def test_per_environment_sizes(rendered):
     assert (parallelism("dev"), parallelism("staging"), parallelism("prod")) == ({2}, {4}, {8})
     assert memory("dev") == "16Gi" and memory("prod") == "56Gi"
     assert (deadline("staging"), deadline("prod")) == (14400, 21600)
-    dev_standard = template(rendered["dev"], "standard")["spec"]["template"]["spec"]["containers"][0]["resources"]
+    dev_standard = template(rendered["dev"], "standard")["spec"]["template"]["spec"]["containers"][0][
+        "resources"
+    ]
     assert dev_standard["limits"] == {"cpu": "1", "memory": "2Gi", "ephemeral-storage": "4Gi"}
 
 

@@ -125,7 +125,9 @@ def test_the_resource_class_is_the_callers_choice_for_any_step(build):
 
 def test_a_template_missing_from_the_render_is_one_clear_line(dev_docs):
     """An overlay that dropped the sharded variants (say, a patch that deleted them) is named, not a KeyError."""
-    docs = [d for d in dev_docs if (d.get("metadata", {}).get("labels") or {}).get("reco.io/sharded") != "true"]
+    docs = [
+        d for d in dev_docs if (d.get("metadata", {}).get("labels") or {}).get("reco.io/sharded") != "true"
+    ]
     with pytest.raises(ConfigError) as e:
         manifests.build_job(docs, step_run("candidates", shard_count=2), "reco-batch")
     assert str(e.value) == (

@@ -262,7 +262,9 @@ def test_gpu_jobs_ask_for_the_gpu_pools_accelerator() -> None:
     """The gpu class selects the accelerator type the GPU pool of every environment has (settings.gpu_type)."""
     names = names_locals()
     gpu_types = {load_settings(env)["gpu_type"] for env in ENVS}
-    assert len(gpu_types) == 1, f"GPU pools differ per environment ({gpu_types}): patch the gpu class per overlay"
+    assert len(gpu_types) == 1, (
+        f"GPU pools differ per environment ({gpu_types}): patch the gpu class per overlay"
+    )
     [gpu_type] = gpu_types
     jobs = [
         j
