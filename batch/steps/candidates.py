@@ -140,6 +140,7 @@ def recommend_block(
     reads=(MODEL, INTERACTIONS),
     writes=CANDIDATES,
     sharded=True,
+    resources="compute",
     source="personal",
     exports=(Export("recommendations.parquet", ("user_id", "item_id", "rank", "score", "source")),),
     description="model -> top-N per user (sharded)",

@@ -35,6 +35,7 @@ RELATED_SCHEMA = pa.schema(
     reads=(MODEL,),
     writes=RELATED,
     sharded=True,
+    resources="compute",
     source="related",
     exports=(Export("related.parquet", ("item_id", "related_item_id", "rank", "score"), "_related"),),
     description="model -> related items (sharded)",

@@ -84,6 +84,7 @@ def test_job_templates_retry_sensibly(rendered, env):
 
 PLACEMENT = {  # class: (node pool's reco.io/node-class, the pool's taint, extra nodeSelector)
     "standard": ("standard", set(), {}),
+    "compute": ("standard", set(), {}),
     "highmem": ("highmem", {("reco.io/highmem", "true")}, {}),
     "gpu": ("gpu", {("nvidia.com/gpu", "present")}, {"cloud.google.com/gke-accelerator": "nvidia-l4"}),
 }

@@ -103,7 +103,7 @@ def test_unknown_resource_class_names_it_and_the_known_ones(build):
     with pytest.raises(ConfigError) as e:
         build(step_run("aggregate", resource_class="tpu"))
     assert str(e.value) == (
-        "unknown resource class 'tpu': the rendered overlay has Job templates for 'gpu', 'highmem', 'standard' "
+        "unknown resource class 'tpu': the rendered overlay has Job templates for 'compute', 'gpu', 'highmem', 'standard' "
         "(k8s/base/batch/classes/<class>/, label reco.io/resource-class)"
     )
     assert e.value.exit_code == 65  # bad input: not retried
