@@ -20,6 +20,7 @@ import re
 from datetime import date
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 from pydantic import (
@@ -32,6 +33,7 @@ from pydantic import (
     model_validator,
 )
 
+import models  # the zoo validates its own parameters
 from batch.errors import ConfigError
 
 ENVIRONMENTS = ("local", "dev", "staging", "prod")
@@ -77,8 +79,6 @@ class SourceConfig(_Strict):
     @field_validator("timezone")
     @classmethod
     def _tz(cls, v: str) -> str:
-        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
         try:
             ZoneInfo(v)
         except (ZoneInfoNotFoundError, ValueError) as e:
@@ -129,8 +129,6 @@ class ModelConfig(_Strict):
 
     @model_validator(mode="after")
     def _known(self) -> ModelConfig:
-        import models  # the zoo validates its own parameters
-
         try:
             models.create_model(self.type, seed=self.seed, **self.params)
         except (ValueError, TypeError) as e:

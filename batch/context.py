@@ -18,6 +18,7 @@ import pandas as pd
 from batch.config import EnvironmentConfig, PipelineConfig
 from batch.errors import ConfigError
 from batch.storage import ArtifactStore, new_run_id
+from batch.warehouse import open_warehouse
 
 
 @dataclass(frozen=True)
@@ -75,8 +76,6 @@ class StepContext:
         return ArtifactStore(self.env.resolved_artifact_root())
 
     def open_warehouse(self):
-        from batch.warehouse import open_warehouse
-
         return open_warehouse(self.env)
 
     @cached_property

@@ -32,6 +32,8 @@ from datetime import UTC, date, datetime
 import pandas as pd
 import pyarrow as pa
 
+from batch.warehouse import open_warehouse
+
 log = logging.getLogger(__name__)
 
 SCHEMA = pa.schema(
@@ -69,8 +71,6 @@ def _is_lock_error(e: Exception) -> bool:
 @contextmanager
 def open_store(env, *, retry_s: float = LOCK_RETRY_S):
     """The environment's warehouse, retrying while another process holds the DuckDB file's lock."""
-    from batch.warehouse import open_warehouse
-
     deadline = time.monotonic() + retry_s
     wait = 0.05
     while True:

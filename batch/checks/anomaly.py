@@ -22,6 +22,8 @@ from datetime import date, timedelta
 
 import numpy as np
 
+from batch.metrics_store import series
+
 
 MAD_SCALE = 1.4826
 
@@ -170,8 +172,6 @@ def _f(v: float | None) -> str:
 
 def scan(history_df, today: date, cfg) -> list[Anomaly]:
     """Every configured metric of today's runs against its history (a metrics_store.history frame)."""
-    from batch.metrics_store import series
-
     out = []
     names = list(dict.fromkeys(list(cfg.metrics) + list(cfg.static)))
     for name in names:

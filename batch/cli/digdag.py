@@ -156,7 +156,9 @@ def cmd_check(args) -> int:
     from batch.digdag.check import check_paths
 
     paths = args.paths or [str(DIGDAG_DIR)]
-    report = check_paths(paths, env=args.env)
+    from batch.cli import build_parser
+
+    report = check_paths(paths, parser=build_parser(), env=args.env)
     for p in report.problems:
         print(f"error: {p}", file=sys.stderr)
     print(

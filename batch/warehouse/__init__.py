@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 from batch.warehouse.base import Warehouse, load_sql
+from batch.warehouse.duckdb import DuckDBWarehouse
 
 
 def open_warehouse(env) -> Warehouse:
     """The warehouse named by an environment's config."""
     if env.warehouse.backend == "duckdb":
-        from batch.warehouse.duckdb import DuckDBWarehouse
-
         return DuckDBWarehouse(env.resolved_duckdb_path())
     from batch.warehouse.bigquery import BigQueryWarehouse
 

@@ -8,6 +8,7 @@ from functools import lru_cache
 from typing import Any
 
 import duckdb
+import fsspec
 import pyarrow as pa
 import sqlglot
 
@@ -17,8 +18,6 @@ from batch.warehouse.base import Warehouse, WriteMode, check_table_name
 def register_fsspec(con: duckdb.DuckDBPyConnection, url: str) -> None:
     """Let DuckDB read ``gs://`` (or any fsspec URL) through fsspec; local paths need nothing."""
     if "://" in url and not url.startswith("file://"):
-        import fsspec
-
         fs = fsspec.filesystem(url.split("://", 1)[0])
         names = fs.protocol if isinstance(fs.protocol, (tuple, list)) else (fs.protocol,)
         if not set(names) & set(con.list_filesystems()):  # registering twice is an error in DuckDB
