@@ -52,7 +52,9 @@ def committed(ctx: StepContext, dataset: str, shard: tuple[int, int] | None = No
     )
 
 
-def committed_or_none(ctx: StepContext, dataset: str, shard: tuple[int, int] | None = None) -> Committed | None:
+def committed_or_none(
+    ctx: StepContext, dataset: str, shard: tuple[int, int] | None = None
+) -> Committed | None:
     try:
         return committed(ctx, dataset, shard)
     except ArtifactError:

@@ -86,7 +86,8 @@ def refuse_stopped_inputs(spec: StepSpec, ctx: StepContext) -> None:
             if not meta.get("passed", False):
                 raise CheckFailedError(
                     f"{ctx.name} {ctx.session_date}: the {gate.name} failed for the committed "
-                    f"'{upstream.writes}' output (run {source.run_id}): " + "; ".join(meta.get("failures", [])),
+                    f"'{upstream.writes}' output (run {source.run_id}): "
+                    + "; ".join(meta.get("failures", [])),
                     failures=meta.get("failures", []),
                 )
 
@@ -108,7 +109,9 @@ def shard_totals(ctx: StepContext, spec: StepSpec) -> dict:
         "shards_committed": len(done),
         "shard_count": count,
         "counts": counts,
-        "timings": {"max_shard_s": max((s.metadata.get("timings", {}).get("total_s", 0) for s in done), default=0)},
+        "timings": {
+            "max_shard_s": max((s.metadata.get("timings", {}).get("total_s", 0) for s in done), default=0)
+        },
         "model_version": sorted({s.metadata.get("model_version") for s in done}),
     }
 
@@ -139,7 +142,9 @@ def gate_rows(results: list) -> list:
     ]
 
 
-def commit_verdict(ctx: StepContext, gate: GateSpec, results: list, source_run_id: str | None, info: dict) -> bool:
+def commit_verdict(
+    ctx: StepContext, gate: GateSpec, results: list, source_run_id: str | None, info: dict
+) -> bool:
     """Commit the gate's verdict for the date; returns whether it passed."""
     failures = [r.line() for r in results if r.status == "fail"]
     doc = {
@@ -301,4 +306,3 @@ def run_date(ctx_for_shard, say=print) -> None:
             run_step(spec, ctx)
             label = f"{spec.name} [{index + 1}/{count}]" if spec.sharded else spec.name
             say(f"  {label:<16} done in {time.perf_counter() - t:6.1f}s")
-

@@ -46,7 +46,9 @@ class StepSpec:
     writes: str  # dataset
     reads: tuple[str, ...] = ()  # datasets
     sharded: bool = False
-    resources: str = "standard"  # resource class: the Job template variant (k8s/base/batch), per pipeline overridable
+    resources: str = (
+        "standard"  # resource class: the Job template variant (k8s/base/batch), per pipeline overridable
+    )
     # a candidate source: enabled when the pipeline lists it in candidates.sources
     source: str | None = None
     reads_sources: bool = False  # also reads every candidate source's dataset (the export)
@@ -72,7 +74,9 @@ class GateOutcome:
 
     results: list
     info: dict = field(default_factory=dict)
-    metrics: list[MetricRow] = field(default_factory=list)  # figures of the guarded output for the metric store
+    metrics: list[MetricRow] = field(
+        default_factory=list
+    )  # figures of the guarded output for the metric store
     source_run_id: str | None = None  # the run of the guarded output it judged
 
 

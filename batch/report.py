@@ -19,7 +19,6 @@ import html
 import io
 import json
 import logging
-import posixpath
 from datetime import date, timedelta
 
 import duckdb
@@ -31,8 +30,8 @@ from batch import metrics_store as ms
 from batch.errors import ArtifactError
 from batch.graph import GRAPH
 from batch.storage import ArtifactStore, write_bytes_atomic
-from batch.warehouse.duckdb import register_fsspec
 from batch.summary import build_summary
+from batch.warehouse.duckdb import register_fsspec
 
 log = logging.getLogger(__name__)
 

@@ -138,7 +138,10 @@ def success_message(
         _field("nDCG@10", f"{fmt(model_m.get('ndcg@10'))} (popularity {fmt(base_m.get('ndcg@10'))})"),
         _field(
             "Gates",
-            (", ".join(f"{n} {'passed' if g.get('passed') else 'FAILED'}" for n, g in gates.items()) or "none ran")
+            (
+                ", ".join(f"{n} {'passed' if g.get('passed') else 'FAILED'}" for n, g in gates.items())
+                or "none ran"
+            )
             + f"; rows {fmt((export.get('stats') or {}).get('rows'))}",
         ),
         _field(

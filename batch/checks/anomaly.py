@@ -24,7 +24,6 @@ import numpy as np
 
 from batch.metrics_store import series
 
-
 MAD_SCALE = 1.4826
 
 

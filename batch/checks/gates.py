@@ -40,7 +40,9 @@ def data_checks(ctx: StepContext, result: dict) -> GateOutcome:
         metrics_store.series(hist, "aggregate", "events_session_day"),
     )
     extra = data.check_metrics(stats, ctx.session_date, ctx.window.end)
-    return GateOutcome(results, metrics=[(k, None, v) for k, v in extra.items()], source_run_id=src.src.run_id)
+    return GateOutcome(
+        results, metrics=[(k, None, v) for k, v in extra.items()], source_run_id=src.src.run_id
+    )
 
 
 @gate(name="model gate", guards="train", dataset="quality_model", file="gate.json")

@@ -10,6 +10,7 @@ from __future__ import annotations
 from batch.checks.data import CheckResult
 from batch.config import PublishCheckConfig
 
+
 def _change(new: int, old: int) -> float:
     return abs(new - old) / old if old else 0.0
 

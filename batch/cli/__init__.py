@@ -12,6 +12,7 @@ import logging
 import sys
 
 from batch.errors import EXIT_FAILURE, RecoError
+from batch.logs import redact, setup_logging
 
 # Command groups, in the order `reco --help` lists them.
 COMMAND_MODULES = [
@@ -37,8 +38,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from batch.logs import redact, setup_logging
-
     parser = build_parser()
     args = parser.parse_args(argv)
     setup_logging(args.log_level)

@@ -4,20 +4,24 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
-import time
 from datetime import date
 
 import pyarrow.parquet as pq
 
 from batch.cli.common import add_pipeline_args, context_from_args
-from batch.config import load_environment, load_pipeline, parse_date, reco_home
+from batch.cli.quality import add_show_published
+from batch.config import PROJECT_ROOT, load_environment, load_pipeline, parse_date, reco_home
 from batch.context import StepContext
+from batch.data import SyntheticSpec, catalogue_from_events, generate, read_movielens, write_source
+from batch.digdag.local import run_workflow
 from batch.errors import ConfigError
 from batch.execute import run_date, run_step
 from batch.graph import GRAPH
 from batch.storage import ArtifactStore, new_run_id
 from batch.summary import build_summary, gates_line
+from batch.warehouse import open_warehouse
 
 
 def register(sub) -> None:
@@ -49,7 +53,6 @@ def register(sub) -> None:
     p = show.add_parser("summary", help="JSON: counts, metrics, timings, parameters of one date")
     add_pipeline_args(p, overrides=False)
     p.set_defaults(func=cmd_show_summary)
-    from batch.cli.quality import add_show_published
 
     add_show_published(show)  # reco show published: latest published date and model version
 
@@ -114,8 +117,6 @@ def cmd_run(args) -> int:
 
 
 def cmd_step(args) -> int:
-    import os
-
     index = args.shard_index
     if index is None:
         index = int(os.environ.get("JOB_COMPLETION_INDEX", "0"))
@@ -206,16 +207,12 @@ def cmd_show_recommendations(args) -> int:
 
 
 def _local_warehouse(args):
-    from batch.warehouse import open_warehouse
-
     env = load_environment(args.env)
     pipeline = load_pipeline(args.pipeline, args.env)
     return open_warehouse(env), pipeline
 
 
 def cmd_data_generate(args) -> int:
-    from batch.data import SyntheticSpec, generate, write_source
-
     wh, pipeline = _local_warehouse(args)
     spec = SyntheticSpec(
         users=args.users,
@@ -235,8 +232,6 @@ def cmd_data_generate(args) -> int:
 
 
 def cmd_data_import(args) -> int:
-    from batch.data import catalogue_from_events, read_movielens, write_source
-
     wh, pipeline = _local_warehouse(args)
     events = read_movielens(args.path)
     with wh:
@@ -256,9 +251,6 @@ def cmd_data_import(args) -> int:
 
 
 def cmd_demo(args) -> int:
-    from batch.data import SyntheticSpec, generate, write_source
-    from batch.warehouse import open_warehouse
-
     env = load_environment("local")
     pipeline = load_pipeline(args.pipeline, "local")
     dt = parse_date(args.date)
@@ -270,8 +262,6 @@ def cmd_demo(args) -> int:
                 wh, pipeline.source.events_table, pipeline.source.items_table, events, items, append=False
             )
     # The same workflow Digdag runs in the cloud, through the local .dig runner (batch/digdag/local.py).
-    from batch.config import PROJECT_ROOT
-    from batch.digdag.local import run_workflow
 
     workflow = PROJECT_ROOT / "digdag" / f"{pipeline.name}.dig"
     if not workflow.exists():

@@ -32,7 +32,9 @@ def register(sub) -> None:
 
 def step_run_from_args(args) -> StepRun:
     overrides = parse_set_options(args.overrides)
-    pipeline = load_checked_pipeline(args.pipeline, args.env, overrides)  # validates the config before any Job exists
+    pipeline = load_checked_pipeline(
+        args.pipeline, args.env, overrides
+    )  # validates the config before any Job exists
     step = GRAPH.step(args.name)
     return StepRun(
         pipeline=pipeline.name,

@@ -106,7 +106,9 @@ class Submission:
     end: int
 
 
-def _parse_reco(parser: argparse.ArgumentParser, argv: list[str]) -> tuple[argparse.Namespace | None, str | None]:
+def _parse_reco(
+    parser: argparse.ArgumentParser, argv: list[str]
+) -> tuple[argparse.Namespace | None, str | None]:
     err = io.StringIO()
     try:
         with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
@@ -123,7 +125,9 @@ class _Checker:
     ):
         self.wf = wf
         self.parser = parser
-        self.clock = 0  # ticks of the workflow's order: a sequential task takes one, a parallel group its longest
+        self.clock = (
+            0  # ticks of the workflow's order: a sequential task takes one, a parallel group its longest
+        )
         self.submissions: list[Submission] = []
         self.in_error = 0
         self.params = session_params

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from batch.errors import EXIT_BAD_INPUT, EXIT_CHECK_FAILED, EXIT_FAILURE, RecoError
 
 if TYPE_CHECKING:
-    from batch.config import EnvironmentConfig
+    pass
 
 
 @dataclass(frozen=True)

@@ -158,6 +158,11 @@ def run(ctx: StepContext) -> dict:
     con.close()
     log.info(
         "export staged",
-        extra={"pipeline": ctx.name, "dt": str(ctx.session_date), "rows": stats["rows"], "users": stats["users"]},
+        extra={
+            "pipeline": ctx.name,
+            "dt": str(ctx.session_date),
+            "rows": stats["rows"],
+            "users": stats["users"],
+        },
     )
     return {"model_version": model_version, "stats": stats, "tables": tables, "timings": timings}

@@ -61,7 +61,10 @@ def run(ctx: StepContext) -> dict:
         with ctx.open_warehouse() as wh:
             for name, table in export.metadata["tables"].items():
                 loaded[table] = wh.load_parquet(
-                    table, ctx.store.display(files[name]), mode="replace_partition", partition=ctx.session_date
+                    table,
+                    ctx.store.display(files[name]),
+                    mode="replace_partition",
+                    partition=ctx.session_date,
                 )
         timings["warehouse_load_s"] = round(time.perf_counter() - t, 3)
     record = {
@@ -90,6 +93,11 @@ def run(ctx: StepContext) -> dict:
         )
     log.info(
         "published",
-        extra={"pipeline": ctx.name, "dt": str(ctx.session_date), "latest_moved": moved, "tables": list(loaded)},
+        extra={
+            "pipeline": ctx.name,
+            "dt": str(ctx.session_date),
+            "latest_moved": moved,
+            "tables": list(loaded),
+        },
     )
     return {"published": True, "latest_moved": moved, "tables": loaded, "timings": timings}

@@ -54,9 +54,7 @@ def run(ctx: StepContext) -> dict:
     target_idx = targets["item_idx"].to_numpy(np.int32)
     n = cfg.candidates.related_n
     rows = 0
-    with ctx.store.writer(
-        ctx.name, RELATED, ctx.session_date, shard=ctx.shard, run_id=ctx.run_id
-    ) as w:
+    with ctx.store.writer(ctx.name, RELATED, ctx.session_date, shard=ctx.shard, run_id=ctx.run_id) as w:
         with w.parquet_writer("part.parquet", RELATED_SCHEMA) as out:
             step = cfg.candidates.batch_size
             for start in tqdm(

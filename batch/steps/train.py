@@ -100,7 +100,11 @@ def metric_rows(result: dict) -> list:
 
 def summarize(meta: dict) -> dict:
     return {
-        "model": {"version": meta.get("model_version"), "type": meta.get("model_type"), "params": meta.get("params")},
+        "model": {
+            "version": meta.get("model_version"),
+            "type": meta.get("model_type"),
+            "params": meta.get("params"),
+        },
         "metrics": meta.get("metrics", {}),
     }
 
