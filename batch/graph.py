@@ -164,7 +164,13 @@ class Graph:
         return [s for s in self.steps() if s.is_enabled(pipeline)]
 
     def gates_on(self, step: str) -> list[GateSpec]:
-        return [g for g in self._gates.values() if g.guards == step]
+        gates = [g for g in self._gates.values() if g.guards == step]
+        if gates and self.step(step).sharded:
+            # shards run as separate processes: no one process sees the whole output to judge it
+            raise ValueError(
+                f"gate {gates[0].name!r} guards sharded step {step!r}: gate a non-sharded step that reads it"
+            )
+        return gates
 
     def gates(self) -> list[GateSpec]:
         return list(self._gates.values())
