@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 import time
 from datetime import date
@@ -13,15 +14,26 @@ import pyarrow.parquet as pq
 from batch.cli.common import add_pipeline_args, context_from_args
 from batch.config import load_environment, load_pipeline, parse_date, reco_home
 from batch.context import StepContext
-from batch.errors import ConfigError
+from batch.errors import ConfigError, InputDataError
+from batch.locks import RunLock, run_lock_url
 from batch.steps import STEP_NAMES, get_step
 from batch.storage import ArtifactStore, new_run_id
 from batch.summary import build_summary
+
+log = logging.getLogger("reco.run")
 
 
 def register(sub) -> None:
     p = sub.add_parser("run", help="run every step of a pipeline for one session date, here")
     add_pipeline_args(p)
+    p.add_argument(
+        "--lock-timeout",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="wait this long for another run of the same pipeline and date to finish (default 0: exit 75 "
+        "at once)",
+    )
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("step", help="run one step (the command a Job's container runs)")
@@ -119,7 +131,13 @@ def run_all(args: argparse.Namespace, say=print) -> StepContext:
 
 
 def cmd_run(args) -> int:
-    ctx = run_all(args, say=lambda m: print(m, file=sys.stderr))
+    env = load_environment(args.env)
+    dt = parse_date(args.date)
+    lock = RunLock(
+        run_lock_url(env.resolved_artifact_root(), args.pipeline, dt), what=f"reco run {args.pipeline} {dt}"
+    )
+    with lock.acquire(timeout_s=args.lock_timeout):
+        ctx = run_all(args, say=log.info)
     print(
         json.dumps(
             build_summary(ctx.store, ctx.name, ctx.session_date, ctx.shard_count), indent=2, default=str
@@ -211,8 +229,11 @@ def cmd_show_recommendations(args) -> int:
                 )
             first = False
     if first and args.user is not None:
-        print(f"user {args.user!r} has no recommendations on {dt}", file=sys.stderr)
-        return 1
+        raise InputDataError(
+            f"user {args.user!r} has no recommendations in the export of {pipeline.name} {dt} "
+            f"({export.metadata.get('publish_check', {}).get('stats', {}).get('users', '?')} users)",
+            hint="check the id: users without any event in the lookback window get no recommendations",
+        )
     return 0
 
 
