@@ -510,10 +510,13 @@ def load_pipeline(name: str, env: str = "local", overrides: dict[str, str] | Non
 _ENV_VAR = re.compile(r"\$\{([A-Z_][A-Z0-9_]*)(?::-([^}]*))?\}")
 
 
-def _expand_env_vars(value: Any, field: str, source: str) -> Any:
+def _expand_env_vars(value: Any, field: str, source: str, placeholder: bool = False) -> Any:
     """``${VAR}`` / ``${VAR:-default}`` in environment config: project ids come from the deployment, not the repo."""
     if isinstance(value, dict):
-        return {k: _expand_env_vars(v, f"{field}.{k}" if field else k, source) for k, v in value.items()}
+        return {
+            k: _expand_env_vars(v, f"{field}.{k}" if field else k, source, placeholder)
+            for k, v in value.items()
+        }
     if isinstance(value, str):
 
         def repl(m: re.Match) -> str:
@@ -523,13 +526,19 @@ def _expand_env_vars(value: Any, field: str, source: str) -> Any:
                 return got
             if default is not None:
                 return default
+            if placeholder:
+                return f"unset-{var.lower().replace('_', '-')}"
             raise ConfigError(f"{source}: field '{field}' needs environment variable {var}, which is not set")
 
         return _ENV_VAR.sub(repl, value)
     return value
 
 
-def load_environment(env: str) -> EnvironmentConfig:
+def load_environment(
+    env: str, *, unset_variables: Literal["error", "placeholder"] = "error"
+) -> EnvironmentConfig:
+    """One environment of environments.yaml. ``unset_variables="placeholder"`` (checks on a laptop) fills a
+    ``${VAR}`` the shell does not set instead of failing."""
     path = config_dir() / "environments.yaml"
     raw = _read_yaml(path)
     envs = raw.get("environments") or {}
@@ -537,7 +546,9 @@ def load_environment(env: str) -> EnvironmentConfig:
         raise ConfigError(f"unknown environment {env!r}; known: {', '.join(ENVIRONMENTS)}")
     if env not in envs:
         raise ConfigError(f"{path}: field 'environments.{env}' is missing")
-    data = _expand_env_vars(dict(envs[env] or {}), f"environments.{env}", str(path))
+    data = _expand_env_vars(
+        dict(envs[env] or {}), f"environments.{env}", str(path), unset_variables == "placeholder"
+    )
     data["name"] = env
     try:
         return EnvironmentConfig.model_validate(data)

@@ -270,19 +270,11 @@ def cmd_data_generate(args) -> int:
 
 
 def cmd_data_import(args) -> int:
-    from batch.data import catalogue_from_events, read_movielens, write_source
+    from batch.data import import_movielens
 
     wh, pipeline = _local_warehouse(args)
-    events = read_movielens(args.path)
     with wh:
-        counts = write_source(
-            wh,
-            pipeline.source.events_table,
-            pipeline.source.items_table,
-            events,
-            catalogue_from_events(events),
-            append=True,
-        )
+        counts = import_movielens(wh, args.path, pipeline.source.events_table, pipeline.source.items_table)
     print(json.dumps({"pipeline": pipeline.name, "imported_from": args.path, **counts}))
     return 0
 

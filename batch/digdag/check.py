@@ -8,6 +8,9 @@ and then:
 * every ``${name}`` must be defined where it is used (Digdag fails the task at run time otherwise);
 * every ``reco ...`` command in an ``sh>`` is parsed by the CLI's own argument parser (``batch.cli.build_parser``),
   and a ``--pipeline`` must name a file in ``config/pipelines/``;
+* the config of every pipeline a command names is valid as that command's ``--env`` merges it (``envs.<env>``
+  over the base values, and the environment's section of environments.yaml), so a typo inside ``envs.prod``
+  fails ``reco digdag check --env prod`` and not the first prod run;
 * ``_retry`` sits on leaf tasks only (on a group Digdag reruns the whole group, digdag#701/#728);
 * schedule, sla, retry and parallel syntax (already enforced by the parser in workflow.py).
 
@@ -26,7 +29,7 @@ from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
-from batch.config import ENVIRONMENTS, list_pipelines, pipeline_path
+from batch.config import ENVIRONMENTS, list_pipelines, load_environment, load_pipeline, pipeline_path
 from batch.digdag.local import builtin_variables
 from batch.digdag.workflow import (
     Task,
@@ -37,6 +40,7 @@ from batch.digdag.workflow import (
     load_yaml,
     render,
 )
+from batch.errors import ConfigError
 
 SAMPLE_DATE = date(2026, 11, 21)
 _SHELL_OPERATORS = {"&&", "||", ";", "|", "&", ";;", "(", ")"}
@@ -102,8 +106,35 @@ def _parse_reco(argv: list[str]) -> tuple[argparse.Namespace | None, str | None]
     return ns, None
 
 
+class _ConfigErrors:
+    """The merged config (base, then ``envs.<env>``) of each pipeline and environment a command names, validated
+    once each. Cloud environments take their project ids from variables the deployment sets; a check on a
+    laptop fills unset ones with a placeholder, so it judges the files, not this shell."""
+
+    def __init__(self) -> None:
+        self.seen: dict[tuple[str, str], str | None] = {}
+
+    def check(self, pipeline: str, env: str) -> str | None:
+        key = (pipeline, env)
+        if key not in self.seen:
+            try:
+                load_pipeline(pipeline, env)
+                load_environment(env, unset_variables="placeholder")
+                self.seen[key] = None
+            except ConfigError as e:
+                self.seen[key] = f"config for --env {env}: {e}"
+        return self.seen[key]
+
+
 class _Checker:
-    def __init__(self, wf: Workflow, session_params: dict, pipelines: set[str]):
+    def __init__(
+        self,
+        wf: Workflow,
+        session_params: dict,
+        pipelines: set[str],
+        config_errors: _ConfigErrors | None = None,
+    ):
+        self.config_errors = config_errors or _ConfigErrors()
         self.wf = wf
         self.params = session_params
         self.pipelines = pipelines
@@ -193,6 +224,11 @@ class _Checker:
                     hint=f"known pipelines: {', '.join(sorted(self.pipelines)) or 'none'}; add "
                     f"config/pipelines/{pipeline}.yaml or fix the workflow's _export",
                 )
+            elif pipeline is not None:
+                env = getattr(ns, "env", None) or self.params.get("env") or "local"
+                error = self.config_errors.check(pipeline, env)
+                if error:
+                    self.problem(task, f"sh>: `{shown}`: {error}", hint="fix the config file named above")
 
 
 def _dig_files(path: Path) -> tuple[list[Path], list[Path]]:
@@ -211,6 +247,7 @@ def check_paths(paths: list[str | Path], *, env: str = "local", params: dict | N
     if env not in ENVIRONMENTS:
         raise WorkflowError(f"unknown environment {env!r}", file="--env")
     pipelines = set(list_pipelines())
+    config_errors = _ConfigErrors()
     report = CheckReport([], [], [])
     for raw in paths:
         path = Path(raw)
@@ -230,7 +267,7 @@ def check_paths(paths: list[str | Path], *, env: str = "local", params: dict | N
             except WorkflowError as e:
                 report.problems.append(_from_error(e))
                 continue
-            checker = _Checker(wf, session_params, pipelines)
+            checker = _Checker(wf, session_params, pipelines, config_errors)
             checker.run()
             report.problems.extend(checker.problems)
             report.commands_checked += checker.commands
