@@ -45,7 +45,9 @@ def _events(reco_home) -> int:
         (b"\xff\xfeu\x00s\x00", ":1: the file is UTF-16"),
     ],
 )
-def test_bad_bytes_and_implausible_timestamps_are_refused_with_the_line(reco_home, tmp_path, capsys, body, says):
+def test_bad_bytes_and_implausible_timestamps_are_refused_with_the_line(
+    reco_home, tmp_path, capsys, body, says
+):
     path = tmp_path / "ratings.csv"
     path.write_bytes(body)
     code, _, err = _import(capsys, path)
