@@ -371,12 +371,26 @@ def _read_yaml(path: Path) -> dict:
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML: {e}") from e
+        raise ConfigError(f"{_yaml_where(path, e)}: not valid YAML: {_yaml_problem(e)}") from None
     if data is None:
         data = {}
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: top level must be a mapping, got {type(data).__name__}")
     return data
+
+
+def _yaml_where(path: Path, e: yaml.YAMLError) -> str:
+    """``file:line:column`` (1-based, as editors count) of a YAML error, or the file alone."""
+    mark = getattr(e, "problem_mark", None) or getattr(e, "context_mark", None)
+    return f"{path}:{mark.line + 1}:{mark.column + 1}" if mark is not None else str(path)
+
+
+def _yaml_problem(e: yaml.YAMLError) -> str:
+    problem = getattr(e, "problem", None)
+    context = getattr(e, "context", None)
+    if problem:
+        return f"{problem} ({context})" if context else str(problem)
+    return str(e).splitlines()[0]
 
 
 def deep_merge(base: dict, override: dict) -> dict:
@@ -393,10 +407,19 @@ def _format_validation(source: str, err: ValidationError, overrides: dict[str, s
     lines = []
     for e in err.errors():
         field = ".".join(str(p) for p in e["loc"]) or "(top level)"
-        where = f"--set {field}" if overrides and field in overrides else source
+        blamed = _blamed_overrides(field, overrides or {})
+        where = " ".join(f"--set {k}={v}" for k, v in blamed.items()) if blamed else source
         msg = e["msg"].removeprefix("Value error, ")
         lines.append(f"{where}: field '{field}': {msg}")
     return "; ".join(lines)
+
+
+def _blamed_overrides(field: str, overrides: dict[str, str]) -> dict[str, str]:
+    """The --set options an error at ``field`` can come from: the field itself, or a value inside it (a model
+    validator reports ``model`` for ``--set model.params.factors=abc``)."""
+    if field in overrides:
+        return {field: overrides[field]}
+    return {k: v for k, v in overrides.items() if k.startswith(field + ".")}
 
 
 def parse_set_options(items: list[str] | None) -> dict[str, str]:
@@ -407,9 +430,19 @@ def parse_set_options(items: list[str] | None) -> dict[str, str]:
         key = key.strip()
         if not sep or not key or not re.match(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z0-9_]+)*$", key):
             raise ConfigError(f"--set {item!r}: expected key.path=value, e.g. --set model.params.factors=64")
+        root = key.split(".")[0]
+        if root in _NOT_SETTABLE:
+            raise ConfigError(f"--set {item}: {_NOT_SETTABLE[root]}")
         out[key] = value
     return out
 
+
+# Keys --set may not change, and why: every command finds a pipeline's outputs by the name it was given.
+_NOT_SETTABLE = {
+    "name": "the pipeline name cannot be overridden: it names the artifact paths, tables and Jobs that every "
+    "later command reads (use --pipeline NAME, or add config/pipelines/NAME.yaml)",
+    "envs": "per-environment sections cannot be overridden: use --env and --set the value itself",
+}
 
 # Short forms people type: `--set model.factors=64` means model.params.factors.
 _SET_ALIASES = {"model": {"type", "params", "seed"}}
@@ -485,10 +518,13 @@ def load_pipeline(name: str, env: str = "local", overrides: dict[str, str] | Non
 _ENV_VAR = re.compile(r"\$\{([A-Z_][A-Z0-9_]*)(?::-([^}]*))?\}")
 
 
-def _expand_env_vars(value: Any, field: str, source: str) -> Any:
+def _expand_env_vars(value: Any, field: str, source: str, placeholder: bool = False) -> Any:
     """``${VAR}`` / ``${VAR:-default}`` in environment config: project ids come from the deployment, not the repo."""
     if isinstance(value, dict):
-        return {k: _expand_env_vars(v, f"{field}.{k}" if field else k, source) for k, v in value.items()}
+        return {
+            k: _expand_env_vars(v, f"{field}.{k}" if field else k, source, placeholder)
+            for k, v in value.items()
+        }
     if isinstance(value, str):
 
         def repl(m: re.Match) -> str:
@@ -498,13 +534,19 @@ def _expand_env_vars(value: Any, field: str, source: str) -> Any:
                 return got
             if default is not None:
                 return default
+            if placeholder:
+                return f"unset-{var.lower().replace('_', '-')}"
             raise ConfigError(f"{source}: field '{field}' needs environment variable {var}, which is not set")
 
         return _ENV_VAR.sub(repl, value)
     return value
 
 
-def load_environment(env: str) -> EnvironmentConfig:
+def load_environment(
+    env: str, *, unset_variables: Literal["error", "placeholder"] = "error"
+) -> EnvironmentConfig:
+    """One environment of environments.yaml. ``unset_variables="placeholder"`` (checks on a laptop) fills a
+    ``${VAR}`` the shell does not set instead of failing."""
     path = config_dir() / "environments.yaml"
     raw = _read_yaml(path)
     envs = raw.get("environments") or {}
@@ -512,7 +554,9 @@ def load_environment(env: str) -> EnvironmentConfig:
         raise ConfigError(f"unknown environment {env!r}; known: {', '.join(ENVIRONMENTS)}")
     if env not in envs:
         raise ConfigError(f"{path}: field 'environments.{env}' is missing")
-    data = _expand_env_vars(dict(envs[env] or {}), f"environments.{env}", str(path))
+    data = _expand_env_vars(
+        dict(envs[env] or {}), f"environments.{env}", str(path), unset_variables == "placeholder"
+    )
     data["name"] = env
     try:
         return EnvironmentConfig.model_validate(data)
@@ -522,8 +566,23 @@ def load_environment(env: str) -> EnvironmentConfig:
         ) from None
 
 
+# Session dates a batch can mean: events carry Unix timestamps (from 1970), and a window reaches a day past its
+# date, so 9999-12-31 (a "forever" sentinel) would overflow; anything past 2999 is a typo.
+MIN_SESSION_DATE = date(1970, 1, 1)
+MAX_SESSION_DATE = date(2999, 12, 31)
+
+
 def parse_date(value: str, what: str = "--date") -> date:
+    """A session date; the error names the option, the value and what is wrong with it (exit 65)."""
+    text = (value or "").strip() if isinstance(value, str) else value
+    if not isinstance(text, str) or not re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
+        raise ConfigError(f"{what} {value!r}: expected a date as YYYY-MM-DD, e.g. 2026-11-21") from None
     try:
-        return date.fromisoformat(value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"{what} {value!r}: expected a date as YYYY-MM-DD") from None
+        d = date.fromisoformat(text)
+    except ValueError as e:  # 2026-02-30: "day is out of range for month"
+        raise ConfigError(f"{what} {value!r}: not a calendar date ({e})") from None
+    if not MIN_SESSION_DATE <= d <= MAX_SESSION_DATE:
+        raise ConfigError(
+            f"{what} {value!r}: outside the supported range {MIN_SESSION_DATE}..{MAX_SESSION_DATE}"
+        )
+    return d

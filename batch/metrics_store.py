@@ -23,8 +23,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import random
-import time
 from collections.abc import Iterable
 from contextlib import contextmanager
 from datetime import UTC, date, datetime
@@ -63,25 +61,10 @@ WHERE pipeline = @pipeline AND dt = @dt AND step = @step AND recorded_at < @reco
 """
 
 
-def _is_lock_error(e: Exception) -> bool:
-    text = str(e).lower()
-    return "lock" in text and ("could not set" in text or "conflicting" in text or "being used" in text)
-
-
 @contextmanager
 def open_store(env, *, retry_s: float = LOCK_RETRY_S):
     """The environment's warehouse, retrying while another process holds the DuckDB file's lock."""
-    deadline = time.monotonic() + retry_s
-    wait = 0.05
-    while True:
-        try:
-            wh = open_warehouse(env)
-            break
-        except Exception as e:  # duckdb.IOException; BigQuery never gets here for locks
-            if not _is_lock_error(e) or time.monotonic() > deadline:
-                raise
-            time.sleep(wait + random.random() * wait)
-            wait = min(wait * 2, 1.0)
+    wh = open_warehouse(env, lock_timeout_s=retry_s)  # DuckDB waits for the file lock itself
     try:
         yield wh
     finally:

@@ -10,6 +10,11 @@ Layout under the artifact root::
     <root>/<pipeline>/published/MODEL.json       the model behind the last publish (model-dt=<D>.json per date)
     <root>/reports/<pipeline>/<D>/index.html     the run report
 
+The marker records each file's size and SHA-256 (``"files": {name: {"size": n, "sha256": hex}}``; markers
+written before checksums hold ``{name: size}`` and are still read). Readers check the size of every file they
+open (one metadata call) and the checksum of files up to CHECKSUM_MAX_BYTES, which they read whole anyway
+(JSON, the model, id maps); a mismatch is a CorruptArtifactError naming the path and the command to rerun.
+
 A writer fills a fresh ``run=`` directory and then writes the marker in one operation (``os.replace`` locally, a
 single object PUT on GCS, both atomic), so a reader sees either the previous complete partition or the new one,
 never half of one. Re-running a date writes a new run directory and moves the marker; older run directories are
@@ -20,6 +25,7 @@ This module knows nothing of steps: callers pass the step name only so that erro
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
@@ -39,6 +45,57 @@ import pyarrow.parquet as pq
 from batch.errors import CorruptArtifactError, MissingArtifactError
 
 MARKER = "_COMMITTED.json"
+# Files up to this size are read whole and checked against their SHA-256 on every open; bigger ones (exports,
+# interactions at scale) are streamed and only their size is checked.
+CHECKSUM_MAX_BYTES = 64 * 1024 * 1024
+
+
+def file_entry(value: Any) -> tuple[int | None, str | None]:
+    """(size, sha256) of a marker's file entry: ``{"size", "sha256"}``, or an older marker's bare size."""
+    if isinstance(value, dict):
+        size, digest = value.get("size"), value.get("sha256")
+        return (int(size) if isinstance(size, int) else None, digest if isinstance(digest, str) else None)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value, None
+    return None, None
+
+
+class _HashingWriter(io.RawIOBase):
+    """Counts and hashes what goes through to ``raw``. Not seekable, so zip (npz) writes in streaming mode and
+    no byte is written twice: the hash is of the file as stored."""
+
+    def __init__(self, raw):
+        super().__init__()
+        self.raw = raw
+        self.size = 0
+        self.sha256 = hashlib.sha256()
+
+    def writable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return False
+
+    def write(self, data) -> int:
+        view = memoryview(data).cast("B")
+        self.raw.write(view)
+        self.sha256.update(view)
+        self.size += len(view)
+        return len(view)
+
+    def tell(self) -> int:
+        return self.size
+
+    def seek(self, *_args) -> int:
+        raise io.UnsupportedOperation("seek")
+
+    def flush(self) -> None:
+        self.raw.flush()
+
+    def close(self) -> None:  # the underlying file is closed by its owner
+        if not self.closed:
+            self.flush()
+        super().close()
 
 
 @dataclass(frozen=True)
@@ -96,6 +153,7 @@ class Committed:
     run_dir: str
     marker: dict
     step: str
+    rerun: str | None = None  # the whole command that rebuilds this partition, for error hints
 
     @property
     def metadata(self) -> dict:
@@ -107,19 +165,63 @@ class Committed:
 
     def path(self, name: str) -> str:
         if name not in self.marker.get("files", {}):
-            raise CorruptArtifactError(
-                f"the commit marker lists no file {name!r}",
-                path=posixpath.join(self.url, MARKER),
-                step=self.step,
-            )
+            raise self._corrupt(f"the commit marker lists no file {name!r}", posixpath.join(self.url, MARKER))
         return posixpath.join(self.run_dir, name)
 
-    def open(self, name: str, mode: str = "rb"):
-        path = self.path(name)
+    def _corrupt(self, message: str, path: str) -> CorruptArtifactError:
+        return CorruptArtifactError(message, path=path, step=self.step, rerun=self.rerun)
+
+    def _missing(self, path: str) -> MissingArtifactError:
+        return MissingArtifactError(
+            "a committed file is missing", path=path, step=self.step, rerun=self.rerun
+        )
+
+    def _checked_size(self, name: str, path: str) -> tuple[int, str | None]:
+        """The file's size after checking it against the marker; its recorded checksum if any."""
+        size, digest = file_entry(self.marker["files"][name])
         try:
-            return self.fs.open(path, mode)
+            actual = int(self.fs.size(path))
         except FileNotFoundError:
-            raise MissingArtifactError("a committed file is missing", path=path, step=self.step) from None
+            raise self._missing(path) from None
+        if size is not None and actual != size:
+            raise self._corrupt(
+                f"size is {actual} bytes but the commit marker recorded {size} (truncated or replaced)", path
+            )
+        return actual, digest
+
+    def open(self, name: str, mode: str = "rb"):
+        """The committed file, checked: size always, SHA-256 when the file is small enough to read whole."""
+        path = self.path(name)
+        size, digest = self._checked_size(name, path)
+        if digest is None or size > CHECKSUM_MAX_BYTES:
+            try:
+                return self.fs.open(path, mode)
+            except FileNotFoundError:
+                raise self._missing(path) from None
+        try:
+            data = self.fs.cat_file(path)
+        except FileNotFoundError:
+            raise self._missing(path) from None
+        actual = hashlib.sha256(data).hexdigest()
+        if actual != digest:
+            raise self._corrupt(
+                f"SHA-256 is {actual[:12]}... but the commit marker recorded {digest[:12]}... (corrupt)", path
+            )
+        return io.BytesIO(data)
+
+    def verify(self) -> None:
+        """Check every file of the partition: size, and SHA-256 streamed whatever the size."""
+        for name in self.marker["files"]:
+            path = self.path(name)
+            _, digest = self._checked_size(name, path)
+            if digest is None:
+                continue
+            h = hashlib.sha256()
+            with self.fs.open(path, "rb") as f:
+                while chunk := f.read(1 << 22):
+                    h.update(chunk)
+            if h.hexdigest() != digest:
+                raise self._corrupt("SHA-256 differs from the commit marker's (corrupt)", path)
 
     def read_bytes(self, name: str) -> bytes:
         with self.open(name) as f:
@@ -129,21 +231,17 @@ class Committed:
         try:
             return json.loads(self.read_bytes(name))
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise CorruptArtifactError(
-                f"not valid JSON ({e})", path=self.path(name), step=self.step
-            ) from None
+            raise self._corrupt(f"not valid JSON ({e})", self.path(name)) from None
 
     def read_parquet(self, name: str, columns: list[str] | None = None) -> pa.Table:
         path = self.path(name)
         try:
-            with self.fs.open(path, "rb") as f:
+            with self.open(name) as f:
                 return pq.read_table(f, columns=columns)
         except FileNotFoundError:
-            raise MissingArtifactError("a committed file is missing", path=path, step=self.step) from None
+            raise self._missing(path) from None
         except (pa.ArrowInvalid, OSError) as e:
-            raise CorruptArtifactError(
-                f"not a readable Parquet file ({e})", path=path, step=self.step
-            ) from None
+            raise self._corrupt(f"not a readable Parquet file ({e})", path) from None
 
 
 @dataclass
@@ -152,18 +250,21 @@ class PartitionWriter:
     url: str
     run_dir: str
     run_id: str
-    files: dict[str, int] = field(default_factory=dict)
+    files: dict[str, dict] = field(default_factory=dict)  # name -> {"size": bytes, "sha256": hex}
     metadata: dict = field(default_factory=dict)
 
     def path(self, name: str) -> str:
         return posixpath.join(self.run_dir, name)
 
     @contextmanager
-    def open(self, name: str) -> Iterator[io.BufferedWriter]:
+    def open(self, name: str) -> Iterator[io.RawIOBase]:
+        """A binary file to write ``name``; its size and SHA-256 go into the commit marker."""
         path = self.path(name)
         with self.fs.open(path, "wb") as f:
-            yield f
-        self.files[name] = self.fs.size(path)
+            hashing = _HashingWriter(f)
+            yield hashing
+            hashing.close()
+        self.files[name] = {"size": hashing.size, "sha256": hashing.sha256.hexdigest()}
 
     def write_bytes(self, name: str, data: bytes) -> None:
         with self.open(name) as f:
@@ -279,6 +380,8 @@ class ArtifactStore:
         """The committed partition, or an error naming the path and the step to rerun."""
         url = self.partition_url(pipeline, dataset, dt, shard)
         marker_path = posixpath.join(url, MARKER)
+        if rerun is None and dt is not None:  # the whole command, not one step back at a time
+            rerun = f"reco run --pipeline {pipeline} --date {dt.isoformat()}"
         try:
             raw = self.fs.cat_file(marker_path)
         except FileNotFoundError:
@@ -297,7 +400,7 @@ class ArtifactStore:
             raise CorruptArtifactError(
                 f"commit marker is corrupt ({e})", path=self.display(marker_path), step=step, rerun=rerun
             ) from None
-        return Committed(self.fs, url, posixpath.join(url, f"run={run_id}"), marker, step)
+        return Committed(self.fs, url, posixpath.join(url, f"run={run_id}"), marker, step, rerun)
 
     def exists(
         self, pipeline: str, dataset: str, dt: date | None, shard: tuple[int, int] | None = None

@@ -86,7 +86,9 @@ def run_pipeline(make_ctx):
                 continue
             shards = range(ctx.shard_count) if step.sharded else [0]
             for i in shards:
-                results[step.name] = run_step(step, make_ctx(session_date, overrides, shard_index=i, run_id=run_id))
+                results[step.name] = run_step(
+                    step, make_ctx(session_date, overrides, shard_index=i, run_id=run_id)
+                )
         return results
 
     return run

@@ -34,7 +34,9 @@ def _modules(graph, package: str) -> set[str]:
 
 
 def test_models_import_nothing_from_batch(graph):
-    bad = {(m, i) for m in _modules(graph, "models") for i in _imports(graph, m) if i.split(".")[0] == "batch"}
+    bad = {
+        (m, i) for m in _modules(graph, "models") for i in _imports(graph, m) if i.split(".")[0] == "batch"
+    }
     assert not bad, bad
 
 

@@ -81,7 +81,9 @@ def test_an_extra_step_runs_in_order_with_its_metrics_gate_and_summary(small_dat
         summary = build_summary(store, "demo", SESSION, 2)
         assert summary["steps"]["item_norms"]["counts"]["items"] == results["item_norms"]["counts"]["items"]
         assert summary["gates"]["norms gate"]["passed"] is True
-        hist = ms.history(load_environment("local"), "reco_metrics.run_metrics", "demo", since=SESSION, until=SESSION)
+        hist = ms.history(
+            load_environment("local"), "reco_metrics.run_metrics", "demo", since=SESSION, until=SESSION
+        )
         assert {"items", "max_norm", "check_value"} <= set(hist[hist["step"] == "item_norms"]["metric"])
     assert "item_norms" not in GRAPH.names()  # the registration ended with the block
 
@@ -123,7 +125,9 @@ def trending(ctx) -> dict:
     )
     with ctx.store.writer(ctx.name, "trending", ctx.session_date, shard=ctx.shard, run_id=ctx.run_id) as w:
         w.write_parquet("part.parquet", table)
-        w.metadata.update({"run": ctx.run_record(), "model_version": model.version, "counts": {"rows": len(mine)}})
+        w.metadata.update(
+            {"run": ctx.run_record(), "model_version": model.version, "counts": {"rows": len(mine)}}
+        )
     return {"counts": {"rows": len(mine)}}
 
 
@@ -138,7 +142,9 @@ TRENDING = StepSpec(
 )
 
 
-def test_a_candidate_source_is_exported_and_published_when_the_pipeline_lists_it(small_data, make_ctx, run_pipeline):
+def test_a_candidate_source_is_exported_and_published_when_the_pipeline_lists_it(
+    small_data, make_ctx, run_pipeline
+):
     with GRAPH.extended(TRENDING):
         sources = {"candidates.sources": "[personal, related, trending]"}
         results = run_pipeline(overrides=sources)

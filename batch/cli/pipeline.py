@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
 from datetime import date
@@ -14,19 +15,30 @@ from batch.cli.common import add_pipeline_args, context_from_args
 from batch.cli.quality import add_show_published
 from batch.config import PROJECT_ROOT, load_environment, load_pipeline, parse_date, reco_home
 from batch.context import StepContext
-from batch.data import SyntheticSpec, catalogue_from_events, generate, read_movielens, write_source
+from batch.data import SyntheticSpec, generate, import_movielens, write_source
 from batch.digdag.local import run_workflow
-from batch.errors import ConfigError
+from batch.errors import ConfigError, InputDataError
 from batch.execute import run_date, run_step
 from batch.graph import GRAPH
+from batch.locks import RunLock, run_lock_url
 from batch.storage import ArtifactStore, new_run_id
 from batch.summary import build_summary, gates_line
 from batch.warehouse import open_warehouse
+
+log = logging.getLogger("reco.run")
 
 
 def register(sub) -> None:
     p = sub.add_parser("run", help="run every step of a pipeline for one session date, here")
     add_pipeline_args(p)
+    p.add_argument(
+        "--lock-timeout",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="wait this long for another run of the same pipeline and date to finish (default 0: exit 75 "
+        "at once)",
+    )
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("step", help="run one step (the command a Job's container runs)")
@@ -107,7 +119,13 @@ def run_all(args: argparse.Namespace, say=print) -> StepContext:
 
 
 def cmd_run(args) -> int:
-    ctx = run_all(args, say=lambda m: print(m, file=sys.stderr))
+    env = load_environment(args.env)
+    dt = parse_date(args.date)
+    lock = RunLock(
+        run_lock_url(env.resolved_artifact_root(), args.pipeline, dt), what=f"reco run {args.pipeline} {dt}"
+    )
+    with lock.acquire(timeout_s=args.lock_timeout):
+        ctx = run_all(args, say=log.info)
     print(
         json.dumps(
             build_summary(ctx.store, ctx.name, ctx.session_date, ctx.shard_count), indent=2, default=str
@@ -198,8 +216,11 @@ def cmd_show_recommendations(args) -> int:
                 )
             first = False
     if first and args.user is not None:
-        print(f"user {args.user!r} has no recommendations on {dt}", file=sys.stderr)
-        return 1
+        raise InputDataError(
+            f"user {args.user!r} has no recommendations in the export of {pipeline.name} {dt} "
+            f"({export.metadata.get('publish_check', {}).get('stats', {}).get('users', '?')} users)",
+            hint="check the id: users without any event in the lookback window get no recommendations",
+        )
     return 0
 
 
@@ -233,16 +254,8 @@ def cmd_data_generate(args) -> int:
 
 def cmd_data_import(args) -> int:
     wh, pipeline = _local_warehouse(args)
-    events = read_movielens(args.path)
     with wh:
-        counts = write_source(
-            wh,
-            pipeline.source.events_table,
-            pipeline.source.items_table,
-            events,
-            catalogue_from_events(events),
-            append=True,
-        )
+        counts = import_movielens(wh, args.path, pipeline.source.events_table, pipeline.source.items_table)
     print(json.dumps({"pipeline": pipeline.name, "imported_from": args.path, **counts}))
     return 0
 

@@ -11,6 +11,9 @@ and then:
 * the steps a workflow submits (``reco submit STEP`` / ``reco step STEP``) match the pipeline graph
   (batch.graph): every step enabled for the pipeline is there, none runs before (or in parallel with) a step it
   reads from, and each names a step that exists;
+* the config of every pipeline a command names is valid as that command's ``--env`` merges it (``envs.<env>``
+  over the base values, and the environment's section of environments.yaml), so a typo inside ``envs.prod``
+  fails ``reco digdag check --env prod`` and not the first prod run;
 * ``_retry`` sits on leaf tasks only (on a group Digdag reruns the whole group, digdag#701/#728);
 * schedule, sla, retry and parallel syntax (already enforced by the parser in workflow.py).
 
@@ -30,7 +33,7 @@ from datetime import date
 from pathlib import Path
 
 import batch.steps  # noqa: F401  registers the steps
-from batch.config import ENVIRONMENTS, list_pipelines, load_pipeline, pipeline_path
+from batch.config import ENVIRONMENTS, list_pipelines, load_environment, load_pipeline, pipeline_path
 from batch.digdag.local import builtin_variables
 from batch.digdag.workflow import (
     Task,
@@ -119,10 +122,36 @@ def _parse_reco(
     return ns, None
 
 
+class _ConfigErrors:
+    """The merged config (base, then ``envs.<env>``) of each pipeline and environment a command names, validated
+    once each. Cloud environments take their project ids from variables the deployment sets; a check on a
+    laptop fills unset ones with a placeholder, so it judges the files, not this shell."""
+
+    def __init__(self) -> None:
+        self.seen: dict[tuple[str, str], str | None] = {}
+
+    def check(self, pipeline: str, env: str) -> str | None:
+        key = (pipeline, env)
+        if key not in self.seen:
+            try:
+                load_pipeline(pipeline, env)
+                load_environment(env, unset_variables="placeholder")
+                self.seen[key] = None
+            except ConfigError as e:
+                self.seen[key] = f"config for --env {env}: {e}"
+        return self.seen[key]
+
+
 class _Checker:
     def __init__(
-        self, wf: Workflow, session_params: dict, pipelines: set[str], parser: argparse.ArgumentParser
+        self,
+        wf: Workflow,
+        session_params: dict,
+        pipelines: set[str],
+        parser: argparse.ArgumentParser,
+        config_errors: _ConfigErrors | None = None,
     ):
+        self.config_errors = config_errors or _ConfigErrors()
         self.wf = wf
         self.parser = parser
         self.clock = (
@@ -268,6 +297,12 @@ class _Checker:
                     f"config/pipelines/{pipeline}.yaml or fix the workflow's _export",
                 )
                 continue
+            if pipeline is not None:
+                env = getattr(ns, "env", None) or self.params.get("env") or "local"
+                error = self.config_errors.check(pipeline, env)
+                if error:
+                    self.problem(task, f"sh>: `{shown}`: {error}", hint="fix the config file named above")
+                    continue
             if argv[0] in ("submit", "step") and pipeline is not None and not self.in_error:
                 step = getattr(ns, "name", None)
                 try:
@@ -306,6 +341,7 @@ def check_paths(
     if env not in ENVIRONMENTS:
         raise WorkflowError(f"unknown environment {env!r}", file="--env")
     pipelines = set(list_pipelines())
+    config_errors = _ConfigErrors()
     report = CheckReport([], [], [])
     for raw in paths:
         path = Path(raw)
@@ -325,7 +361,7 @@ def check_paths(
             except WorkflowError as e:
                 report.problems.append(_from_error(e))
                 continue
-            checker = _Checker(wf, session_params, pipelines, parser)
+            checker = _Checker(wf, session_params, pipelines, parser, config_errors)
             checker.run()
             report.problems.extend(checker.problems)
             report.commands_checked += checker.commands

@@ -23,13 +23,13 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import scipy.sparse as sp
-from tqdm import tqdm
 
 import models
 from batch import datasets
 from batch.context import StepContext
 from batch.datasets import CANDIDATES, INTERACTIONS, MODEL
 from batch.graph import Export, step
+from batch.progress import progress
 
 log = logging.getLogger(__name__)
 
@@ -167,7 +167,7 @@ def run(ctx: StepContext) -> dict:
             total = users_pf.metadata.num_rows
             with (
                 w.parquet_writer("part.parquet", CANDIDATE_SCHEMA) as out,
-                tqdm(
+                progress(
                     total=total,
                     unit="user",
                     desc=f"candidates shard {ctx.shard_index}/{ctx.shard_count}",

@@ -13,12 +13,12 @@ import time
 
 import numpy as np
 import pyarrow as pa
-from tqdm import tqdm
 
 from batch import datasets
 from batch.context import StepContext
 from batch.datasets import MODEL, RELATED
 from batch.graph import Export, step
+from batch.progress import progress
 
 RELATED_SCHEMA = pa.schema(
     [
@@ -57,7 +57,7 @@ def run(ctx: StepContext) -> dict:
     with ctx.store.writer(ctx.name, RELATED, ctx.session_date, shard=ctx.shard, run_id=ctx.run_id) as w:
         with w.parquet_writer("part.parquet", RELATED_SCHEMA) as out:
             step = cfg.candidates.batch_size
-            for start in tqdm(
+            for start in progress(
                 range(0, len(target_idx), step),
                 desc="related items",
                 unit="batch",

@@ -7,12 +7,12 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from batch.config import PROJECT_ROOT
 import batch.steps  # noqa: F401
 from batch.cli import build_parser
-from batch.graph import GRAPH
+from batch.config import PROJECT_ROOT
 from batch.digdag.check import check_paths, reco_commands
 from batch.digdag.workflow import WorkflowError, load_workflow, parse_schedule
+from batch.graph import GRAPH
 
 
 def test_project_workflows_pass_check():
@@ -185,13 +185,28 @@ DAILY = (PROJECT_ROOT / "digdag" / "tasks" / "daily.dig").read_text()
 
 
 def test_the_shipped_daily_workflow_runs_every_step_of_the_graph_in_order(write_dig):
-    assert _problems(write_dig, {"tasks/daily.dig": DAILY, "demo.dig": "_export:\n  pipeline: demo\n+daily:\n  call>: tasks/daily.dig\n"}) == []
+    assert (
+        _problems(
+            write_dig,
+            {
+                "tasks/daily.dig": DAILY,
+                "demo.dig": "_export:\n  pipeline: demo\n+daily:\n  call>: tasks/daily.dig\n",
+            },
+        )
+        == []
+    )
 
 
 def test_check_names_a_step_the_workflow_misses(write_dig):
     daily = DAILY.replace("+publish:", "+publish_disabled:\n  echo>: skipped\n+unused:")
     daily = daily.replace("reco submit publish", "echo publish")
-    problems = _problems(write_dig, {"tasks/daily.dig": daily, "demo.dig": "_export:\n  pipeline: demo\n+daily:\n  call>: tasks/daily.dig\n"})
+    problems = _problems(
+        write_dig,
+        {
+            "tasks/daily.dig": daily,
+            "demo.dig": "_export:\n  pipeline: demo\n+daily:\n  call>: tasks/daily.dig\n",
+        },
+    )
     assert len(problems) == 1, problems
     assert "demo.dig" in problems[0] and "no task runs step 'publish'" in problems[0]
     assert "after the steps it reads from: export, train" in problems[0]
@@ -203,7 +218,13 @@ def test_check_names_a_step_ordered_before_what_it_reads(write_dig):
         "  +related:\n",
         "  +export_too_early:\n    sh>: reco submit export --pipeline ${pipeline} --date ${session_date} --env ${env}\n  +related:\n",
     )
-    problems = _problems(write_dig, {"tasks/daily.dig": daily, "demo.dig": "_export:\n  pipeline: demo\n+daily:\n  call>: tasks/daily.dig\n"})
+    problems = _problems(
+        write_dig,
+        {
+            "tasks/daily.dig": daily,
+            "demo.dig": "_export:\n  pipeline: demo\n+daily:\n  call>: tasks/daily.dig\n",
+        },
+    )
     assert problems and all("+export_too_early" in p for p in problems), problems
     assert any("step 'export' runs before or alongside step 'candidates'" in p for p in problems)
     assert any("step 'export' runs before or alongside step 'related'" in p for p in problems)

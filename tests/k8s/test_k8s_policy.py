@@ -8,9 +8,9 @@ import pytest
 import yaml
 from k8s_helpers import OVERLAYS, PROJECT_ROOT, by_kind, class_dirs, named, pod_specs
 
+import batch.steps  # noqa: F401
 from batch.config import load_environment
 from batch.errors import EXIT_BAD_INPUT, EXIT_CHECK_FAILED
-import batch.steps  # noqa: F401
 from batch.graph import GRAPH
 
 

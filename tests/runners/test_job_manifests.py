@@ -8,8 +8,7 @@ import pytest
 from runner_helpers import step_run
 
 from batch.errors import ConfigError
-from batch.runners import manifests
-from batch.runners import get_runner
+from batch.runners import get_runner, manifests
 from batch.runners.base import StepRun, summarize_log_lines
 from batch.runners.gke import GkeRunner
 from batch.runners.local import LocalRunner

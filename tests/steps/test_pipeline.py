@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 
 from batch.config import load_environment
+from batch.context import shard_of
 from batch.errors import CheckFailedError, CorruptArtifactError, MissingArtifactError
 from batch.execute import run_step
-from batch.context import shard_of
 
 SESSION = pd.Timestamp("2026-11-21").date()
 
