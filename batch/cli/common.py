@@ -18,6 +18,13 @@ from batch.context import StepContext
 from batch.graph import GRAPH
 
 
+def step_name(value: str) -> str:
+    """argparse type of a STEP argument: a step of the graph (a usage error, exit 2, otherwise)."""
+    if value not in GRAPH.names():
+        raise argparse.ArgumentTypeError(f"unknown step {value!r}; steps: {', '.join(GRAPH.names())}")
+    return value
+
+
 def load_checked_pipeline(name: str, env: str, overrides: dict[str, str] | None = None) -> PipelineConfig:
     """The pipeline config, validated on its own and against the graph (candidate sources, resources)."""
     pipeline = load_pipeline(name, env, overrides)

@@ -11,7 +11,7 @@ from datetime import date
 
 import pyarrow.parquet as pq
 
-from batch.cli.common import add_pipeline_args, context_from_args
+from batch.cli.common import add_pipeline_args, context_from_args, step_name
 from batch.cli.quality import add_show_published
 from batch.config import PROJECT_ROOT, load_environment, load_pipeline, parse_date, reco_home
 from batch.context import StepContext
@@ -42,7 +42,9 @@ def register(sub) -> None:
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("step", help="run one step (the command a Job's container runs)")
-    p.add_argument("name", metavar="STEP", help="a step of the graph: aggregate, train, candidates, ...")
+    p.add_argument(
+        "name", metavar="STEP", type=step_name, help="a step of the graph: " + ", ".join(GRAPH.names())
+    )
     add_pipeline_args(p)
     p.add_argument(
         "--shard-index",

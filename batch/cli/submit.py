@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from batch.cli.common import add_pipeline_args, load_checked_pipeline
+from batch.cli.common import add_pipeline_args, load_checked_pipeline, step_name
 from batch.config import load_environment, parse_date, parse_set_options
 from batch.graph import GRAPH
 from batch.runners import StepRun, get_runner
@@ -19,7 +19,9 @@ def register(sub) -> None:
     p = sub.add_parser(
         "submit", help="run one step through the environment's runner (local processes or GKE Jobs)"
     )
-    p.add_argument("name", metavar="STEP", help="a step of the graph: aggregate, train, candidates, ...")
+    p.add_argument(
+        "name", metavar="STEP", type=step_name, help="a step of the graph: " + ", ".join(GRAPH.names())
+    )
     add_pipeline_args(p)
     p.add_argument(
         "--attempt",

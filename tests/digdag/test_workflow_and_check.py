@@ -175,7 +175,7 @@ _export:
     )
     in_tasks = [p for p in problems if "task +w+" in p]
     assert len(in_tasks) == 4, problems
-    assert "+w+a" in in_tasks[0] and "no step named 'aggregat'" in in_tasks[0] and "aggregate" in in_tasks[0]
+    assert "+w+a" in in_tasks[0] and "unknown step 'aggregat'" in in_tasks[0] and "aggregate" in in_tasks[0]
     assert "+w+b" in in_tasks[1] and "--date" in in_tasks[1]
     assert "+w+c" in in_tasks[2] and "'moon'" in in_tasks[2]
     assert "+w+d" in in_tasks[3] and "--colour" in in_tasks[3]
