@@ -308,8 +308,8 @@ class TuningConfig(_Strict):
     seed: int = 7  # the sampler's; worker i samples with seed + i
     # relative gain over the production parameters (scored again on the same split and seed) needed to promote
     min_gain: float = Field(0.02, ge=0)
-    # model type -> parameter -> range. Empty: the defaults of batch/tuning/space.py for model.type.
-    search_space: dict[str, dict[str, SearchParam]] = Field(default_factory=dict)
+    # model type -> parameter -> range. Unset: the defaults of batch/tuning/space.py for model.type.
+    search_space: dict[str, dict[str, SearchParam]] | None = None
     pruner: TuningPrunerConfig = Field(default_factory=TuningPrunerConfig)
     # Optuna storage URL; null: a journal file under $RECO_HOME/tuning/ (parallel local workers). Overridden by
     # $RECO_TUNING_STORAGE (set by the cloud worker Job: PostgreSQL through the Cloud SQL Auth Proxy).

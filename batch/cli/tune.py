@@ -134,8 +134,13 @@ def cmd_tune(args) -> int:
             f"storage {setup.storage_url.split('@')[-1]}",
             file=sys.stderr,
         )
-        procs = spawn_local_workers(_worker_argv(args, setup), setup.workers)
-        codes = [p.wait() for p in procs]
+        if setup.workers == 1:  # no process to spawn: this one is the worker
+            args.worker_index = 0
+            _work(args, setup, data)
+            codes = [0]
+        else:
+            procs = spawn_local_workers(_worker_argv(args, setup), setup.workers)
+            codes = [p.wait() for p in procs]
         bad = [(i, c) for i, c in enumerate(codes) if c != 0]
         if bad:  # their trials are failed by heartbeat / process id, the rest of the study stands
             log.warning("workers exited with errors: %s", bad)

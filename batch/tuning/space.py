@@ -75,7 +75,7 @@ class SearchSpace:
 
     @classmethod
     def for_pipeline(cls, cfg: PipelineConfig) -> SearchSpace:
-        if cfg.tuning.search_space:
+        if cfg.tuning.search_space is not None:
             return cls(dict(cfg.tuning.search_space), f"{cfg.name}: tuning.search_space")
         if cfg.model.type not in DEFAULT_SPACES:
             raise ConfigError(
