@@ -36,12 +36,12 @@ def _daily_ctx(*sets: str):
 
 
 def test_parallel_study_promotes_and_the_daily_run_applies_it(tune):
-    code, report = tune("--trials", "8", "--workers", "2")
+    code, report = tune("--trials", "6", "--workers", "2")
     assert code == 0
     study = _study()
     trials = study.get_trials()
     # the budget holds across the two workers, and the production parameters were trial 0
-    assert len(trials) == 8 and report["trials"]["finished"] == 8
+    assert len(trials) == 6 and report["trials"]["finished"] == 6
     assert trials[0].user_attrs["role"] == "production"
     assert trials[0].params["factors"] == 16 and trials[0].params["iterations"] == 3
     assert {t.user_attrs["worker"] for t in trials} and all("worker" in t.user_attrs for t in trials)
@@ -85,7 +85,14 @@ def test_promotion_rollback_and_an_invalid_tuned_set(tune):
     promotion.promote(
         _store(),
         "demo",
-        {"dt": SESSION, "study": "s", "trial": 1, "gain": 0.1, "model_type": "als", "params": {"alpha": -1.0}},
+        {
+            "dt": SESSION,
+            "study": "s",
+            "trial": 1,
+            "gain": 0.1,
+            "model_type": "als",
+            "params": {"alpha": -1.0},
+        },
     )
     seen: list[str] = []
     handler = logging.Handler(logging.WARNING)
@@ -103,7 +110,9 @@ def test_promotion_rollback_and_an_invalid_tuned_set(tune):
 def test_no_promotion_below_the_margin_and_dry_run(tune):
     code, report = tune("--trials", "4", "--workers", "1", "--set", "tuning.min_gain=100")
     assert code == 0 and report["promoted"] is False
-    assert "below the required" in report["reason"] or "production parameters are the best" in report["reason"]
+    assert (
+        "below the required" in report["reason"] or "production parameters are the best" in report["reason"]
+    )
     code, report = tune(
         "--trials", "4", "--workers", "1", "--dry-run", "--study", "dry", "--set", "model.regularization=1.0"
     )
@@ -153,7 +162,9 @@ def test_bad_search_spaces_are_refused(space, message):
 
 def test_bad_range_is_refused_at_config_load():
     with pytest.raises(ConfigError, match="low .* is above high"):
-        load_pipeline("demo", "local", {"tuning.search_space": "{als: {alpha: {type: float, low: 2, high: 1}}}"})
+        load_pipeline(
+            "demo", "local", {"tuning.search_space": "{als: {alpha: {type: float, low: 2, high: 1}}}"}
+        )
 
 
 def test_unreachable_database_names_the_url_without_credentials():
