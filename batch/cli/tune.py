@@ -21,7 +21,7 @@ from batch.cli.common import add_pipeline_args, apply_tuned
 from batch.config import load_environment, load_pipeline, parse_date, parse_set_options
 from batch.errors import ConfigError, RecoError
 from batch.storage import ArtifactStore
-from batch.tuning import promotion
+from batch.tuning import cloud, promotion
 from batch.tuning.objective import Objective, TuningData
 from batch.tuning.report import slack_message, study_overview
 from batch.tuning.storage import storage_url
@@ -30,7 +30,7 @@ from batch.tuning.workers import run_worker, spawn_local_workers
 
 log = logging.getLogger("reco.tune")
 
-STAGES = ("all", "prepare", "work", "finish")
+STAGES = ("all", "prepare", "work", "finish", "pod")
 
 
 def register(sub) -> None:
@@ -44,6 +44,7 @@ def register(sub) -> None:
     p.add_argument("--storage", default=None, help="Optuna storage URL (default: $RECO_TUNING_STORAGE, ...)")
     p.add_argument("--study", default=None, help="study name (default: <pipeline>-<date>)")
     p.add_argument("--stage", choices=STAGES, default="all", help=argparse.SUPPRESS)
+    p.add_argument("--attempt", default=None, help="Digdag attempt id: names the cloud workers' Job")
     p.add_argument("--worker-index", type=int, default=None, help=argparse.SUPPRESS)
     what = p.add_mutually_exclusive_group()
     what.add_argument("--show", action="store_true", help="print the study and the tuned set in service")
@@ -87,7 +88,9 @@ def build_setup(args) -> TuneSetup:
 
 def _worker_argv(args, setup: TuneSetup) -> list[str]:
     argv = ["tune", "--stage", "work", "--pipeline", setup.cfg.name, "--date", str(setup.session_date)]
-    argv += ["--env", args.env, "--storage", setup.storage_url, "--study", setup.study_name]
+    argv += ["--env", args.env, "--study", setup.study_name]
+    if args.storage:
+        argv += ["--storage", args.storage]
     argv += ["--trials", str(setup.trials), "--workers", str(setup.workers)]
     if args.timeout:
         argv += ["--timeout", str(args.timeout)]
@@ -120,7 +123,30 @@ def cmd_tune(args) -> int:
     if args.notify:
         return _notify(args)
     setup = build_setup(args)
+    env = load_environment(args.env)
+    if args.stage == "all" and env.runner == "gke":  # an Indexed Job of K pods does all of it (cloud.py)
+        argv = _worker_argv(args, setup)
+        argv[argv.index("--stage") + 1] = "pod"
+        if args.dry_run:
+            argv.append("--dry-run")
+        attempt = args.attempt or time.strftime("m%Y%m%d%H%M%S")
+        job = cloud.build_worker_job(
+            env, setup.cfg.name, str(setup.session_date), attempt, setup.workers, argv
+        )
+        cloud.run_workers(env, job)
+        return 0
     data = TuningData.load(setup.store, setup.production, setup.session_date)
+    if args.stage == "pod":
+        prepare(setup, data)
+        _work(args, setup, data)
+        index = (
+            args.worker_index
+            if args.worker_index is not None
+            else int(os.environ.get("JOB_COMPLETION_INDEX", "0"))
+        )
+        if index == 0:
+            print(json.dumps(finish(setup, data, dry_run=args.dry_run), indent=2, default=str))
+        return 0
     if args.stage in ("all", "prepare"):
         prepare(setup, data)
     if args.stage == "work":

@@ -57,6 +57,7 @@ def test_job_templates_retry_sensibly(rendered, env):
         "reco-step-highmem",
         "reco-step-gpu",
         "reco-step-sharded",
+        "reco-tune-worker",  # k8s/base/tuning: the `reco tune` workers (docs/tuning.md)
     }
     for job in jobs:
         spec = job["spec"]
@@ -80,7 +81,8 @@ def test_job_templates_retry_sensibly(rendered, env):
             assert spec["backoffLimitPerIndex"] >= 1 and spec["maxFailedIndexes"] >= 0
             assert spec["parallelism"] >= 1
         c = spec["template"]["spec"]["containers"][0]
-        assert c["name"] == "reco" and c["command"] == ["reco"] and c["args"][0] == "step"
+        assert c["name"] == "reco" and c["command"] == ["reco"]
+        assert c["args"][0] == ("tune" if name == "reco-tune-worker" else "step")
 
 
 PLACEMENT = {
@@ -88,6 +90,7 @@ PLACEMENT = {
     "reco-step-sharded": ("standard", set()),
     "reco-step-highmem": ("highmem", {("reco.io/highmem", "true")}),
     "reco-step-gpu": ("gpu", {("nvidia.com/gpu", "present")}),
+    "reco-tune-worker": ("standard", set()),
 }
 
 
