@@ -133,5 +133,5 @@ def spawn_local_workers(argv: list[str], count: int) -> list[subprocess.Popen]:
             "--worker-index",
             str(index),
         ]
-        procs.append(subprocess.Popen(cmd, stdout=sys.stderr))  # stdout is the report's
+        procs.append(subprocess.Popen(cmd, stdout=2))  # onto our stderr (fd 2): stdout carries the report
     return procs
