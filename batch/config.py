@@ -269,6 +269,60 @@ class ChecksConfig(_Strict):
     report: bool = True  # write the HTML run report at the end of export (and when a gate stops the batch)
 
 
+class SearchParam(_Strict):
+    """One dimension of the tuning search space: a number range (int/float, optionally log-scaled) or a choice."""
+
+    type: Literal["int", "float", "categorical"]
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    step: float | None = None
+    choices: list[Any] | None = None
+
+    @model_validator(mode="after")
+    def _shape(self) -> SearchParam:
+        if self.type == "categorical":
+            if not self.choices:
+                raise ValueError("a categorical parameter needs a non-empty 'choices' list")
+            return self
+        if self.low is None or self.high is None:
+            raise ValueError(f"an {self.type} parameter needs 'low' and 'high'")
+        if self.low > self.high:
+            raise ValueError(f"low ({self.low:g}) is above high ({self.high:g})")
+        if self.log and self.low <= 0:
+            raise ValueError("a log-scaled range needs low > 0")
+        return self
+
+
+class TuningPrunerConfig(_Strict):
+    # median pruning on the per-iteration metric: a trial below the median of earlier trials at the same
+    # iteration stops there (none during the first n_startup_trials, nor before n_warmup_steps iterations)
+    enabled: bool = True
+    n_startup_trials: int = Field(5, ge=0)
+    n_warmup_steps: int = Field(2, ge=0)
+    report_every: int = Field(1, ge=1)  # score the holdout every this many iterations
+
+
+class TuningConfig(_Strict):
+    """`reco tune` (docs/tuning.md): what is searched, how long, and when a tuned set replaces the config's."""
+
+    metric: str = "ndcg@10"  # maximised; one of the train step's offline metrics at evaluation.ks
+    trials: int = Field(40, ge=1, le=10_000)
+    workers: int = Field(2, ge=1, le=256)
+    timeout_s: int | None = Field(None, ge=1)
+    seed: int = 7  # the sampler's; worker i samples with seed + i
+    # relative gain over the production parameters (scored again on the same split and seed) needed to promote
+    min_gain: float = Field(0.02, ge=0)
+    # model type -> parameter -> range. Unset: the defaults of batch/tuning/space.py for model.type.
+    search_space: dict[str, dict[str, SearchParam]] | None = None
+    pruner: TuningPrunerConfig = Field(default_factory=TuningPrunerConfig)
+    # Optuna storage URL; null: a journal file under $RECO_HOME/tuning/ (parallel local workers). Overridden by
+    # $RECO_TUNING_STORAGE (set by the cloud worker Job: PostgreSQL through the Cloud SQL Auth Proxy).
+    storage: str | None = None
+    heartbeat_interval_s: int = Field(10, ge=1)
+    grace_period_s: int = Field(30, ge=2)
+
+
 class PipelineConfig(_Strict):
     name: str
     description: str = ""
@@ -283,6 +337,7 @@ class PipelineConfig(_Strict):
     # step -> resource class (the Job template variant, k8s/base/batch), e.g. {train: gpu}; steps not named keep
     # the class their declaration gives
     resources: dict[str, Annotated[str, AfterValidator(_resource_class)]] = Field(default_factory=dict)
+    tuning: TuningConfig = Field(default_factory=TuningConfig)
 
     @field_validator("name")
     @classmethod

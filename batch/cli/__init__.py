@@ -23,6 +23,7 @@ COMMAND_MODULES = [
     "batch.cli.digdag",
     "batch.cli.notify",
     "batch.cli.quality",
+    "batch.cli.tune",
 ]
 
 log = logging.getLogger("reco")

@@ -31,6 +31,7 @@ KUSTOMIZE_FLAGS = ("--load-restrictor", "LoadRestrictionsNone")
 
 TEMPLATE_LABEL = "reco.io/template"
 CLASS_LABEL = "reco.io/resource-class"
+COMPONENT_LABEL = "app.kubernetes.io/component"
 SHARDED_LABEL = "reco.io/sharded"
 CONTAINER = "reco"
 MAX_NAME = (
@@ -91,10 +92,17 @@ def job_templates(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     ]
 
 
+def step_templates(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The Job templates of the graph's steps (component "step"; the tuning workers have their own)."""
+    return [
+        j for j in job_templates(docs) if (j["metadata"].get("labels") or {}).get(COMPONENT_LABEL) == "step"
+    ]
+
+
 def resource_classes(docs: list[dict[str, Any]]) -> list[str]:
     """The resource classes the rendered overlay has a Job template for (k8s/base/batch/classes/<class>/)."""
     return sorted(
-        {(job["metadata"].get("labels") or {}).get(CLASS_LABEL, "") for job in job_templates(docs)} - {""}
+        {(job["metadata"].get("labels") or {}).get(CLASS_LABEL, "") for job in step_templates(docs)} - {""}
     )
 
 
@@ -111,7 +119,7 @@ def select_template(docs: list[dict[str, Any]], resource_class: str, sharded: bo
             f"{', '.join(map(repr, known)) or 'no class'} (k8s/base/batch/classes/<class>/, label {CLASS_LABEL})"
         )
     matches = []
-    for job in job_templates(docs):
+    for job in step_templates(docs):
         labels = job["metadata"].get("labels") or {}
         if labels.get(CLASS_LABEL) == resource_class and (labels.get(SHARDED_LABEL) == "true") == sharded:
             matches.append(job)

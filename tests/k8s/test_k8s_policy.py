@@ -56,6 +56,8 @@ def test_job_templates_retry_sensibly(rendered, env):
     jobs = by_kind(rendered[env], "Job")
     assert {j["metadata"]["name"] for j in jobs} == {
         f"reco-step-{cls}{shape}" for cls in class_dirs() for shape in ("", "-sharded")
+    } | {
+        "reco-tune-worker",  # k8s/base/tuning: the `reco tune` workers (docs/tuning.md)
     }
     for job in jobs:
         spec = job["spec"]
@@ -79,7 +81,8 @@ def test_job_templates_retry_sensibly(rendered, env):
             assert spec["backoffLimitPerIndex"] >= 1 and spec["maxFailedIndexes"] >= 0
             assert spec["parallelism"] >= 1
         c = spec["template"]["spec"]["containers"][0]
-        assert c["name"] == "reco" and c["command"] == ["reco"] and c["args"][0] == "step"
+        assert c["name"] == "reco" and c["command"] == ["reco"]
+        assert c["args"][0] == ("tune" if name == "reco-tune-worker" else "step")
 
 
 PLACEMENT = {  # class: (node pool's reco.io/node-class, the pool's taint, extra nodeSelector)
@@ -87,6 +90,7 @@ PLACEMENT = {  # class: (node pool's reco.io/node-class, the pool's taint, extra
     "compute": ("standard", set(), {}),
     "highmem": ("highmem", {("reco.io/highmem", "true")}, {}),
     "gpu": ("gpu", {("nvidia.com/gpu", "present")}, {"cloud.google.com/gke-accelerator": "nvidia-l4"}),
+    "tuning": ("standard", set(), {}),  # the `reco tune` workers
 }
 
 
