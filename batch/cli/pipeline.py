@@ -220,7 +220,7 @@ def cmd_show_recommendations(args) -> int:
     if first and args.user is not None:
         raise InputDataError(
             f"user {args.user!r} has no recommendations in the export of {pipeline.name} {dt} "
-            f"({export.metadata.get('publish_check', {}).get('stats', {}).get('users', '?')} users)",
+            f"({export.metadata.get('stats', {}).get('users', '?')} users)",
             hint="check the id: users without any event in the lookback window get no recommendations",
         )
     return 0
