@@ -21,10 +21,9 @@ import scipy.sparse as sp
 
 import models
 from batch.config import PipelineConfig
+from batch.datasets import INTERACTIONS, to_csr
 from batch.errors import InputDataError
-from batch.evaluation import ranking_metrics
-from batch.steps import aggregate
-from batch.steps.train import evaluate, holdout_split, to_csr
+from batch.evaluation import evaluate, holdout_split, ranking_metrics
 from batch.storage import ArtifactStore
 from batch.tuning.space import SearchSpace
 
@@ -44,7 +43,7 @@ class TuningData:
     def load(cls, store: ArtifactStore, cfg: PipelineConfig, session_date: date) -> TuningData:
         src = store.committed(
             cfg.name,
-            aggregate.DATASET,
+            INTERACTIONS,
             session_date,
             step="aggregate",
             rerun=f"reco step aggregate --pipeline {cfg.name} --date {session_date}",
