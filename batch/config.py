@@ -97,7 +97,9 @@ def sql_placeholders(text: str) -> set[str]:
 
 def _source_sql_file(v: str) -> str:
     if not _SQL_FILE.match(v):
-        raise ValueError(f"{v!r} is not a file name under {sql_dir()}/ (a name ending in .sql, no directories)")
+        raise ValueError(
+            f"{v!r} is not a file name under {sql_dir()}/ (a name ending in .sql, no directories)"
+        )
     path = sql_dir() / v
     try:
         unknown = sql_placeholders(read_source_sql(v)) - set(SOURCE_PLACEHOLDERS)
@@ -132,7 +134,9 @@ class SourceConfig(_Strict):
         for field in ("events_sql", "items_sql"):
             name = getattr(self, field)
             if name and not self.items_table and "items_table" in sql_placeholders(read_source_sql(name)):
-                raise ValueError(f"{field}: {sql_dir() / name} reads {{items_table}}, but items_table is not set")
+                raise ValueError(
+                    f"{field}: {sql_dir() / name} reads {{items_table}}, but items_table is not set"
+                )
         return self
 
     @field_validator("timezone")

@@ -158,7 +158,9 @@ def generate(spec: SyntheticSpec) -> tuple[pa.Table, pa.Table]:
         schema=ITEM_SCHEMA,
     )
     creators = assign_creators(item_cluster, spec)
-    catalogue = catalogue.append_column(CATALOGUE_SCHEMA.field("creator_id"), pa.array([f"c{c:05d}" for c in creators], pa.string()))
+    catalogue = catalogue.append_column(
+        CATALOGUE_SCHEMA.field("creator_id"), pa.array([f"c{c:05d}" for c in creators], pa.string())
+    )
     return events, catalogue
 
 

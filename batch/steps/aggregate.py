@@ -191,7 +191,9 @@ def run(ctx: StepContext) -> dict:
     params = query_params(ctx)
     relations = source_relations(cfg.source)
     tables = {"events_table": relations["events_table"]}
-    events_from = cfg.source.events_table + (f" through {cfg.source.events_sql}" if cfg.source.events_sql else "")
+    events_from = cfg.source.events_table + (
+        f" through {cfg.source.events_sql}" if cfg.source.events_sql else ""
+    )
     started = time.perf_counter()
     with ctx.open_warehouse() as wh:
         stats_rows = wh.query_file("aggregate_stats", params, tables=tables).to_pandas()
@@ -207,7 +209,9 @@ def run(ctx: StepContext) -> dict:
         availability = None
         if "items_table" in relations:
             availability = wh.query_file(
-                "items_available", {"window_end": ctx.window.end}, tables={"items_table": relations["items_table"]}
+                "items_available",
+                {"window_end": ctx.window.end},
+                tables={"items_table": relations["items_table"]},
             ).to_pandas()
     query_s = time.perf_counter() - started
     agg = build_interactions(

@@ -54,21 +54,29 @@ class Warehouse(ABC):
         """A BigQuery-syntax reference (backticked) for a configured table name."""
 
     def render(self, sql: str, tables: Mapping[str, str | Relation]) -> str:
-        refs = {k: self._relation_ref(v) if isinstance(v, Relation) else self.table_ref(check_table_name(v))
-                for k, v in tables.items()}
+        refs = {
+            k: self._relation_ref(v) if isinstance(v, Relation) else self.table_ref(check_table_name(v))
+            for k, v in tables.items()
+        }
         return sql.format(**refs)
 
     def _relation_ref(self, relation: Relation) -> str:
         try:
             body = self.render(relation.sql, relation.tables)
         except KeyError as e:
-            raise ValueError(f"{relation.origin or 'SQL'}: no table for placeholder {{{e.args[0]}}}") from None
+            raise ValueError(
+                f"{relation.origin or 'SQL'}: no table for placeholder {{{e.args[0]}}}"
+            ) from None
         # newlines: a trailing -- comment in the file must not swallow the closing parenthesis
         return "(\n" + body.strip().rstrip(";") + "\n)"
 
     @abstractmethod
     def query(
-        self, sql: str, params: dict[str, Any] | None = None, *, tables: Mapping[str, str | Relation] | None = None
+        self,
+        sql: str,
+        params: dict[str, Any] | None = None,
+        *,
+        tables: Mapping[str, str | Relation] | None = None,
     ) -> pa.Table:
         """Run one BigQuery-dialect statement and return its rows."""
 
