@@ -17,6 +17,7 @@ import hashlib
 import json
 import os
 import re
+import string
 from datetime import date
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -46,6 +47,11 @@ def config_dir() -> Path:
     return Path(os.environ.get("RECO_CONFIG_DIR") or PROJECT_ROOT / "config")
 
 
+def sql_dir() -> Path:
+    """A pipeline's own SQL for its source (``source.events_sql`` / ``items_sql``): ``<config dir>/sql/``."""
+    return config_dir() / "sql"
+
+
 def reco_home() -> Path:
     """Where all local state lives: ``$RECO_HOME`` or ``var/`` under the current directory."""
     return Path(os.environ.get("RECO_HOME") or Path.cwd() / "var").resolve()
@@ -70,11 +76,70 @@ def _resource_class(v: str) -> str:
 # A warehouse table: name, dataset.name or project.dataset.name (validated: it is spliced into SQL).
 TableName = Annotated[str, AfterValidator(_table_name)]
 
+_SQL_FILE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*\.sql$")
+# The placeholders a source SQL file may use: the pipeline's raw tables.
+SOURCE_PLACEHOLDERS = ("events_table", "items_table")
+
+
+def read_source_sql(name: str) -> str:
+    """The text of ``<config dir>/sql/<name>``; a missing or unreadable file is an error naming its path."""
+    path = sql_dir() / name
+    try:
+        return path.read_text()
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: SQL file not found") from None
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read the SQL file: {e}") from None
+
+
+def sql_placeholders(text: str) -> set[str]:
+    """The ``{name}`` placeholders of a SQL text (``{{`` and ``}}`` are literal braces)."""
+    return {field for _, field, _, _ in string.Formatter().parse(text) if field is not None}
+
+
+def _source_sql_file(v: str) -> str:
+    if not _SQL_FILE.match(v):
+        raise ValueError(
+            f"{v!r} is not a file name under {sql_dir()}/ (a name ending in .sql, no directories)"
+        )
+    path = sql_dir() / v
+    try:
+        unknown = sql_placeholders(read_source_sql(v)) - set(SOURCE_PLACEHOLDERS)
+    except ConfigError as e:
+        raise ValueError(str(e)) from None
+    except ValueError as e:  # an unbalanced brace
+        raise ValueError(f"{path}: {e} (write a literal brace as {{{{ or }}}})") from None
+    if unknown:
+        raise ValueError(
+            f"{path}: unknown placeholder(s) {', '.join(sorted(unknown))}; "
+            f"known: {', '.join('{' + p + '}' for p in SOURCE_PLACEHOLDERS)}"
+        )
+    return v
+
+
+# A SQL file under config/sql/ (it travels with the config: the ConfigMap reco-sql in a Job).
+SqlFileName = Annotated[str, AfterValidator(_source_sql_file)]
+
 
 class SourceConfig(_Strict):
     events_table: TableName
     items_table: TableName | None = None
+    # A pipeline's own relations over its raw tables, as BigQuery SQL files under config/sql/ naming the tables as
+    # {events_table} / {items_table}: events_sql yields (user_id, item_id, event_type, ts) and items_sql yields
+    # (item_id, available_from, available_until); the aggregate reads them in place of the tables.
+    events_sql: SqlFileName | None = None
+    items_sql: SqlFileName | None = None
     timezone: str = "Asia/Tokyo"
+
+    @model_validator(mode="after")
+    def _sql_tables(self) -> SourceConfig:
+        for field in ("events_sql", "items_sql"):
+            name = getattr(self, field)
+            if name and not self.items_table and "items_table" in sql_placeholders(read_source_sql(name)):
+                raise ValueError(
+                    f"{field}: {sql_dir() / name} reads {{items_table}}, but items_table is not set"
+                )
+        return self
 
     @field_validator("timezone")
     @classmethod

@@ -1,13 +1,17 @@
 """Input data for the embedded warehouse: seeded synthetic traffic, and MovieLens imports.
 
 Both write the tables a pipeline's ``source`` names: events (user_id STRING, item_id STRING, event_type STRING,
-ts TIMESTAMP) and items (item_id STRING, available_from TIMESTAMP, available_until TIMESTAMP, NULL = on sale).
+ts TIMESTAMP) and items (item_id STRING, available_from TIMESTAMP, available_until TIMESTAMP, NULL = on sale; the
+synthetic catalogue also has creator_id STRING, the creator each item belongs to).
 
 Synthetic traffic (``generate``) looks like a content site's: item popularity and user activity follow power
 laws; users and items belong to latent taste clusters (so a model has signal to find: most of a user's events
 are in their clusters); views are common, likes rarer, bookmarks rarest, and more likely on items to the user's
 taste; items appear during the period and some leave sale; a small share of rows is dirty (null ids, unknown
-event types, duplicates) the way real logs are, so the aggregate step's drop counts mean something.
+event types, duplicates) the way real logs are, so the aggregate step's drop counts mean something. Items belong
+to creators (``creator_id``, as on a creator-support platform): each creator works mostly in one taste cluster and
+the number of items per creator follows a power law. Creators are drawn from their own seeded stream after every
+other draw, so the events and item ids of a spec are the same as before creators existed.
 
 MovieLens (``import_movielens``): each rating becomes one event at its timestamp, typed by the rating:
 ``rating >= 4.5 -> bookmark``, ``3.5 <= rating < 4.5 -> like``, ``rating < 3.5 -> view`` (a rating at all means
@@ -59,6 +63,8 @@ ITEM_SCHEMA = pa.schema(
         ("available_until", pa.timestamp("us", tz="UTC")),
     ]
 )
+# The synthetic catalogue: the items relation plus the creator of each item (config/pipelines/creators.yaml).
+CATALOGUE_SCHEMA = ITEM_SCHEMA.append(pa.field("creator_id", pa.string()))
 
 
 @dataclass(frozen=True)
@@ -72,6 +78,8 @@ class SyntheticSpec:
     clusters: int = 24
     taste_share: float = 0.8  # share of a user's events inside their taste clusters
     dirty_share: float = 0.002
+    items_per_creator: float = 8.0  # mean; the number of items per creator follows a power law
+    creator_focus: float = 0.9  # share of an item's creator drawn from the creators of the item's cluster
 
 
 def generate(spec: SyntheticSpec) -> tuple[pa.Table, pa.Table]:
@@ -162,7 +170,41 @@ def generate(spec: SyntheticSpec) -> tuple[pa.Table, pa.Table]:
         },
         schema=ITEM_SCHEMA,
     )
+    creators = assign_creators(item_cluster, spec)
+    catalogue = catalogue.append_column(
+        CATALOGUE_SCHEMA.field("creator_id"), pa.array([f"c{c:05d}" for c in creators], pa.string())
+    )
     return events, catalogue
+
+
+def assign_creators(item_cluster: np.ndarray, spec: SyntheticSpec) -> np.ndarray:
+    """A creator index per item. Each creator has a home taste cluster; an item's creator comes from its cluster's
+    creators with probability ``creator_focus`` (else from all creators), weighted by a Zipf law over creators, so
+    a few creators make many items and most make a few, and following a creator says something about taste.
+
+    Its own generator (seeded from the spec's seed and a fixed tag): adding creators changes no other draw.
+    """
+    rng = np.random.default_rng([spec.seed, 0xC4EA7025])
+    n_i, k = len(item_cluster), spec.clusters
+    n_c = max(1, round(n_i / spec.items_per_creator))
+    home = rng.permutation(n_c) % k  # home cluster per creator: every cluster has creators when n_c >= k
+    weight = 1.0 / np.arange(1, n_c + 1) ** 1.1
+    rng.shuffle(weight)
+    out = np.empty(n_i, dtype=np.int64)
+    focused = rng.random(n_i) < spec.creator_focus
+    global_p = weight / weight.sum()
+    for c in range(k):
+        members = np.flatnonzero(home == c)
+        mine = np.flatnonzero(item_cluster == c)
+        if len(members) == 0:  # fewer creators than clusters: this cluster's items come from anyone
+            focused[mine] = False
+            continue
+        pick = mine[focused[mine]]
+        p = weight[members] / weight[members].sum()
+        out[pick] = members[rng.choice(len(members), size=len(pick), p=p)]
+    rest = np.flatnonzero(~focused)
+    out[rest] = rng.choice(n_c, size=len(rest), p=global_p)
+    return out
 
 
 def _add_dirt(events: pa.Table, rng: np.random.Generator, share: float) -> pa.Table:

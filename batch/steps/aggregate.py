@@ -21,11 +21,13 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from batch.config import SourceConfig, read_source_sql, sql_dir
 from batch.context import StepContext
 from batch.datasets import INTERACTIONS
 from batch.errors import NoEventsError
 from batch.graph import step
 from batch.metrics_store import timing_rows
+from batch.warehouse import Relation
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +39,19 @@ class Aggregated:
     interactions: pd.DataFrame  # user_idx, item_idx, weight, weight_train, holdout_events
     users: pd.DataFrame  # user_idx, user_id, n_items
     items: pd.DataFrame  # item_idx, item_id, available, n_users, weight
+
+
+def source_relations(source: SourceConfig) -> dict[str, str | Relation]:
+    """What fills ``{events_table}`` and ``{items_table}`` in batch/sql: the pipeline's tables, or the relations its
+    own SQL files (``source.events_sql`` / ``items_sql``, under config/sql/) make of them."""
+    raw = {"events_table": source.events_table}
+    if source.items_table:
+        raw["items_table"] = source.items_table
+    out: dict[str, str | Relation] = dict(raw)
+    for placeholder, name in (("events_table", source.events_sql), ("items_table", source.items_sql)):
+        if name:
+            out[placeholder] = Relation(read_source_sql(name), raw, origin=str(sql_dir() / name))
+    return out
 
 
 def query_params(ctx: StepContext) -> dict:
@@ -174,25 +189,29 @@ def summarize(meta: dict) -> dict:
 def run(ctx: StepContext) -> dict:
     cfg = ctx.pipeline
     params = query_params(ctx)
-    tables = {"events_table": cfg.source.events_table}
+    relations = source_relations(cfg.source)
+    tables = {"events_table": relations["events_table"]}
+    events_from = cfg.source.events_table + (
+        f" through {cfg.source.events_sql}" if cfg.source.events_sql else ""
+    )
     started = time.perf_counter()
     with ctx.open_warehouse() as wh:
         stats_rows = wh.query_file("aggregate_stats", params, tables=tables).to_pandas()
         stats = summarize_stats(stats_rows)
         if stats["events_valid"] == 0:
             raise NoEventsError(
-                f"no usable events for pipeline {cfg.name} in {cfg.source.events_table} between "
+                f"no usable events for pipeline {cfg.name} in {events_from} between "
                 f"{ctx.window.start.isoformat()} and {ctx.window.end.isoformat()} "
                 f"(session date {ctx.session_date}, lookback {cfg.aggregate.lookback_days} days; "
                 f"dropped: {stats['dropped']}); nothing was written or published"
             )
         pairs = pairs_frame(wh.query_file("aggregate_interactions", params, tables=tables))
         availability = None
-        if cfg.source.items_table:
+        if "items_table" in relations:
             availability = wh.query_file(
                 "items_available",
                 {"window_end": ctx.window.end},
-                tables={"items_table": cfg.source.items_table},
+                tables={"items_table": relations["items_table"]},
             ).to_pandas()
     query_s = time.perf_counter() - started
     agg = build_interactions(

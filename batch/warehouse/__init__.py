@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from batch.warehouse.base import Warehouse, load_sql
+from batch.warehouse.base import Relation, Warehouse, load_sql
 from batch.warehouse.duckdb import DuckDBWarehouse
 
 
@@ -18,4 +18,4 @@ def open_warehouse(env, *, lock_timeout_s: float | None = None) -> Warehouse:
     )
 
 
-__all__ = ["Warehouse", "load_sql", "open_warehouse"]
+__all__ = ["Relation", "Warehouse", "load_sql", "open_warehouse"]

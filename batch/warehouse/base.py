@@ -1,13 +1,17 @@
 """The warehouse interface. SQL is written once, in BigQuery Standard SQL with named ``@parameters``.
 
 Table names cannot be query parameters in BigQuery, so SQL files name tables as ``{events_table}`` placeholders
-that the warehouse fills with a quoted, validated reference; everything else is a real query parameter.
+that the warehouse fills with a quoted, validated reference; everything else is a real query parameter. A
+placeholder may also be filled with a ``Relation`` (a pipeline's own SELECT over its tables, e.g.
+config/sql/creators_events.sql): it goes in as a parenthesized subquery, its own placeholders filled the same way.
 """
 
 from __future__ import annotations
 
 import re
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import date
 from importlib import resources
 from typing import Any, Literal
@@ -31,6 +35,15 @@ def check_table_name(name: str) -> str:
     return name
 
 
+@dataclass(frozen=True)
+class Relation:
+    """A SELECT standing where a SQL file names a table; ``tables`` fill its own placeholders."""
+
+    sql: str
+    tables: Mapping[str, str] = field(default_factory=dict)
+    origin: str = ""  # where the SQL came from (a file path), for errors
+
+
 class Warehouse(ABC):
     """Query with BigQuery SQL; load Arrow tables, replacing one date partition atomically."""
 
@@ -40,17 +53,35 @@ class Warehouse(ABC):
     def table_ref(self, table: str) -> str:
         """A BigQuery-syntax reference (backticked) for a configured table name."""
 
-    def render(self, sql: str, tables: dict[str, str]) -> str:
-        return sql.format(**{k: self.table_ref(check_table_name(v)) for k, v in tables.items()})
+    def render(self, sql: str, tables: Mapping[str, str | Relation]) -> str:
+        refs = {
+            k: self._relation_ref(v) if isinstance(v, Relation) else self.table_ref(check_table_name(v))
+            for k, v in tables.items()
+        }
+        return sql.format(**refs)
+
+    def _relation_ref(self, relation: Relation) -> str:
+        try:
+            body = self.render(relation.sql, relation.tables)
+        except KeyError as e:
+            raise ValueError(
+                f"{relation.origin or 'SQL'}: no table for placeholder {{{e.args[0]}}}"
+            ) from None
+        # newlines: a trailing -- comment in the file must not swallow the closing parenthesis
+        return "(\n" + body.strip().rstrip(";") + "\n)"
 
     @abstractmethod
     def query(
-        self, sql: str, params: dict[str, Any] | None = None, *, tables: dict[str, str] | None = None
+        self,
+        sql: str,
+        params: dict[str, Any] | None = None,
+        *,
+        tables: Mapping[str, str | Relation] | None = None,
     ) -> pa.Table:
         """Run one BigQuery-dialect statement and return its rows."""
 
     def query_file(
-        self, name: str, params: dict[str, Any] | None = None, *, tables: dict[str, str]
+        self, name: str, params: dict[str, Any] | None = None, *, tables: Mapping[str, str | Relation]
     ) -> pa.Table:
         return self.query(load_sql(name), params, tables=tables)
 

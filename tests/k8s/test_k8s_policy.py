@@ -199,6 +199,15 @@ def test_pipeline_config_configmaps_carry_every_config_file(rendered):
         )
         for name in pipelines:
             assert cm["data"][name] == (PROJECT_ROOT / "config/pipelines" / name).read_text()
+        # the SQL a pipeline ships for its source (source.events_sql / items_sql) travels the same way
+        sql_files = sorted(p.name for p in (PROJECT_ROOT / "config/sql").glob("*.sql"))
+        sql = named(rendered[env], "ConfigMap", "reco-sql")
+        assert sorted(sql["data"]) == sql_files, (
+            "config/sql/*.sql and configMapGenerator reco-sql in k8s/base/batch/kustomization.yaml differ: "
+            f"missing {sorted(set(sql_files) - set(sql['data']))}, extra {sorted(set(sql['data']) - set(sql_files))}"
+        )
+        for name in sql_files:
+            assert sql["data"][name] == (PROJECT_ROOT / "config/sql" / name).read_text()
 
 
 @pytest.mark.parametrize("env", OVERLAYS)
@@ -230,6 +239,9 @@ def test_jobs_mount_the_config_directory_without_a_per_pipeline_list(rendered, e
             "mountPath": f"{config_dir}/pipelines",
             "readOnly": True,
         }
+        sql_map = named(rendered[env], "ConfigMap", "reco-sql")["metadata"]["name"]
+        assert volumes["sql"]["configMap"] == {"name": sql_map}
+        assert mounts["sql"] == {"name": "sql", "mountPath": f"{config_dir}/sql", "readOnly": True}
 
 
 @pytest.mark.parametrize("env", OVERLAYS)

@@ -31,5 +31,5 @@ settings = {
   cloudsql_tier              = "db-custom-1-3840"
   cloudsql_availability_type = "ZONAL"
 
-  recommenders = ["demo"]
+  recommenders = ["demo", "creators"]
 }

@@ -32,5 +32,5 @@ settings = {
   cloudsql_tier              = "db-custom-2-7680"
   cloudsql_availability_type = "REGIONAL"
 
-  recommenders = ["demo"]
+  recommenders = ["demo", "creators"]
 }
