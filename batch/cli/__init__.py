@@ -23,6 +23,7 @@ COMMAND_MODULES = [
     "batch.cli.digdag",
     "batch.cli.notify",
     "batch.cli.quality",
+    "batch.cli.rollback",
 ]
 
 log = logging.getLogger("reco")
