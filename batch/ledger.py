@@ -95,7 +95,8 @@ def write(store: ArtifactStore, entry: dict) -> str:
 
 
 def entries(store: ArtifactStore, pipeline: str, *, since: date | None = None) -> list[dict]:
-    """Every entry of a pipeline, oldest first (``since``: events at or after that day, or of a later date)."""
+    """Every entry of a pipeline, oldest first; ``since``: publishes and refusals of that session date or later,
+    rollbacks, pins and unpins made on that day or later."""
     d = ledger_dir(store, pipeline)
     try:
         names = sorted(n for n in store.fs.ls(d, detail=False) if n.endswith(".json"))
@@ -114,7 +115,12 @@ def entries(store: ArtifactStore, pipeline: str, *, since: date | None = None) -
     out.sort(key=lambda e: e.get("id", ""))
     if since is not None:
         s = since.isoformat()
-        out = [e for e in out if (e.get("at") or "")[:10] >= s or (e.get("dt") or "") >= s]
+        # a publish or refusal belongs to its session date; a rollback, pin or unpin to the day it was made
+        out = [
+            e
+            for e in out
+            if (e.get("dt") or "") >= s or (e["event"] in ("rollback", "pin", "unpin") and e["at"][:10] >= s)
+        ]
     return out
 
 
