@@ -69,7 +69,9 @@ def test_next_run_after_a_rollback_publishes_forward_again(three_days, capsys):
 
 def test_pin_holds_later_publishes_until_unpin(three_days, capsys, slack_out):
     store = three_days
-    code, _, err = _cli(capsys, "rollback", "--pipeline", "demo", "--to", str(D2), "--pin", "--reason", "incident 42")
+    code, _, err = _cli(
+        capsys, "rollback", "--pipeline", "demo", "--to", str(D2), "--pin", "--reason", "incident 42"
+    )
     assert code == 0, err
     assert store.serving("demo")["pinned"]["dt"] == str(D2)
     held = h.publish(D4)  # runs still run and record ...
@@ -142,7 +144,9 @@ def test_rollback_while_the_pipeline_is_publishing_refuses(three_days, capsys):
     store = three_days
     before = store.serving("demo")
     with RunLock(publish_lock_url(store.root_url, "demo"), what="publish of demo").acquire():
-        code, _, err = _cli(capsys, "rollback", "--pipeline", "demo", "--to", str(D1), "--lock-timeout", "0.2")
+        code, _, err = _cli(
+            capsys, "rollback", "--pipeline", "demo", "--to", str(D1), "--lock-timeout", "0.2"
+        )
     assert code == 75 and "already running" in err
     _unchanged(store, before)
 
@@ -187,7 +191,10 @@ def test_ledger_entries_in_the_store_and_the_warehouse_and_show_history(three_da
     assert _cli(capsys, "rollback", "--pipeline", "demo", "--to", str(D2), "--reason", "r1")[0] == 0
     entries = ledger.entries(store, "demo")
     assert [(e["event"], e["dt"]) for e in entries] == [
-        ("publish", str(D1)), ("publish", str(D2)), ("publish", str(D3)), ("rollback", str(D2))
+        ("publish", str(D1)),
+        ("publish", str(D2)),
+        ("publish", str(D3)),
+        ("rollback", str(D2)),
     ]
     assert all(e["model_version"] and e["run_id"] and e["at"] and e["actor"] for e in entries)
     assert entries[0]["figures"]["rows"] == 5
@@ -196,13 +203,17 @@ def test_ledger_entries_in_the_store_and_the_warehouse_and_show_history(three_da
             "SELECT event, dt, reason FROM {ledger} ORDER BY recorded_at",
             tables={"ledger": ledger.table_for("reco_metrics.run_metrics")},
         ).to_pylist()
-    assert [r["event"] for r in rows] == ["publish", "publish", "publish", "rollback"] and rows[-1]["reason"] == "r1"
+    assert [r["event"] for r in rows] == ["publish", "publish", "publish", "rollback"] and rows[-1][
+        "reason"
+    ] == "r1"
     code, out, _ = _cli(capsys, "show", "history", "--pipeline", "demo")
     assert code == 0
     lines = out.splitlines()
     assert "rollback" in lines[-2] and "replaced " + str(D3) in lines[-2] and "r1" in lines[-2]
     assert lines[-1].startswith(f"in service: {D2}")
-    code, out, _ = _cli(capsys, "show", "history", "--pipeline", "demo", "--since", str(D3), "--format", "json")
+    code, out, _ = _cli(
+        capsys, "show", "history", "--pipeline", "demo", "--since", str(D3), "--format", "json"
+    )
     listed = json.loads(out)
     assert [e["dt"] for e in listed if e["event"] == "publish"] == [str(D3)]
     made_since = ["rollback"] if date.today() >= D3 else []  # a rollback belongs to the day it was made
