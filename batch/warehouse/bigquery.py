@@ -107,7 +107,9 @@ class BigQueryWarehouse(Warehouse):
 
     def point_view(self, view: str, table: str, partition: date, partition_column: str = "dt") -> None:
         """``CREATE OR REPLACE VIEW`` as one DDL query job: the view's definition changes atomically."""
-        job = self.client.query(self.view_sql(view, table, partition, partition_column), location=self.location)
+        job = self.client.query(
+            self.view_sql(view, table, partition, partition_column), location=self.location
+        )
         job.result()
 
     def write_table(

@@ -212,7 +212,8 @@ class DuckDBWarehouse(Warehouse):
     def view_partition(self, view: str) -> str | None:
         """The date a serving view selects (None when there is no such view): what consumers read now."""
         rows = self.con.execute(
-            "SELECT sql FROM duckdb_views() WHERE view_name = ? AND schema_name = 'main'", [self._local_name(view)]
+            "SELECT sql FROM duckdb_views() WHERE view_name = ? AND schema_name = 'main'",
+            [self._local_name(view)],
         ).fetchall()
         if not rows:
             return None

@@ -99,7 +99,11 @@ def test_old_absolute_records_still_read(tmp_path):
 def test_a_store_from_before_the_serving_record_is_read(tmp_path):
     published = tmp_path / "demo" / "published"
     published.mkdir(parents=True)
-    (published / "LATEST.json").write_text(json.dumps({"dt": "2026-11-20", "model_version": "a", "run_dir": "x"}))
-    (published / "MODEL.json").write_text(json.dumps({"dt": "2026-11-20", "model_version": "a", "run_dir": "y"}))
+    (published / "LATEST.json").write_text(
+        json.dumps({"dt": "2026-11-20", "model_version": "a", "run_dir": "x"})
+    )
+    (published / "MODEL.json").write_text(
+        json.dumps({"dt": "2026-11-20", "model_version": "a", "run_dir": "y"})
+    )
     store = ArtifactStore(str(tmp_path))
     assert store.latest("demo")["model_version"] == "a" and store.promoted_model("demo")["run_dir"] == "y"

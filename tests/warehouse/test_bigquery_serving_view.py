@@ -16,7 +16,9 @@ PROJECT, DATASET, LOCATION = "reco-proj", "reco_ds", "asia-northeast1"
 @pytest.fixture
 def wh(bq_server, fast_retries):
     client = bigquery.Client(
-        project=PROJECT, credentials=AnonymousCredentials(), client_options={"api_endpoint": bq_server.base_url}
+        project=PROJECT,
+        credentials=AnonymousCredentials(),
+        client_options={"api_endpoint": bq_server.base_url},
     )
     warehouse = BigQueryWarehouse(project=PROJECT, dataset=DATASET, location=LOCATION, client=client)
     yield warehouse
@@ -24,7 +26,9 @@ def wh(bq_server, fast_retries):
 
 
 def test_point_view_is_one_ddl_query_job_naming_the_partition(wh, bq_server):
-    wh.point_view("reco_export.recommendations_demo_serving", "reco_export.recommendations_demo", date(2026, 11, 20))
+    wh.point_view(
+        "reco_export.recommendations_demo_serving", "reco_export.recommendations_demo", date(2026, 11, 20)
+    )
     (job,) = bq_server.inserted_jobs()
     assert job["jobReference"]["location"] == LOCATION
     sql = job["configuration"]["query"]["query"]
