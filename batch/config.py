@@ -215,6 +215,8 @@ class ExportConfig(_Strict):
     destinations: list[Literal["warehouse", "parquet"]] = Field(
         default_factory=lambda: ["warehouse", "parquet"]
     )
+    # publishes this many days before the latest one stay restorable (reco rollback): GC keeps their files
+    retention_days: int = Field(30, ge=1)
 
 
 class PublishCheckConfig(_Strict):

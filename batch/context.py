@@ -73,7 +73,9 @@ class StepContext:
 
     @cached_property
     def store(self) -> ArtifactStore:
-        return ArtifactStore(self.env.resolved_artifact_root())
+        return ArtifactStore(
+            self.env.resolved_artifact_root(), retention_days=self.pipeline.export.retention_days
+        )
 
     def open_warehouse(self):
         return open_warehouse(self.env)

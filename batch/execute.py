@@ -21,7 +21,7 @@ from datetime import timedelta
 
 import batch.checks.gates  # noqa: F401  registers the gates
 import batch.steps  # noqa: F401  registers the steps
-from batch import datasets, metrics_store, report
+from batch import datasets, ledger, metrics_store, report
 from batch.alerts.slack import SlackNotifier
 from batch.checks import anomaly
 from batch.context import StepContext
@@ -202,12 +202,32 @@ def act_on(gate: GateSpec, ctx: StepContext, results: list) -> None:
         ),
     )
     if stopped:
+        record_refusal(ctx, gate, failed, results)
         raise CheckFailedError(
             f"{gate.name} failed for {ctx.name} {ctx.session_date}: "
             + "; ".join(r.line() for r in failed)
             + f"; {kept}",
             failures=[r.line() for r in failed],
         )
+
+
+def record_refusal(ctx: StepContext, gate: GateSpec, failed: list, results: list) -> None:
+    """A blocking gate stopped the batch: one ledger entry (best effort: the exit code 3 is what matters)."""
+    try:
+        serving = (ctx.store.serving(ctx.name) or {}).get("publish")
+        entry = ledger.new_entry(
+            "refused",
+            ctx.name,
+            ctx.session_date,
+            run_id=ctx.run_id,
+            gate=gate.name,
+            reason="; ".join(r.line() for r in failed),
+            figures={r.name: r.value for r in results if r.value is not None},
+            serving=serving and {"dt": serving["dt"], "run_id": serving.get("run_id")},
+        )
+        ledger.record(ctx.store, ctx.env, _table(ctx), entry)
+    except Exception as e:
+        log.warning("refusal not recorded in the ledger", extra={"error": f"{type(e).__name__}: {e}"})
 
 
 # -- anomalies over the metric store -----------------------------------------------------------------------------

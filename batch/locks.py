@@ -345,3 +345,8 @@ class RunLock:
 
     def __exit__(self, *exc) -> None:
         self.release()
+
+
+def publish_lock_url(artifact_root: str, pipeline: str) -> str:
+    """The lock that publish and rollback of one pipeline take around moving what is in service (any date)."""
+    return posixpath.join(artifact_root.rstrip("/"), pipeline, "_locks", "publish.lock")

@@ -26,6 +26,7 @@ import fsspec
 import numpy as np
 import pandas as pd
 
+from batch import ledger
 from batch import metrics_store as ms
 from batch.errors import ArtifactError
 from batch.graph import GRAPH
@@ -177,6 +178,7 @@ def build_html(pipeline_cfg, env_cfg, dt: date) -> str:
                 ("latest publish (in service)", latest and f"{latest['dt']} ({latest['model_version']})"),
                 ("promoted model", promoted and f"{promoted['model_version']} (published {promoted['dt']})"),
                 ("artifacts", f"{store.root_url}/{name}/"),
+                ("ledger (what served when)", ledger.history_command(name, env_cfg.name)),
                 ("steps committed", ", ".join(summary["steps"]) or "none"),
             ]
         )
@@ -283,7 +285,7 @@ def _output_sections(store: ArtifactStore, name: str, dt: date, summary: dict) -
         prev_scores = np.array([])
         if prev and (prev.get("files") or {}).get("recommendations.parquet"):
             try:
-                prev_scores = _score_sample(con, prev["files"]["recommendations.parquet"])
+                prev_scores = _score_sample(con, store.display(prev["files"]["recommendations.parquet"]))
             except Exception:  # a report shows what it can
                 prev_scores = np.array([])
         rec_counts = np.array(

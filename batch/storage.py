@@ -5,9 +5,11 @@ Layout under the artifact root::
     <root>/<pipeline>/<dataset>/dt=<YYYY-MM-DD>[/shard=<i>-of-<n>]/
         run=<run_id>/<files>          one directory per attempt at writing this partition
         _COMMITTED.json               the commit marker: which run holds the partition, its files and metadata
-    <root>/<pipeline>/published/LATEST.json      what consumers read: the last good publish
+    <root>/<pipeline>/published/SERVING.json     THE commit point: the publish, the model and the warehouse
+                                                 state in service, in one record (written last, atomically)
     <root>/<pipeline>/published/dt=<D>.json      one record per date that passed its publish check
-    <root>/<pipeline>/published/MODEL.json       the model behind the last publish (model-dt=<D>.json per date)
+    <root>/<pipeline>/published/model-dt=<D>.json  the model behind each date's publish
+    <root>/<pipeline>/published/ledger/*.json    one file per publish, refusal, rollback, pin, unpin
     <root>/reports/<pipeline>/<D>/index.html     the run report
 
 The marker records each file's size and SHA-256 (``"files": {name: {"size": n, "sha256": hex}}``; markers
@@ -18,7 +20,15 @@ open (one metadata call) and the checksum of files up to CHECKSUM_MAX_BYTES, whi
 A writer fills a fresh ``run=`` directory and then writes the marker in one operation (``os.replace`` locally, a
 single object PUT on GCS, both atomic), so a reader sees either the previous complete partition or the new one,
 never half of one. Re-running a date writes a new run directory and moves the marker; older run directories are
-removed afterwards unless the published pointer still references them.
+removed afterwards unless a publish record within the retention (or the one in service) still references them.
+
+Records refer to other artifacts by paths RELATIVE to the root (``demo/export/dt=.../run=...``), so the whole
+root can move (RECO_HOME, a bucket copy); ``resolve`` turns them into filesystem paths and ``display`` into what a
+person pastes. Records written before this (absolute paths) are still read: a path under the current root is used
+as is, one under an old root is re-rooted at its ``<pipeline>/`` component.
+
+Readers follow SERVING.json only (``serving``, ``latest``, ``promoted_model``); LATEST.json and MODEL.json of
+stores written before it are read when there is no SERVING.json yet.
 
 This module knows nothing of steps: callers pass the step name only so that errors can say what to rerun.
 """
@@ -35,7 +45,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import fsspec
@@ -109,6 +119,10 @@ class Pointer:
 
 PUBLISH = Pointer("LATEST.json", "dt=")  # the last good publish: what consumers read
 PROMOTED_MODEL = Pointer("MODEL.json", "model-dt=")  # the model behind it: what the model gate compares with
+SERVING = (
+    "SERVING.json"  # the one commit point: {"publish": record, "model": record, "warehouse": state, ...}
+)
+DEFAULT_RETENTION_DAYS = 30
 
 
 def now_utc() -> str:
@@ -212,16 +226,20 @@ class Committed:
     def verify(self) -> None:
         """Check every file of the partition: size, and SHA-256 streamed whatever the size."""
         for name in self.marker["files"]:
-            path = self.path(name)
-            _, digest = self._checked_size(name, path)
-            if digest is None:
-                continue
-            h = hashlib.sha256()
-            with self.fs.open(path, "rb") as f:
-                while chunk := f.read(1 << 22):
-                    h.update(chunk)
-            if h.hexdigest() != digest:
-                raise self._corrupt("SHA-256 differs from the commit marker's (corrupt)", path)
+            self.verify_file(name)
+
+    def verify_file(self, name: str) -> None:
+        """Check one file: size, and SHA-256 streamed whatever the size."""
+        path = self.path(name)
+        _, digest = self._checked_size(name, path)
+        if digest is None:
+            return
+        h = hashlib.sha256()
+        with self.fs.open(path, "rb") as f:
+            while chunk := f.read(1 << 22):
+                h.update(chunk)
+        if h.hexdigest() != digest:
+            raise self._corrupt("SHA-256 differs from the commit marker's (corrupt)", path)
 
     def read_bytes(self, name: str) -> bytes:
         with self.open(name) as f:
@@ -287,18 +305,59 @@ class PartitionWriter:
 class ArtifactStore:
     """Date-partitioned artifacts under one root URL."""
 
-    def __init__(self, root_url: str):
+    def __init__(self, root_url: str, *, retention_days: int = DEFAULT_RETENTION_DAYS):
         self.root_url = root_url.rstrip("/")
         self.fs, self.root = fsspec.core.url_to_fs(self.root_url)
         if _is_local(self.fs):
             self.root = os.path.abspath(self.root)
+        self.retention_days = retention_days
+
+    # -- paths in records: relative to the root --------------------------------------------------------------
+
+    def relative(self, path: str) -> str:
+        """A filesystem path under the root as records keep it: relative to the root."""
+        path = self.fs._strip_protocol(path) if "://" in path else path
+        rel = posixpath.relpath(path, self.root)
+        if rel.startswith(".."):
+            raise ValueError(f"{path} is not under the artifact root {self.root_url}")
+        return rel
+
+    def resolve(self, path: str) -> str:
+        """A path from a record (relative; or absolute/URL from before relative records) as a filesystem path."""
+        if "://" not in path and not path.startswith("/"):
+            return posixpath.join(self.root, path)
+        stripped = self.fs._strip_protocol(path) if "://" in path else path
+        if stripped == self.root or stripped.startswith(self.root + "/") or self.fs.exists(stripped):
+            return stripped
+        # an absolute record from an old root (RECO_HOME moved): re-root at the "<pipeline>/<dataset>/dt=" part
+        parts = stripped.strip("/").split("/")
+        for i in range(len(parts) - 2, -1, -1):
+            if i + 2 < len(parts) and parts[i + 2].startswith("dt="):
+                candidate = posixpath.join(self.root, *parts[i:])
+                if self.fs.exists(candidate):
+                    return candidate
+        return stripped
 
     def display(self, path: str) -> str:
-        """A path as a person would paste it: with its scheme for remote stores."""
+        """A path as a person would paste it: absolute, with its scheme for remote stores."""
+        if "://" in path:
+            return path
+        path = self.resolve(path)
         if _is_local(self.fs):
             return path
         protocol = self.fs.protocol if isinstance(self.fs.protocol, str) else self.fs.protocol[0]
         return f"{protocol}://{path}"
+
+    def display_record(self, record: dict | None) -> dict | None:
+        """A record with its run_dir and files as full paths/URLs, for people."""
+        if record is None:
+            return None
+        out = dict(record)
+        if isinstance(out.get("run_dir"), str):
+            out["run_dir"] = self.display(out["run_dir"])
+        if isinstance(out.get("files"), dict):
+            out["files"] = {k: self.display(v) for k, v in out["files"].items()}
+        return out
 
     def partition_url(
         self, pipeline: str, dataset: str, dt: date | None = None, shard: tuple[int, int] | None = None
@@ -339,19 +398,42 @@ class ArtifactStore:
         self._collect_garbage(url, keep={run_dir})
 
     def _protected_runs(self, pipeline_url: str) -> set[str]:
-        """Run directories that a publish record points at: consumers may be reading them."""
+        """Run directories that consumers may read or a rollback may restore: the ones the serving record, and
+        every publish/promotion record and ledger entry within ``retention_days`` of the newest, point at."""
         published = posixpath.join(pipeline_url, "published")
-        try:
-            names = self.fs.ls(published, detail=False)
-        except FileNotFoundError:
-            return set()
-        keep = set()
-        for name in names:
-            if name.endswith(".json"):
-                try:
-                    keep.add(json.loads(self.fs.cat_file(name))["run_dir"])
-                except (FileNotFoundError, KeyError, ValueError):
+        docs = []
+        for directory in (published, posixpath.join(published, "ledger")):
+            try:
+                names = self.fs.ls(directory, detail=False)
+            except FileNotFoundError:
+                continue
+            for name in names:
+                if not name.endswith(".json"):
                     continue
+                try:
+                    docs.append(json.loads(self.fs.cat_file(name)))
+                except (FileNotFoundError, ValueError, IsADirectoryError):
+                    continue
+        records: list[dict] = []
+        for doc in docs:
+            if not isinstance(doc, dict):
+                continue
+            records.append(doc)
+            for key in ("publish", "model", "restored", "replaced"):  # SERVING.json and ledger entries
+                if isinstance(doc.get(key), dict):
+                    records.append(
+                        doc[key] | {"_serving": key in ("publish", "model") and "committed_at" in doc}
+                    )
+        dates = [r["dt"] for r in records if isinstance(r.get("dt"), str) and "run_dir" in r]
+        if not dates:
+            return set()
+        newest = date.fromisoformat(max(dates))
+        horizon = (newest - timedelta(days=self.retention_days)).isoformat()
+        keep = set()
+        for r in records:
+            run_dir = r.get("run_dir")
+            if isinstance(run_dir, str) and (r.get("dt", "") >= horizon or r.get("_serving")):
+                keep.add(self.resolve(run_dir).rstrip("/"))
         return keep
 
     def _collect_garbage(self, url: str, keep: set[str]) -> None:
@@ -407,45 +489,96 @@ class ArtifactStore:
     ) -> bool:
         return self.fs.exists(posixpath.join(self.partition_url(pipeline, dataset, dt, shard), MARKER))
 
-    # -- forward-only pointers ---------------------------------------------------------------------------------
+    # -- the serving record (the commit point) and the per-date records ----------------------------------------
 
     def _published_dir(self, pipeline: str) -> str:
         return posixpath.join(self.root, pipeline, "published")
 
-    def pointer(self, pipeline: str, kind: Pointer) -> dict | None:
-        """The record a pointer names now, or None before its first move."""
+    def _read_json(self, path: str) -> Any:
         try:
-            return json.loads(self.fs.cat_file(posixpath.join(self._published_dir(pipeline), kind.current)))
+            return json.loads(self.fs.cat_file(path))
         except FileNotFoundError:
             return None
+
+    def serving(self, pipeline: str) -> dict | None:
+        """What is in service: ``{"publish", "model", "warehouse", "pinned", "event", "committed_at"}``, or None
+        before the first publish. Stores from before SERVING.json: built from LATEST.json and MODEL.json."""
+        d = self._published_dir(pipeline)
+        state = self._read_json(posixpath.join(d, SERVING))
+        if state is not None:
+            return state
+        latest = self._read_json(posixpath.join(d, PUBLISH.current))
+        if latest is None:
+            return None
+        return {
+            "publish": latest,
+            "model": self._read_json(posixpath.join(d, PROMOTED_MODEL.current)),
+            "warehouse": None,
+            "pinned": None,
+            "legacy": True,
+        }
+
+    def commit_serving(self, pipeline: str, state: dict) -> None:
+        """Write the serving record: one atomic write that moves publish, model and warehouse state together."""
+        blob = json.dumps(
+            {**state, "committed_at": now_utc()}, indent=2, sort_keys=True, default=str
+        ).encode()
+        write_bytes_atomic(self.fs, posixpath.join(self._published_dir(pipeline), SERVING), blob)
+
+    def pointer(self, pipeline: str, kind: Pointer) -> dict | None:
+        """The record a pointer names now (the serving record's publish or model part), or None."""
+        state = self.serving(pipeline)
+        if state is None:
+            return None
+        return state.get("publish" if kind is PUBLISH or kind.current == PUBLISH.current else "model")
+
+    def record_path(self, pipeline: str, kind: Pointer, dt: str) -> str:
+        return posixpath.join(self._published_dir(pipeline), f"{kind.record_prefix}{dt}.json")
+
+    def pointer_record(self, pipeline: str, kind: Pointer, dt: str) -> dict | None:
+        """The record of one date, or None."""
+        return self._read_json(self.record_path(pipeline, kind, dt))
 
     def pointer_records(self, pipeline: str, kind: Pointer) -> list[dict]:
         """Every record the pointer was given, one per date, oldest first."""
         d = self._published_dir(pipeline)
         try:
             names = sorted(
-                n for n in self.fs.ls(d, detail=False) if posixpath.basename(n).startswith(kind.record_prefix)
+                n
+                for n in self.fs.ls(d, detail=False)
+                if posixpath.basename(n).startswith(kind.record_prefix) and n.endswith(".json")
             )
         except FileNotFoundError:
             return []
         return [json.loads(self.fs.cat_file(n)) for n in names]
 
     def pointer_before(self, pipeline: str, kind: Pointer, before: date) -> dict | None:
-        """The latest record of a date before ``before``: what was in service for that session date."""
+        """What was in service for a session date: the serving record's when it is older than the date (after a
+        rollback that is the restored one, not the latest record); for a backfill, the latest record before it."""
+        current = self.pointer(pipeline, kind)
+        if current is not None and current["dt"] < before.isoformat():
+            return current
         earlier = [r for r in self.pointer_records(pipeline, kind) if r["dt"] < before.isoformat()]
         return earlier[-1] if earlier else None
 
-    def advance(self, pipeline: str, kind: Pointer, record: dict) -> bool:
-        """Keep the record of its date; move the pointer only forward in time (a backfill never rewinds
-        consumers). Returns whether the pointer moved."""
-        d = self._published_dir(pipeline)
+    def write_record(self, pipeline: str, kind: Pointer, record: dict) -> None:
+        """Keep the record of its date (what served when; what a rollback restores)."""
         blob = json.dumps(record, indent=2, default=str).encode()
-        write_bytes_atomic(self.fs, posixpath.join(d, f"{kind.record_prefix}{record['dt']}.json"), blob)
-        current = self.pointer(pipeline, kind)
-        if current is None or record["dt"] >= current["dt"]:
-            write_bytes_atomic(self.fs, posixpath.join(d, kind.current), blob)
-            return True
-        return False
+        write_bytes_atomic(self.fs, self.record_path(pipeline, kind, record["dt"]), blob)
+
+    def advance(self, pipeline: str, kind: Pointer, record: dict) -> bool:
+        """Keep the record of its date and move that half of the serving record, forward only in time (a
+        backfill never rewinds consumers). Returns whether it moved. The publish step moves both halves in one
+        commit (batch.serving); this is for callers that hold only one record."""
+        self.write_record(pipeline, kind, record)
+        state = self.serving(pipeline) or {"publish": None, "model": None, "warehouse": None, "pinned": None}
+        key = "publish" if kind.current == PUBLISH.current else "model"
+        current = state.get(key)
+        if state.get("pinned") or (current is not None and record["dt"] < current["dt"]):
+            return False
+        state.pop("legacy", None)
+        self.commit_serving(pipeline, {**state, key: record})
+        return True
 
     # the two pointers every pipeline has
     def latest(self, pipeline: str) -> dict | None:
@@ -459,19 +592,19 @@ class ArtifactStore:
         return self.pointer_before(pipeline, PUBLISH, before)
 
     def publish(self, pipeline: str, record: dict) -> bool:
-        """Record a passing publish; move LATEST only forward in time. Returns whether LATEST moved."""
+        """Record a passing publish; move the serving publish only forward in time. Returns whether it moved."""
         return self.advance(pipeline, PUBLISH, record)
 
     def promoted_model(self, pipeline: str) -> dict | None:
-        """The model in service now (the latest publish's), or None before the first promotion."""
+        """The model in service now (the serving publish's), or None before the first promotion."""
         return self.pointer(pipeline, PROMOTED_MODEL)
 
     def reference_model(self, pipeline: str, before: date) -> dict | None:
-        """The promotion record of the model in service for a session date: the latest promoted before it."""
+        """The promotion record of the model in service for a session date."""
         return self.pointer_before(pipeline, PROMOTED_MODEL, before)
 
     def promote(self, pipeline: str, record: dict) -> bool:
-        """Record a published model; move MODEL.json only forward in time. Returns whether it moved."""
+        """Record a published model; move the serving model only forward in time. Returns whether it moved."""
         return self.advance(pipeline, PROMOTED_MODEL, {**record, "promoted_at": now_utc()})
 
     # -- other locations -----------------------------------------------------------------------------------------

@@ -90,7 +90,11 @@ def build_summary(store: ArtifactStore, pipeline: str, dt: date, shard_count: in
     out["published"] = {
         "this_date_published": any(r["dt"] == dt.isoformat() for r in store.publish_records(pipeline)),
         "latest": latest
-        and {"dt": latest["dt"], "model_version": latest["model_version"], "files": latest.get("files")},
+        and {
+            "dt": latest["dt"],
+            "model_version": latest["model_version"],
+            "files": (store.display_record(latest) or {}).get("files"),
+        },
     }
     report = store.report_location(pipeline, dt)
     out["report"] = store.display(report) if store.fs.exists(report) else None

@@ -92,4 +92,5 @@ def test_latest_moves_only_forward(tmp_path):
     assert store.latest("p")["dt"] == "2026-11-21"
     assert [r["dt"] for r in store.publish_records("p")] == ["2026-11-01", "2026-11-20", "2026-11-21"]
     assert store.previous_publish("p", date(2026, 11, 21))["dt"] == "2026-11-20"
-    assert json.loads((tmp_path / "p" / "published" / "LATEST.json").read_text())["model_version"] == "b"
+    serving = json.loads((tmp_path / "p" / "published" / "SERVING.json").read_text())
+    assert serving["publish"]["model_version"] == "b"

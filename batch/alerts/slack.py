@@ -157,7 +157,67 @@ def success_message(
         blocks.append(
             {"type": "context", "elements": [{"type": "mrkdwn", "text": _link(report_url, "run report")}]}
         )
+    blocks.append(  # the ledger: which model and data served when (the command reads it anywhere)
+        {
+            "type": "context",
+            "elements": [
+                {
+                    "type": "mrkdwn",
+                    "text": f"History: `reco show history --pipeline {_escape(pipeline)} --env {env}`",
+                }
+            ],
+        }
+    )
     return {"text": f"reco {pipeline} {dt} succeeded in {env}", "blocks": blocks}
+
+
+def rollback_message(
+    *,
+    pipeline: str,
+    env: str,
+    event: str,
+    restored: dict | None,
+    replaced: dict | None,
+    actor: str,
+    reason: str | None,
+    pinned: bool,
+) -> dict:
+    """A rollback, pin or unpin, announced: what serves now, what it replaced, who and why."""
+
+    def desc(r: dict | None) -> str:
+        return f"{r.get('dt')} (model `{r.get('model_version')}`, run `{r.get('run_id')}`)" if r else "n/a"
+
+    title = {"rollback": "rolled back", "pin": "pinned", "unpin": "unpinned"}.get(event, event)
+    fields = [
+        _field("Status", f":rewind: {title}" + (" and pinned" if pinned and event == "rollback" else "")),
+        _field("Pipeline", f"`{_escape(pipeline)}` ({env})"),
+        _field("In service now", desc(restored)),
+        _field("Replaced", desc(replaced) if event != "unpin" else "n/a"),
+        _field("By", _escape(actor)),
+        _field("Reason", _escape(reason or "none given")),
+    ]
+    nxt = (
+        "later runs still run and record, but nothing replaces this publish until "
+        f"`reco rollback --pipeline {_escape(pipeline)} --unpin --env {env}`"
+        if pinned
+        else "the next daily run publishes normally when its checks pass"
+    )
+    return {
+        "text": f"reco {pipeline} {title} in {env}: {desc(restored)}",
+        "blocks": [
+            {"type": "header", "text": {"type": "plain_text", "text": f"{pipeline} {title} ({env})"}},
+            {"type": "section", "fields": fields},
+            {
+                "type": "context",
+                "elements": [
+                    {
+                        "type": "mrkdwn",
+                        "text": f"{nxt} · history: `reco show history --pipeline {_escape(pipeline)} --env {env}`",
+                    }
+                ],
+            },
+        ],
+    }
 
 
 def sla_message(

@@ -111,7 +111,8 @@ def _metric_check(cand: Candidate, ref: dict | None, cfg) -> CheckResult:
 def previous_top_k(store: ArtifactStore, publish: dict, k: int):
     """(user_id -> item ids ranked, user_id -> scores) of a publish's personal top-k."""
     path = (publish.get("files") or {}).get("recommendations.parquet")
-    fs, p = (store.fs, path) if "://" not in (path or "") else fsspec.core.url_to_fs(path)
+    # records hold paths relative to the artifact root (older ones absolute paths or URLs)
+    fs, p = fsspec.core.url_to_fs(store.display(path))
     with fs.open(p, "rb") as f:
         t = pq.read_table(
             f, columns=["user_id", "item_id", "rank", "score", "source"], filters=[("rank", "<=", k)]

@@ -24,6 +24,7 @@ COMMAND_MODULES = [
     "batch.cli.notify",
     "batch.cli.quality",
     "batch.cli.tune",
+    "batch.cli.rollback",
 ]
 
 log = logging.getLogger("reco")

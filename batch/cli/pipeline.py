@@ -6,6 +6,7 @@ import argparse
 import json
 import logging
 import os
+import posixpath
 import sys
 from datetime import date
 
@@ -13,6 +14,7 @@ import pyarrow.parquet as pq
 
 from batch.cli.common import add_pipeline_args, context_from_args, step_name
 from batch.cli.quality import add_show_published
+from batch.cli.rollback import add_show_history
 from batch.config import PROJECT_ROOT, load_environment, load_pipeline, parse_date, reco_home
 from batch.context import StepContext
 from batch.data import SyntheticSpec, generate, import_movielens, write_source
@@ -21,7 +23,7 @@ from batch.errors import ConfigError, InputDataError
 from batch.execute import run_date, run_step
 from batch.graph import GRAPH
 from batch.locks import RunLock, run_lock_url
-from batch.storage import ArtifactStore, new_run_id
+from batch.storage import PUBLISH, ArtifactStore, Committed, new_run_id
 from batch.summary import build_summary, gates_line
 from batch.warehouse import open_warehouse
 
@@ -59,8 +61,17 @@ def register(sub) -> None:
     show = sub.add_parser("show", help="print outputs").add_subparsers(
         dest="what", required=True, metavar="WHAT"
     )
-    p = show.add_parser("recommendations", help="the export of one date (all users, or one)")
-    add_pipeline_args(p, overrides=False)
+    p = show.add_parser(
+        "recommendations",
+        help="the publish in service, or a date's publish (all users, or one); says which run it shows",
+    )
+    add_pipeline_args(p, date=False, overrides=False)
+    p.add_argument("--date", default=None, help="a session date's publish (default: the publish in service)")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument(
+        "--unpublished", action="store_true", help="the date's latest staged export, published or not"
+    )
+    which.add_argument("--run", default=None, metavar="RUN_ID", help="one run of the date's export")
     p.add_argument("--user", default=None)
     p.add_argument("--format", choices=("table", "csv", "jsonl"), default="table")
     p.set_defaults(func=cmd_show_recommendations)
@@ -69,6 +80,7 @@ def register(sub) -> None:
     p.set_defaults(func=cmd_show_summary)
 
     add_show_published(show)  # reco show published: latest published date and model version
+    add_show_history(show)  # reco show history: the ledger (batch/cli/rollback.py)
 
     data = sub.add_parser("data", help="load input data into the local warehouse").add_subparsers(
         dest="what", required=True, metavar="WHAT"
@@ -188,16 +200,83 @@ def cmd_show_summary(args) -> int:
 COLUMNS = ["user_id", "item_id", "rank", "score", "source", "model_version", "dt"]
 
 
+def _export_to_show(store: ArtifactStore, pipeline: str, args) -> tuple[Committed, str]:
+    """The export partition to print and the line that says which one it is: the publish in service unless
+    asked for a date's publish, its unpublished export (--unpublished) or one run (--run)."""
+    if (args.unpublished or args.run) and not args.date:
+        raise ConfigError("--unpublished and --run need --date")
+    state = store.serving(pipeline) or {}
+    in_service = state.get("publish")
+    if args.date is None:
+        if in_service is None:
+            raise InputDataError(
+                f"{pipeline}: nothing is published under {store.root_url}",
+                hint=f"reco run --pipeline {pipeline} --date YYYY-MM-DD, or --date D --unpublished for a staged "
+                "export",
+            )
+        record = in_service
+        line = f"showing the publish in service: {record['dt']} run {record.get('run_id')}"
+        return _published_export(store, pipeline, record), line
+    dt = parse_date(args.date)
+    if args.unpublished or args.run:
+        export = store.committed(pipeline, "export", dt, step="export")
+        if args.run and args.run not in (export.run_id, _record_run(store, pipeline, dt)):
+            raise InputDataError(
+                f"{pipeline} {dt}: no kept export run {args.run!r} (committed: {export.run_id}; "
+                f"published: {_record_run(store, pipeline, dt) or 'none'})",
+                hint=f"reco show history --pipeline {pipeline}",
+            )
+        if args.run and args.run != export.run_id:
+            record = store.pointer_record(pipeline, PUBLISH, dt.isoformat())
+            return _published_export(store, pipeline, record), f"showing run {args.run} of {dt} (published)"
+        published = _record_run(store, pipeline, dt) == export.run_id
+        line = (
+            f"showing the {'published' if published else 'UNPUBLISHED'} export of {dt}: run {export.run_id}"
+        )
+        return export, line
+    record = store.pointer_record(pipeline, PUBLISH, dt.isoformat())
+    if record is None:
+        raise InputDataError(
+            f"{pipeline}: the export of {dt} is not published (its publish check failed or it never reached the "
+            "publish step)",
+            hint=f"reco show recommendations --pipeline {pipeline} --date {dt} --unpublished",
+        )
+    serving_note = (
+        "in service"
+        if in_service
+        and in_service["dt"] == record["dt"]
+        and in_service.get("run_id") == record.get("run_id")
+        else f"not in service; in service: {in_service['dt'] if in_service else 'nothing'}"
+    )
+    line = f"showing the publish of {dt}: run {record.get('run_id')} ({serving_note})"
+    return _published_export(store, pipeline, record), line
+
+
+def _record_run(store: ArtifactStore, pipeline: str, dt: date) -> str | None:
+    record = store.pointer_record(pipeline, PUBLISH, dt.isoformat())
+    return record and _export_run_id(record)
+
+
+def _export_run_id(record: dict) -> str:
+    return record.get("export_run_id") or posixpath.basename(record["run_dir"].rstrip("/")).removeprefix(
+        "run="
+    )
+
+
+def _published_export(store: ArtifactStore, pipeline: str, record: dict) -> Committed:
+    """The files a publish record names, checked against the checksums it carries (sizes of older records)."""
+    run_dir = store.resolve(record["run_dir"])
+    files = record.get("checksums") or {
+        name: store.fs.size(store.resolve(path)) for name, path in (record.get("files") or {}).items()
+    }
+    marker = {"run_id": _export_run_id(record), "files": files}
+    return Committed(store.fs, posixpath.dirname(run_dir), run_dir, marker, "export")
+
+
 def cmd_show_recommendations(args) -> int:
     store, pipeline = _store(args)
-    dt = parse_date(args.date)
-    export = store.committed(pipeline.name, "export", dt, step="export")
-    if not any(r["dt"] == dt.isoformat() for r in store.publish_records(pipeline.name)):
-        print(
-            f"warning: the export of {dt} is not published (its publish check failed or it never reached "
-            "the publish step)",
-            file=sys.stderr,
-        )
+    export, which = _export_to_show(store, pipeline.name, args)
+    print(which, file=sys.stderr)
     with export.open("recommendations.parquet") as f:
         pf = pq.ParquetFile(f)
         out = sys.stdout
@@ -219,7 +298,7 @@ def cmd_show_recommendations(args) -> int:
             first = False
     if first and args.user is not None:
         raise InputDataError(
-            f"user {args.user!r} has no recommendations in the export of {pipeline.name} {dt} "
+            f"user {args.user!r} has no recommendations in {which.removeprefix('showing ')} of {pipeline.name} "
             f"({export.metadata.get('stats', {}).get('users', '?')} users)",
             hint="check the id: users without any event in the lookback window get no recommendations",
         )
@@ -315,7 +394,7 @@ def print_demo_summary(
         f"  local state:      {reco_home()}",
         f"  warehouse:        {warehouse}",
         f"  artifacts:        {store.root_url}/{pipeline}/",
-        f"  published:        {', '.join((latest.get('files') or {}).values())}",
+        f"  published:        {', '.join(store.display(f) for f in (latest.get('files') or {}).values())}",
         f"  events used:      {data.get('events_valid')}  dropped: {data.get('dropped')}",
         f"  users/items:      {data.get('users')} / {data.get('items')}  interactions: {data.get('interactions')}",
         f"  model:            {s.get('model', {}).get('version')}",

@@ -78,7 +78,13 @@ def cmd_show_published(args) -> int:
         return 1
     model = store.promoted_model(pipeline.name)
     if args.json:
-        print(json.dumps({"latest": latest, "promoted_model": model}, indent=2, default=str))
+        print(
+            json.dumps(
+                {"latest": store.display_record(latest), "promoted_model": store.display_record(model)},
+                indent=2,
+                default=str,
+            )
+        )
         return 0
     lines = [
         f"pipeline:       {pipeline.name} ({env.name})",
@@ -87,7 +93,7 @@ def cmd_show_published(args) -> int:
         f"published at:   {latest.get('published_at')}",
         f"rows / users:   {(latest.get('stats') or {}).get('rows')} / {(latest.get('stats') or {}).get('users')}",
     ]
-    lines += [f"file:           {v}" for v in (latest.get("files") or {}).values()]
+    lines += [f"file:           {store.display(v)}" for v in (latest.get("files") or {}).values()]
     lines += [f"table:          {t}" for t in (latest.get("tables") or {})]
     if model and model.get("model_version") != latest["model_version"]:
         lines.append(f"promoted model: {model.get('model_version')} (differs from the latest publish's)")

@@ -112,6 +112,21 @@ class Warehouse(ABC):
     @abstractmethod
     def table_exists(self, table: str) -> bool: ...
 
+    @abstractmethod
+    def point_view(self, view: str, table: str, partition: date, partition_column: str = "dt") -> None:
+        """Create or replace ``view`` as the rows of one date partition of ``table``: the serving view that
+        consumers read, re-pointed by publish and rollback (BigQuery: a ``CREATE OR REPLACE VIEW`` job)."""
+
+    def view_sql(self, view: str, table: str, partition: date, partition_column: str = "dt") -> str:
+        """The DDL of a serving view, in BigQuery syntax (DuckDB transpiles it)."""
+        if not isinstance(partition, date):
+            raise ValueError(f"not a date: {partition!r}")
+        check_table_name(partition_column)
+        return (
+            f"CREATE OR REPLACE VIEW {self.table_ref(view)} AS SELECT * FROM {self.table_ref(table)} "
+            f"WHERE `{partition_column}` = DATE '{partition.isoformat()}'"
+        )
+
     def close(self) -> None:  # noqa: B027 - optional for backends without a connection
         pass
 

@@ -105,6 +105,13 @@ class BigQueryWarehouse(Warehouse):
         except NotFound:
             return False
 
+    def point_view(self, view: str, table: str, partition: date, partition_column: str = "dt") -> None:
+        """``CREATE OR REPLACE VIEW`` as one DDL query job: the view's definition changes atomically."""
+        job = self.client.query(
+            self.view_sql(view, table, partition, partition_column), location=self.location
+        )
+        job.result()
+
     def write_table(
         self,
         table: str,

@@ -186,9 +186,39 @@ class DuckDBWarehouse(Warehouse):
             n = self.con.execute(f'INSERT INTO "{name}" BY NAME SELECT * FROM {source}').fetchone()[0]
             self.con.execute("COMMIT")
         except BaseException:
-            self.con.execute("ROLLBACK")
+            self._rollback()
             raise
         return int(n)
+
+    def _rollback(self) -> None:
+        """ROLLBACK, keeping the original error: after an I/O error (ENOSPC) DuckDB has already aborted the
+        transaction, and its "cannot rollback - no transaction is active" used to replace the real cause."""
+        try:
+            self.con.execute("ROLLBACK")
+        except duckdb.Error as e:
+            log.warning("warehouse rollback after a failed write", extra={"error": str(e)})
+
+    def point_view(self, view: str, table: str, partition: date, partition_column: str = "dt") -> None:
+        """The serving view, replaced in one transaction: readers see the old definition or the new one."""
+        ddl = self.view_sql(view, table, partition, partition_column).replace("`", '"')
+        self.con.execute("BEGIN TRANSACTION")
+        try:
+            self.con.execute(ddl)
+            self.con.execute("COMMIT")
+        except BaseException:
+            self._rollback()
+            raise
+
+    def view_partition(self, view: str) -> str | None:
+        """The date a serving view selects (None when there is no such view): what consumers read now."""
+        rows = self.con.execute(
+            "SELECT sql FROM duckdb_views() WHERE view_name = ? AND schema_name = 'main'",
+            [self._local_name(view)],
+        ).fetchall()
+        if not rows:
+            return None
+        m = re.search(r"(\d{4}-\d{2}-\d{2})", rows[0][0])
+        return m.group(1) if m else None
 
     def close(self) -> None:
         self.con.close()

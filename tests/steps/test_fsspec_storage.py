@@ -34,7 +34,7 @@ def test_whole_pipeline_on_an_fsspec_url(small_data, reco_home):
                 )
                 results[step.name] = run_step(step, ctx)
         assert results["publish"]["published"]
-        url = ctx.store.latest("demo")["files"]["recommendations.parquet"]
+        url = ctx.store.display(ctx.store.latest("demo")["files"]["recommendations.parquet"])
         assert url.startswith("memory://")
         with memory.open(url) as f:
             assert pq.read_table(f).num_rows == results["export"]["stats"]["rows"] > 0

@@ -140,7 +140,7 @@ def test_failed_publish_check_keeps_the_previous_publish(small_data, make_ctx, r
     store = make_ctx().store
     assert store.latest("demo") == latest
     assert _warehouse_rows(SESSION) == 0 and _warehouse_rows(day1) > 0
-    assert os.path.exists(os.path.join(latest["run_dir"], "recommendations.parquet"))
+    assert os.path.exists(os.path.join(store.resolve(latest["run_dir"]), "recommendations.parquet"))
     # the staged export is kept for inspection; the publish check's verdict on it says it did not pass
     staged = store.committed("demo", "export", SESSION, step="export")
     verdict = store.committed("demo", "quality_publish", SESSION, step="export")
