@@ -25,6 +25,7 @@ import time
 from collections import deque
 from typing import Any
 
+from batch.alerts.ledger import ATTEMPT_ENV
 from batch.config import EnvironmentConfig, config_dir, reco_home
 from batch.logs import redact
 from batch.runners import manifests
@@ -88,6 +89,8 @@ class LocalRunner(Runner):
                 continue
             from_manifest[var["name"]] = _expand(str(value), from_manifest)
         env = {**from_manifest, **os.environ}
+        if ATTEMPT_ENV in from_manifest:  # this run's attempt, never one inherited from the calling shell
+            env[ATTEMPT_ENV] = from_manifest[ATTEMPT_ENV]
         env["RECO_CONFIG_DIR"] = str(config_dir())
         env["RECO_HOME"] = str(reco_home())
         return env
