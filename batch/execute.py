@@ -6,7 +6,9 @@ For a step of the graph it:
 3. records the step's metrics (a non-sharded step; a sharded step's totals are recorded by the first
    non-sharded step that reads them, since shards run as separate processes);
 4. runs the gates declared on the step, commits each verdict, records its figures, alerts on warnings and
-   failures, and raises CheckFailedError (exit 3) when a blocking gate failed, so nothing downstream runs;
+   failures, and raises CheckFailedError (exit 3) when a blocking gate failed, so nothing downstream runs; a
+   stopping alert that got through is recorded for the Digdag attempt (batch/alerts/sent.py), so the
+   workflow's ``_error`` task does not send a second message for the same failure;
 5. after the last step of the graph, writes the run report and alerts on metric anomalies.
 
 Neither steps nor gates import this module; it knows them only through the graph (batch.graph).
@@ -22,6 +24,7 @@ from datetime import timedelta
 import batch.checks.gates  # noqa: F401  registers the gates
 import batch.steps  # noqa: F401  registers the steps
 from batch import datasets, ledger, metrics_store, report
+from batch.alerts import sent
 from batch.alerts.slack import SlackNotifier
 from batch.checks import anomaly
 from batch.context import StepContext
@@ -32,12 +35,21 @@ log = logging.getLogger(__name__)
 
 
 def deliver(ctx: StepContext, message: dict) -> bool:
-    """Send to the environment's Slack webhook (printed to stderr without one). Never raises."""
+    """Send to the environment's Slack webhook (printed to stderr without one). Never raises.
+
+    Returns whether people got it: Slack accepted it, or it was printed because no webhook is set."""
     try:
-        return SlackNotifier.from_env(ctx.env.slack.webhook_env, out=sys.stderr).send(message)
+        notifier = SlackNotifier.from_env(ctx.env.slack.webhook_env, out=sys.stderr)
+        return notifier.send(message) or not notifier.configured
     except Exception as e:  # an alert must never fail the batch
         log.warning("quality alert not delivered", extra={"error": f"{type(e).__name__}: {e}"})
         return False
+
+
+def alert_stop(ctx: StepContext, source: str, message: dict) -> None:
+    """Send the message of a failure that stops the batch, and record it for the attempt when it got through."""
+    if deliver(ctx, message):
+        sent.record_alert(ctx.store, ctx.name, ctx.session_date, source=source, summary=message["text"])
 
 
 def _table(ctx: StepContext) -> str:
@@ -188,19 +200,20 @@ def act_on(gate: GateSpec, ctx: StepContext, results: list) -> None:
     stopped = bool(failed) and gate.blocking
     lines = [("FAIL " if r.status == "fail" else "WARN ") + r.line() for r in failed + warned]
     kept = in_service(ctx) if stopped else None
-    deliver(
-        ctx,
-        anomaly.quality_message(
-            pipeline=ctx.name,
-            session_date=ctx.session_date.isoformat(),
-            env=ctx.env.name,
-            gate=gate.name,
-            stopped=stopped,
-            lines=lines,
-            report=write_report(ctx) if stopped else None,
-            kept=kept,
-        ),
+    message = anomaly.quality_message(
+        pipeline=ctx.name,
+        session_date=ctx.session_date.isoformat(),
+        env=ctx.env.name,
+        gate=gate.name,
+        stopped=stopped,
+        lines=lines,
+        report=write_report(ctx) if stopped else None,
+        kept=kept,
     )
+    if stopped:
+        alert_stop(ctx, gate.name, message)
+    else:
+        deliver(ctx, message)
     if stopped:
         record_refusal(ctx, gate, failed, results)
         raise CheckFailedError(
@@ -254,17 +267,18 @@ def alert_anomalies(
         return
     if failing:
         location = write_report(ctx)
-    deliver(
-        ctx,
-        anomaly.anomaly_message(
-            pipeline=ctx.name,
-            session_date=ctx.session_date.isoformat(),
-            env=ctx.env.name,
-            anomalies=found,
-            report=location,
-            failing=failing,
-        ),
+    message = anomaly.anomaly_message(
+        pipeline=ctx.name,
+        session_date=ctx.session_date.isoformat(),
+        env=ctx.env.name,
+        anomalies=found,
+        report=location,
+        failing=failing,
     )
+    if failing:
+        alert_stop(ctx, "metric anomaly check", message)
+    else:
+        deliver(ctx, message)
     if failing:
         raise CheckFailedError(
             f"metric anomalies for {ctx.name} {ctx.session_date}: "

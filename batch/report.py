@@ -1,8 +1,9 @@
 """The run report: one self-contained HTML file per pipeline and date that people can look at.
 
-Contents: the gates' outcomes (data checks, model gate, publish check), the day's metrics, history charts from the
-metric store, score and popularity distributions, coverage, and a few users with their history and
-recommendations. Charts are matplotlib (Agg) PNGs inlined as base64: the file needs no network, no JS, no CSS
+Laid out for triage: a status line first (published or not, which gate stopped the batch, the next command), then
+the charts (history from the metric store with the anomaly detector's expected band, on y axes that keep day-to-day
+noise flat; score and popularity distributions), then the tables (gates' results, coverage, a few users with their
+history and recommendations), and the long metrics table and the summary JSON collapsed at the end. Charts are matplotlib (Agg) PNGs inlined as base64: the file needs no network, no JS, no CSS
 from elsewhere, so it can be mailed, attached or opened from a bucket.
 
 Default location: ``<artifact_root>/reports/<pipeline>/<date>/index.html`` (``$RECO_HOME/artifacts/reports/...``
@@ -28,6 +29,7 @@ import pandas as pd
 
 from batch import ledger
 from batch import metrics_store as ms
+from batch.checks import anomaly
 from batch.errors import ArtifactError
 from batch.graph import GRAPH
 from batch.storage import ArtifactStore, write_bytes_atomic
@@ -38,6 +40,9 @@ log = logging.getLogger(__name__)
 
 HISTORY_DAYS = 60
 SAMPLE_USERS = 5
+# The y axis of a history chart spans at least the median +- this share of it: a metric that moves by 1% does not
+# fill the chart (matplotlib's auto-scaling would make that noise look like a cliff).
+MIN_RELATIVE_SPAN = 0.25
 
 
 def _committed(store, pipeline, dataset, dt):
@@ -59,29 +64,72 @@ def _plt():
     return plt
 
 
-def _png(fig) -> str:
+def _png(fig, alt: str = "chart") -> str:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
     _plt().close(fig)
-    return f'<img alt="chart" src="data:image/png;base64,{base64.b64encode(buf.getvalue()).decode()}">'
+    data = base64.b64encode(buf.getvalue()).decode()
+    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
 
 
-def history_chart(name: str, points: list[tuple[date, float]], today: date) -> str:
+def expected_bands(points: list[tuple[date, float]], cfg) -> list[tuple[date, float, float]]:
+    """The anomaly detector's expected range at each point, from the points before it (as the detector saw it on
+    that day); points with too little history have none."""
+    out = []
+    for d, _ in points:
+        rng = anomaly.expected_range([(x, v) for x, v in points if x < d], d, cfg)
+        if rng is not None and rng.low is not None and rng.high is not None:
+            out.append((d, rng.low, rng.high))
+    return out
+
+
+def y_limits(values: list[float], min_relative_span: float = MIN_RELATIVE_SPAN) -> tuple[float, float]:
+    """An axis that holds every value (and band) yet spans at least the median +- ``min_relative_span``."""
+    center = float(np.median(values))
+    half = abs(center) * min_relative_span or max((abs(v) for v in values), default=0.0) or 1.0
+    lo, hi = min(min(values), center - half), max(max(values), center + half)
+    pad = (hi - lo) * 0.05
+    lo, hi = lo - pad, hi + pad
+    if lo < 0 <= min(values):
+        lo = 0.0  # a count or a ratio never goes below zero: do not draw room for it
+    return lo, hi
+
+
+def history_chart(
+    name: str, points: list[tuple[date, float]], today: date, bands: list[tuple[date, float, float]] = ()
+) -> str:
     plt = _plt()
     fig, ax = plt.subplots(figsize=(4.2, 2.2))
     xs = [d for d, _ in points]
     ys = [v for _, v in points]
+    if bands:
+        ax.fill_between(
+            [d for d, _, _ in bands],
+            [lo for _, lo, _ in bands],
+            [hi for _, _, hi in bands],
+            step="mid",
+            color="tab:green",
+            alpha=0.18,
+            lw=0,
+            label="expected (detector)",
+        )
     ax.plot(xs, ys, marker=".", lw=1)
+    band_today = next(((lo, hi) for d, lo, hi in bands if d == today), None)
     for d, v in points:
         if d == today:
-            ax.plot([d], [v], "o", color="crimson")
+            outside = band_today is not None and not band_today[0] <= v <= band_today[1]
+            ax.plot([d], [v], "o", color="crimson" if outside else "black", ms=5)
+    ax.set_ylim(*y_limits(ys + [b for _, lo, hi in bands for b in (lo, hi)]))
     ax.set_title(name, fontsize=9)
     ax.tick_params(labelsize=7)
+    if bands:
+        ax.legend(fontsize=6, loc="lower left", frameon=False)
     # the axis spans the history shown (or a week), not matplotlib's years around a single point
     start = min([*xs, today - timedelta(days=7)])
     ax.set_xlim(start - timedelta(days=1), today + timedelta(days=1))
     fig.autofmt_xdate()
-    return _png(fig)
+    alt = f"history of {name}" + (" with the detector's expected band" if bands else "")
+    return _png(fig, alt=alt)
 
 
 def histogram(values_by_label: dict[str, np.ndarray], title: str, xlabel: str) -> str:
@@ -126,6 +174,9 @@ table{border-collapse:collapse;font-size:12px;margin:6px 0}td,th{border:1px soli
 text-align:left;vertical-align:top}th{background:#f4f4f4}.pass{color:#17803d}.fail{color:#c62828;font-weight:bold}
 .warn{color:#b26a00;font-weight:bold}.skipped{color:#777}.grid{display:flex;flex-wrap:wrap;gap:8px}
 .muted{color:#777}.kv td:first-child{font-weight:bold}code{background:#f4f4f4;padding:1px 3px}
+.status{padding:10px 14px;border-radius:4px;font-size:15px;margin-bottom:8px}.status.ok{background:#e6f4ea;
+border-left:6px solid #17803d}.status.fail{background:#fdecea;border-left:6px solid #c62828}
+.facts{font-size:13px}details{margin:6px 0}summary{cursor:pointer;color:#333}
 """
 
 
@@ -161,19 +212,73 @@ def _kv(pairs: list[tuple[str, object]]) -> str:
     )
 
 
+def rerun_command(name: str, env_name: str, dt: date) -> str:
+    """How to run the date again (safe: a new run directory, the markers move)."""
+    if env_name == "local":
+        return f"reco run --pipeline {name} --date {dt}"
+    return f"reco backfill --pipeline {name} --from {dt} --to {dt} --env {env_name} --name rerun-{dt}"
+
+
+def status_line(
+    name: str, env_name: str, dt: date, summary: dict, verdicts: dict, latest: dict | None
+) -> str:
+    """The first thing on the page: published or not, which gate stopped the batch, the next command."""
+    failed = [
+        (gate, doc) for gate, doc in verdicts.items() if doc is not None and not doc.get("passed", True)
+    ]
+    in_service = (
+        f"in service: {latest['dt']} ({latest['model_version']})" if latest else "nothing is published yet"
+    )
+    if summary["published"]["this_date_published"]:
+        cls, head = "ok", f"PUBLISHED: {name} {dt} is live"
+        detail = f"model {(summary.get('model') or {}).get('version') or 'n/a'}; {in_service}"
+        nxt = f"reco show recommendations --pipeline {name} --date {dt} --env {env_name}"
+    elif failed:
+        gate, doc = failed[0]
+        cls, head = "fail", f"NOT PUBLISHED: stopped by the {gate}"
+        detail = "; ".join(doc.get("failures") or []) + f"; {in_service}"
+        nxt = f"read the failed checks below; once the input is fixed (or the change is expected): {rerun_command(name, env_name, dt)}"
+    else:
+        done = list(summary.get("steps") or {})
+        cls, head = (
+            "fail",
+            f"NOT PUBLISHED: {name} {dt} stopped "
+            + (f"after step {done[-1]}" if done else "before any step committed"),
+        )
+        detail = f"no gate failed; {in_service}"
+        nxt = rerun_command(name, env_name, dt)
+    return (
+        f'<div id="status" class="status {cls}"><b>{_e(head)}</b> <span>{_e(detail)}</span>'
+        f"<br>Next: <code>{_e(nxt)}</code></div>"
+    )
+
+
+def _facts(pairs: list[tuple[str, object]]) -> str:
+    """Key facts as one line of text (not a table: the charts come before the first table)."""
+    return (
+        "<p class='facts'>"
+        + " &middot; ".join(f"<b>{_e(k)}</b>: {_fmt(v)}" for k, v in pairs if v is not None)
+        + "</p>"
+    )
+
+
 def build_html(pipeline_cfg, env_cfg, dt: date) -> str:
     store = ArtifactStore(env_cfg.resolved_artifact_root())
     name = pipeline_cfg.name
     summary = build_summary(store, name, dt, pipeline_cfg.candidates.shard_count)
-    parts: list[str] = []
     latest = store.latest(name)
     promoted = store.promoted_model(name)
-    published_today = summary["published"]["this_date_published"]
-    parts.append(f"<h1>Run report: {_e(name)} {dt} <span class='muted'>({_e(env_cfg.name)})</span></h1>")
-    parts.append(
-        _kv(
+    verdicts = {}
+    for gate in GRAPH.gates():
+        c = _committed(store, name, gate.dataset, dt)
+        verdicts[gate.name] = c.read_json(gate.file) if c is not None else None
+
+    # 1. status and the key facts
+    parts: list[str] = [
+        status_line(name, env_cfg.name, dt, summary, verdicts, latest),
+        f"<h1>Run report: {_e(name)} {dt} <span class='muted'>({_e(env_cfg.name)})</span></h1>",
+        _facts(
             [
-                ("this date published", "yes" if published_today else "no"),
                 ("model of this date", (summary.get("model") or {}).get("version")),
                 ("latest publish (in service)", latest and f"{latest['dt']} ({latest['model_version']})"),
                 ("promoted model", promoted and f"{promoted['model_version']} (published {promoted['dt']})"),
@@ -181,18 +286,41 @@ def build_html(pipeline_cfg, env_cfg, dt: date) -> str:
                 ("ledger (what served when)", ledger.history_command(name, env_cfg.name)),
                 ("steps committed", ", ".join(summary["steps"]) or "none"),
             ]
-        )
-    )
+        ),
+    ]
 
-    # gates
+    # 2. charts: history with the detector's band, then the output's distributions
+    cfg = pipeline_cfg.checks.anomaly
+    hist = ms.safe_history(env_cfg, cfg.table, name, since=dt - timedelta(days=HISTORY_DAYS), until=dt)
+    parts.append(
+        f"<h2>History (last {HISTORY_DAYS} days, metric store)</h2>"
+        "<p class='muted'>shaded: the range the anomaly detector expected on each day, from the days before it; "
+        f"the y axis spans at least the median &plusmn;{MIN_RELATIVE_SPAN:.0%}; today's point is red when "
+        "outside the range</p><div class='grid'>"
+    )
+    charted = 0
+    for metric in cfg.metrics + ["train.timing_s"]:
+        step, _, m = metric.partition(".")
+        s = ms.series(hist, step, m, {"phase": "total_s"} if m == "timing_s" else None)
+        if len(s) >= 1:
+            pts = sorted((date.fromisoformat(d), v) for d, v in s.items())
+            bands = expected_bands(pts, cfg) if m != "timing_s" else []
+            parts.append(
+                history_chart(metric if m != "timing_s" else f"{step} total seconds", pts, dt, bands)
+            )
+            charted += 1
+    parts.append("</div>" if charted else "</div><p class='muted'>no history yet</p>")
+    charts, tables = _output_sections(store, name, dt, summary)
+    parts += charts
+
+    # 3. tables
     parts.append("<h2>Quality gates</h2>")
     for gate in GRAPH.gates():
-        c = _committed(store, name, gate.dataset, dt)
+        doc = verdicts[gate.name]
         parts.append(f"<h3>{_e(gate.name)} (after {_e(gate.guards)})</h3>")
-        if c is None:
+        if doc is None:
             parts.append('<p class="muted">not run</p>')
             continue
-        doc = c.read_json(gate.file)
         parts.append(
             _table(
                 doc.get("results", []),
@@ -207,11 +335,9 @@ def build_html(pipeline_cfg, env_cfg, dt: date) -> str:
             )
         if doc.get("stats"):
             parts.append(_kv(sorted(doc["stats"].items())))
+    parts += tables
 
-    # metrics of the day and history
-    hist = ms.safe_history(
-        env_cfg, pipeline_cfg.checks.anomaly.table, name, since=dt - timedelta(days=HISTORY_DAYS), until=dt
-    )
+    # 4. the long ones, collapsed
     today = hist[hist["dt"] == dt] if not hist.empty else hist
     parts.append("<h2>Metrics of the day</h2>")
     if today.empty:
@@ -226,23 +352,13 @@ def build_html(pipeline_cfg, env_cfg, dt: date) -> str:
             }
             for r in today.itertuples()
         ]
-        parts.append(_table(rows, ["step", "metric", "dimensions", "value"]))
-    parts.append(f"<h2>History (last {HISTORY_DAYS} days, metric store)</h2><div class='grid'>")
-    charted = 0
-    for metric in pipeline_cfg.checks.anomaly.metrics + ["train.timing_s"]:
-        step, _, m = metric.partition(".")
-        s = ms.series(hist, step, m, {"phase": "total_s"} if m == "timing_s" else None)
-        if len(s) >= 1:
-            pts = sorted((date.fromisoformat(d), v) for d, v in s.items())
-            parts.append(history_chart(metric if m != "timing_s" else f"{step} total seconds", pts, dt))
-            charted += 1
-    parts.append("</div>" if charted else "</div><p class='muted'>no history yet</p>")
-
-    # distributions, coverage, users
-    parts += _output_sections(store, name, dt, summary)
+        parts.append(
+            f"<details><summary>{len(rows)} metrics recorded by the steps and gates (the charts above show the "
+            f"watched ones)</summary>{_table(rows, ['step', 'metric', 'dimensions', 'value'])}</details>"
+        )
     parts.append(
-        f"<p class='muted'>summary JSON</p><pre style='font-size:11px'>"
-        f"{_e(json.dumps(summary, indent=1, default=str)[:20000])}</pre>"
+        "<details><summary>summary JSON</summary><pre style='font-size:11px'>"
+        f"{_e(json.dumps(summary, indent=1, default=str)[:20000])}</pre></details>"
     )
     return (
         f"<!doctype html><html><head><meta charset='utf-8'><title>{_e(name)} {dt} run report</title>"
@@ -269,14 +385,15 @@ def _score_sample(con, url: str) -> np.ndarray:
     return np.array([r[0] for r in rows], dtype=np.float32)
 
 
-def _output_sections(store: ArtifactStore, name: str, dt: date, summary: dict) -> list[str]:
-    """Distributions, coverage and a few users, computed by DuckDB over the export's Parquet (an export of tens
-    of millions of rows is never loaded whole)."""
-    parts = []
+def _output_sections(store: ArtifactStore, name: str, dt: date, summary: dict) -> tuple[list[str], list[str]]:
+    """(charts, tables): distributions, then coverage and a few users, computed by DuckDB over the export's
+    Parquet (an export of tens of millions of rows is never loaded whole)."""
+    parts: list[str] = []  # charts
+    tables: list[str] = []
     agg = _committed(store, name, "interactions", dt)
     export = _committed(store, name, "export", dt)
     if export is None:
-        return ["<h2>Recommendations</h2><p class='muted'>no export for this date</p>"]
+        return ["<h2>Recommendations</h2><p class='muted'>no export for this date</p>"], []
     url = store.display(export.path("recommendations.parquet"))
     con = _duckdb_for(store)
     try:
@@ -319,7 +436,8 @@ def _output_sections(store: ArtifactStore, name: str, dt: date, summary: dict) -
         stats = (summary.get("export") or {}).get("stats") or {}
         distinct = len(rec_counts)
         total = int(rec_counts.sum()) if len(rec_counts) else 0
-        parts.append(
+        tables.append("<h2>Coverage</h2>")
+        tables.append(
             _kv(
                 [
                     ("users with recommendations", stats.get("users")),
@@ -334,11 +452,11 @@ def _output_sections(store: ArtifactStore, name: str, dt: date, summary: dict) -
                 ]
             )
         )
-        parts.append("<h2>A few users</h2>")
-        parts.append(_users_section(store, con, agg, url))
+        tables.append("<h2>A few users</h2>")
+        tables.append(_users_section(store, con, agg, url))
     finally:
         con.close()
-    return parts
+    return parts, tables
 
 
 def _users_section(store: ArtifactStore, con, agg, recs_url: str) -> str:

@@ -6,6 +6,7 @@ config/environments.yaml, overridden by --endpoint or $DIGDAG_ENDPOINT).
 
 from __future__ import annotations
 
+import os
 import sys
 from datetime import UTC, datetime
 
@@ -16,6 +17,7 @@ from batch.digdag.check import check_paths
 from batch.digdag.client import DigdagClient, build_archive, parse_headers
 from batch.digdag.local import run_workflow
 from batch.errors import EXIT_CHECK_FAILED, EXIT_FAILURE, ConfigError
+from batch.runners.retry import INTERVAL_ENV as RETRY_INTERVAL_ENV
 
 DIGDAG_DIR = PROJECT_ROOT / "digdag"
 
@@ -69,7 +71,7 @@ def register(sub) -> None:
     p.add_argument(
         "--no-retry-wait",
         action="store_true",
-        help="retry failed tasks at once instead of waiting their _retry interval (trying things here)",
+        help="retry at once instead of waiting (_retry intervals, and reco submit's --retry-interval in its tasks)",
     )
     p.set_defaults(func=cmd_run)
 
@@ -150,9 +152,11 @@ def register(sub) -> None:
 def cmd_run(args) -> int:
     dt = parse_date(args.session_date, "--session-date")
     params = {"env": args.env, **dict(args.params)}
-    kwargs = {"sleep": lambda seconds: None} if args.no_retry_wait else {}
+    kwargs = {}
+    if args.no_retry_wait:  # Digdag's _retry waits here, and reco submit's retry waits in its tasks
+        kwargs = {"sleep": lambda seconds: None, "environ": {**os.environ, RETRY_INTERVAL_ENV: "0"}}
     result = run_workflow(args.workflow, dt, params, **kwargs)
-    return 0 if result.success else EXIT_FAILURE
+    return result.exit_code
 
 
 def cmd_check(args) -> int:

@@ -2,6 +2,9 @@
 
 Never fails the batch: a message that cannot be built completely goes out with what is known, and a Slack
 outage ends in a log line and exit code 0.
+
+One message per failure: ``failure --attempt A`` sends nothing when a gate already alerted the failure that
+stopped attempt A (its own, more precise message; batch/alerts/sent.py), only a log line saying so.
 """
 
 from __future__ import annotations
@@ -9,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 
+from batch.alerts import sent
 from batch.alerts.slack import SlackNotifier, failure_message, sla_message, success_message
 from batch.config import ENVIRONMENTS, load_environment, load_pipeline, parse_date
 from batch.digdag.client import DigdagClient
@@ -79,9 +83,38 @@ def failed_task_of(env_cfg, attempt_id: str) -> tuple[str | None, str | None]:
     return (task.full_name if task else None), tail
 
 
+def already_alerted(env_cfg, pipeline: str, dt, attempt_id: str) -> dict | None:
+    """The gate alert recorded for this attempt's failure, if any (never raises: when in doubt, alert)."""
+    try:
+        store = ArtifactStore(env_cfg.resolved_artifact_root())
+        alerts = sent.alerts_for(store, pipeline, dt, attempt_id)
+        if alerts and env_cfg.name == "local":
+            # local attempt ids count up per $RECO_HOME: a record older than this attempt is someone else's
+            started = min(
+                (t.get("startedAt") or "" for t in (read_attempt_record(attempt_id) or {}).get("tasks", [])),
+                default="",
+            )
+            alerts = [
+                a for a in alerts if started and a.get("alerted_at", "") >= started.replace("Z", "+00:00")
+            ]
+        return alerts[-1] if alerts else None
+    except Exception as e:
+        log.warning("could not read the alert record; alerting", extra={"error": redact(str(e))})
+        return None
+
+
 def cmd_notify(args) -> int:
     dt = parse_date(args.date)
     env_cfg = load_environment(args.env)
+    if args.kind == "failure" and args.attempt:
+        alerted = already_alerted(env_cfg, args.pipeline, dt, args.attempt)
+        if alerted:
+            log.info(
+                f"not sending a failure message: the {alerted.get('source')} already alerted this failure "
+                f"({alerted.get('summary')})",
+                extra={"attempt": args.attempt, "alerted_at": alerted.get("alerted_at")},
+            )
+            return 0
     notifier = SlackNotifier.from_env(args.webhook_env or env_cfg.slack.webhook_env)
     url = attempt_url(env_cfg, args.attempt)
     if args.kind == "failure":

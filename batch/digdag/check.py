@@ -14,7 +14,9 @@ and then:
 * the config of every pipeline a command names is valid as that command's ``--env`` merges it (``envs.<env>``
   over the base values, and the environment's section of environments.yaml), so a typo inside ``envs.prod``
   fails ``reco digdag check --env prod`` and not the first prod run;
-* ``_retry`` sits on leaf tasks only (on a group Digdag reruns the whole group, digdag#701/#728);
+* ``_retry`` sits on leaf tasks only (on a group Digdag reruns the whole group, digdag#701/#728), and never on a
+  ``reco submit`` task: Digdag's retry cannot be told exit codes and would rerun 3 and 65; ``reco submit``
+  retries what can succeed again itself (batch/runners/retry.py);
 * schedule, sla, retry and parallel syntax (already enforced by the parser in workflow.py).
 
 ``.dig`` files in sub-directories are shared task files: they are parsed on their own for syntax and checked in
@@ -280,6 +282,13 @@ class _Checker:
         except ValueError as e:
             self.problem(task, f"sh>: cannot split the command: {e}")
             return
+        if task.retry is not None and any(argv[:1] == ["submit"] for argv in commands):
+            self.problem(
+                task,
+                "_retry on a `reco submit` task reruns it on every exit code, also 3 (a gate refused) and "
+                "65 (bad input), which fail the same way again and alert again",
+                hint="drop _retry: reco submit retries exit 1, 75, 137 and 143 itself (--retries N)",
+            )
         for argv in commands:
             self.commands += 1
             ns, err = _parse_reco(self.parser, argv)

@@ -15,6 +15,11 @@ What matches Digdag:
   the working directory is the directory of the file that defines the task.
 * ``sla:`` with ``duration`` or ``time`` counted from the attempt's start runs its tasks once when the attempt is
   still running at the deadline.
+* Stopping (``digdag kill``; here SIGTERM or Ctrl-C to ``reco digdag run``): the running tasks' processes are
+  stopped, no further task starts, no ``_retry`` and no ``_error`` runs, and the attempt ends failed.
+
+Each ``sh>`` task runs in its own process group (session), so SIGTERM reaches everything it started (``reco
+submit`` and the step processes under it), then SIGKILL after ``kill_grace_s`` for whatever is left.
 
 Local-only: ``${secret:slack.webhook_url}`` reads the environment variable SLACK_WEBHOOK_URL (the key upper-cased,
 every other character an underscore), or is empty. Each attempt gets a numeric id and leaves a JSON record in
@@ -28,10 +33,10 @@ import copy
 import json
 import logging
 import os
+import signal
 import subprocess
 import sys
 import threading
-import time
 import uuid
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
@@ -89,6 +94,14 @@ class AttemptResult:
     sla_missed: bool = False
     tasks: list[TaskRecord] = field(default_factory=list)
     record_path: str | None = None
+    terminated_by: str | None = None  # "SIGTERM" / "SIGINT" when the attempt was stopped
+
+    @property
+    def exit_code(self) -> int:
+        """What ``reco digdag run`` exits with: 0, 1 (a task failed) or 128 + the signal that stopped it."""
+        if self.terminated_by:
+            return 128 + int(getattr(signal, self.terminated_by))
+        return 0 if self.success else 1
 
     @property
     def order(self) -> list[str]:
@@ -189,14 +202,20 @@ class LocalRunner:
         *,
         out: TextIO | None = None,
         retry_attempt_name: str = "",
-        sleep=time.sleep,
+        sleep=None,
         environ: dict[str, str] | None = None,
+        kill_grace_s: float = 10.0,
     ):
         self.wf = workflow
         self.session_time = workflow.session_time(session_date)
         self.params = dict(params or {})
         self.out = out or sys.stdout
-        self.sleep = sleep
+        self._stop = threading.Event()  # set when the attempt is told to stop (SIGTERM, SIGINT)
+        self.sleep = sleep or self._stop.wait  # a retry wait ends early when the attempt stops
+        self.kill_grace_s = kill_grace_s
+        self._stopped_by: str | None = None
+        self._procs: dict[int, subprocess.Popen] = {}  # running sh> tasks by pid (= their process group)
+        self._procs_lock = threading.RLock()  # re-entrant: the signal handler runs in the main thread
         self.environ = dict(os.environ if environ is None else environ)
         self.retry_attempt_name = retry_attempt_name
         self._lock = threading.Lock()
@@ -239,6 +258,7 @@ class LocalRunner:
             timer.start()
         self._write_record(done=False)
         success, error = True, None
+        handlers = self._install_signal_handlers()
         try:
             self._run(self.wf.root, dict(self.params))
         except TaskFailed as e:
@@ -247,8 +267,12 @@ class LocalRunner:
             if timer is not None:
                 timer.cancel()
                 timer.join()  # an SLA task already under way finishes first
+            for signum, previous in handlers.items():
+                signal.signal(signum, previous)
         if self._sla_failed and success:
             success, error = False, "SLA missed (sla: fail: true)"
+        if self._stopped_by:
+            success, error = False, f"attempt stopped by {self._stopped_by}"
         failed = self._first_failure.task if self._first_failure else None
         self._write_record(done=True, success=success)
         self._say(
@@ -275,7 +299,40 @@ class LocalRunner:
             self._sla_missed,
             list(self._records),
             str(self.record_path),
+            self._stopped_by,
         )
+
+    # -- stopping ------------------------------------------------------------------------------------------------
+
+    def _install_signal_handlers(self) -> dict:
+        """SIGTERM and SIGINT stop the attempt (only the main thread can take signals); returns what to restore."""
+        if threading.current_thread() is not threading.main_thread():
+            return {}
+        return {signum: signal.signal(signum, self._on_signal) for signum in (signal.SIGTERM, signal.SIGINT)}
+
+    def _on_signal(self, signum, frame) -> None:
+        self.stop(signal.Signals(signum).name)
+
+    def stop(self, reason: str = "SIGTERM") -> None:
+        """Stop the attempt: SIGTERM to every running task's process group, SIGKILL after the grace period."""
+        if self._stop.is_set():
+            return
+        self._stopped_by = reason
+        self._stop.set()
+        with self._procs_lock:
+            pids = list(self._procs)
+        for pid in pids:
+            _signal_group(pid, signal.SIGTERM)
+        if pids:
+            killer = threading.Timer(self.kill_grace_s, self._kill_left)
+            killer.daemon = True
+            killer.start()
+
+    def _kill_left(self) -> None:
+        with self._procs_lock:
+            pids = list(self._procs)
+        for pid in pids:
+            _signal_group(pid, signal.SIGKILL)
 
     def _sla_fire(self) -> None:
         sla = self.wf.sla
@@ -294,6 +351,8 @@ class LocalRunner:
     # -- tasks ---------------------------------------------------------------------------------------------------
 
     def _run(self, task: Task, scope: dict) -> None:
+        if self._stop.is_set():  # nothing new starts once the attempt is stopping
+            raise TaskFailed(f"attempt stopped by {self._stopped_by}", task.full_name)
         scope = _merge_scope(scope, task.export, task)
         rec = self._record(task)
         retries = 0
@@ -306,6 +365,12 @@ class LocalRunner:
                 self._finish(rec, "success")
                 return
             except TaskFailed as e:
+                if self._stop.is_set():  # stopped: no retry, no _error (as Digdag after a kill)
+                    self._finish(rec, "error", f"{e.message} (attempt stopped by {self._stopped_by})")
+                    with self._lock:
+                        if self._first_failure is None:
+                            self._first_failure = e
+                    raise
                 if task.retry is not None and retries < task.retry.limit:
                     wait = task.retry.delay(retries)
                     retries += 1
@@ -343,7 +408,7 @@ class LocalRunner:
         failures: list[TaskFailed] = []
 
         def one(child: Task) -> None:
-            if stop.is_set():
+            if stop.is_set() or self._stop.is_set():
                 self._finish(self._record(child), "skipped")
                 return
             try:
@@ -418,7 +483,12 @@ class LocalRunner:
             text=True,
             errors="replace",
             bufsize=1,
+            start_new_session=True,  # its own process group: stopping the attempt reaches all it started
         )
+        with self._procs_lock:
+            self._procs[proc.pid] = proc
+        if self._stop.is_set():  # stopped while it was starting
+            _signal_group(proc.pid, signal.SIGTERM)
         try:
             assert proc.stdout is not None
             for line in proc.stdout:
@@ -427,9 +497,12 @@ class LocalRunner:
                 self._emit(rec, masked)
             rc = proc.wait()
         except BaseException:
-            proc.terminate()
+            _signal_group(proc.pid, signal.SIGKILL)
             proc.wait()
             raise
+        finally:
+            with self._procs_lock:
+                self._procs.pop(proc.pid, None)
         rec.tail = list(tail)
         if rc != 0:
             raise TaskFailed(f"Command failed with code {rc}", task.full_name, list(tail))
@@ -476,11 +549,20 @@ class LocalRunner:
                 "success": bool(success),
                 "params": {k: v for k, v in self.params.items() if isinstance(v, (str, int, float, bool))},
                 "slaMissed": self._sla_missed,
+                "stoppedBy": self._stopped_by,
                 "tasks": [asdict(r) for r in self._records],
             }
             tmp = self.record_path.with_suffix(".tmp")
             tmp.write_text(json.dumps(data, indent=1))
             os.replace(tmp, self.record_path)
+
+
+def _signal_group(pid: int, signum: int) -> None:
+    """Signal the process group led by ``pid`` (a task's shell); gone already is fine."""
+    try:
+        os.killpg(pid, signum)
+    except (ProcessLookupError, PermissionError):
+        pass
 
 
 def run_workflow(
@@ -489,12 +571,20 @@ def run_workflow(
     params: dict[str, Any] | None = None,
     *,
     out: TextIO | None = None,
-    sleep=time.sleep,
+    sleep=None,
     environ: dict[str, str] | None = None,
     retry_attempt_name: str = "",
+    kill_grace_s: float = 10.0,
 ) -> AttemptResult:
     """Parse ``path`` (and what it calls) and run it for one session date; never raises for a task failure."""
     wf = load_workflow(path)
     return LocalRunner(
-        wf, session_date, params, out=out, sleep=sleep, environ=environ, retry_attempt_name=retry_attempt_name
+        wf,
+        session_date,
+        params,
+        out=out,
+        sleep=sleep,
+        environ=environ,
+        retry_attempt_name=retry_attempt_name,
+        kill_grace_s=kill_grace_s,
     ).run()

@@ -11,7 +11,14 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from batch.errors import EXIT_BAD_INPUT, EXIT_CHECK_FAILED, EXIT_FAILURE, RecoError
+from batch.errors import (
+    EXIT_BAD_INPUT,
+    EXIT_CHECK_FAILED,
+    EXIT_FAILURE,
+    EXIT_LOCKED,
+    EXIT_USAGE,
+    RecoError,
+)
 
 if TYPE_CHECKING:
     pass
@@ -35,17 +42,23 @@ class StepRun:
 EXIT_TERMINATED = 143  # 128 + SIGTERM: Digdag killed the task and the Job was deleted
 
 
+class Terminated(BaseException):
+    """Raised in the main thread by a runner's SIGTERM handler; BaseException so that no `except Exception` eats
+    it (nor the retry loop of batch/runners/retry.py)."""
+
+
 class StepFailed(RecoError):
     """The step's Job (or local processes) failed; the message is the one line people read (Digdag, Slack).
 
-    The exit code passes on the step's own deterministic codes (3 check failed, 65 bad input) so that Digdag and
-    alerts can tell them from retryable failures, and 143 after SIGTERM; everything else is EXIT_FAILURE.
+    The exit code passes on the step's own codes that say what kind of failure it was: the deterministic ones
+    (2 usage, 3 check failed, 65 bad input), which are never retried (batch/runners/retry.py), 75 (locked: try
+    later) and 143 after SIGTERM; everything else is EXIT_FAILURE.
     """
 
     def __init__(self, reason: str, message: str, *, exit_code: int | None = None):
         super().__init__(message)
         self.reason = reason
-        if exit_code in (EXIT_CHECK_FAILED, EXIT_BAD_INPUT, EXIT_TERMINATED):
+        if exit_code in (EXIT_USAGE, EXIT_CHECK_FAILED, EXIT_BAD_INPUT, EXIT_LOCKED, EXIT_TERMINATED):
             self.exit_code = exit_code
         else:
             self.exit_code = EXIT_FAILURE

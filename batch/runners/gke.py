@@ -29,16 +29,12 @@ from batch.config import EnvironmentConfig
 from batch.errors import ConfigError
 from batch.logs import redact
 from batch.runners import manifests
-from batch.runners.base import Runner, StepFailed, StepRun, one_line, summarize_log_lines
+from batch.runners.base import Runner, StepFailed, StepRun, Terminated, one_line, summarize_log_lines
 
 log = logging.getLogger("reco.runners.gke")
 
 IMAGE_PULL_REASONS = ("ImagePullBackOff", "ErrImagePull", "InvalidImageName", "ErrImageNeverPull")
 TAIL = 50
-
-
-class Terminated(BaseException):
-    """Raised in the main thread by the SIGTERM handler; BaseException so that no `except Exception` eats it."""
 
 
 def _cond(obj: dict[str, Any], ctype: str) -> dict[str, Any] | None:

@@ -9,13 +9,15 @@ mapped to this machine:
   developer's GCP_PROJECT or RECO_LOG_FORMAT is kept;
 - env values from ConfigMaps are read from the rendered ConfigMaps; secrets and field refs are not resolved;
 - an Indexed Job becomes `completions` processes with JOB_COMPLETION_INDEX = 0..N-1, `parallelism` at a time;
-- activeDeadlineSeconds is enforced (DeadlineExceeded); there are no retries: a failed process fails the run.
+- activeDeadlineSeconds is enforced (DeadlineExceeded); there are no retries: a failed process fails the run;
+- SIGTERM (Digdag killing the task) kills the step's processes and exits 143, as the GKE runner deletes its Job.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -23,10 +25,19 @@ import time
 from collections import deque
 from typing import Any
 
+from batch.alerts.sent import ATTEMPT_ENV
 from batch.config import EnvironmentConfig, config_dir, reco_home
 from batch.logs import redact
 from batch.runners import manifests
-from batch.runners.base import Runner, StepFailed, StepRun, one_line, summarize_log_lines
+from batch.runners.base import (
+    EXIT_TERMINATED,
+    Runner,
+    StepFailed,
+    StepRun,
+    Terminated,
+    one_line,
+    summarize_log_lines,
+)
 
 log = logging.getLogger("reco.runners.local")
 
@@ -45,7 +56,21 @@ class LocalRunner(Runner):
 
     def run(self, run: StepRun) -> None:
         job, docs = self.build(run)
-        self.run_job(job, docs)
+        previous = None
+        in_main = threading.current_thread() is threading.main_thread()
+        if in_main:
+            previous = signal.signal(signal.SIGTERM, _on_sigterm)
+        try:
+            self.run_job(job, docs)
+        except Terminated:  # run_job's `finally` has killed the step's processes
+            raise StepFailed(
+                "Terminated",
+                f"terminated by SIGTERM: stopped Job {job['metadata']['name']} (local run)",
+                exit_code=EXIT_TERMINATED,
+            ) from None
+        finally:
+            if in_main:
+                signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
 
     # -- executing a built Job ----------------------------------------------------------------------------
 
@@ -64,6 +89,8 @@ class LocalRunner(Runner):
                 continue
             from_manifest[var["name"]] = _expand(str(value), from_manifest)
         env = {**from_manifest, **os.environ}
+        if ATTEMPT_ENV in from_manifest:  # this run's attempt, never one inherited from the calling shell
+            env[ATTEMPT_ENV] = from_manifest[ATTEMPT_ENV]
         env["RECO_CONFIG_DIR"] = str(config_dir())
         env["RECO_HOME"] = str(reco_home())
         return env
@@ -141,6 +168,10 @@ class LocalRunner(Runner):
             f"exit code {proc.returncode}: Job {name} failed: {_tail(proc)}",
             exit_code=proc.returncode,
         )
+
+
+def _on_sigterm(signum, frame):
+    raise Terminated()
 
 
 def _expand(value: str, env: dict[str, str]) -> str:

@@ -21,6 +21,7 @@ from typing import Any
 
 import yaml
 
+from batch.alerts.sent import ATTEMPT_ENV
 from batch.config import PROJECT_ROOT
 from batch.errors import ConfigError
 from batch.runners.base import StepRun
@@ -213,6 +214,9 @@ def build_job(docs: list[dict[str, Any]], run: StepRun, namespace: str) -> dict[
     pod.setdefault("metadata", {}).setdefault("labels", {}).update(run_labels(run))
     container = _container(job)
     container["args"] = step_args(run)
+    # the step records the alerts it sends under its Digdag attempt (batch/alerts/sent.py)
+    env = [e for e in container.get("env") or [] if e.get("name") != ATTEMPT_ENV]
+    container["env"] = [*env, {"name": ATTEMPT_ENV, "value": run.attempt}]
     if run.sharded:
         if spec.get("completionMode") != "Indexed":
             raise ConfigError(f"Job template {template_name}: a sharded step needs completionMode: Indexed")

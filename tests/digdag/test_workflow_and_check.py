@@ -41,7 +41,8 @@ def test_demo_workflow_shape():
     par = called.children[2]
     assert par.parallel and [c.name for c in par.children] == ["+candidates", "+related"]
     leaves = [t for t in wf.root.walk() if t.operator == "sh" and "reco submit" in t.command]
-    assert len(leaves) == len(GRAPH.steps()) and all(t.retry is not None for t in leaves)
+    # no Digdag retry on a step: reco submit retries only what can succeed again (batch/runners/retry.py)
+    assert len(leaves) == len(GRAPH.steps()) and all(t.retry is None for t in leaves)
     assert all(t.retry is None for t in wf.root.walk() if t.is_group)
     assert called.error is not None and "reco notify failure" in called.error.command
     for path in wf.files:  # secrets only by reference

@@ -10,8 +10,8 @@ from k8s_helpers import OVERLAYS, PROJECT_ROOT, by_kind, class_dirs, named, pod_
 
 import batch.steps  # noqa: F401
 from batch.config import load_environment
-from batch.errors import EXIT_BAD_INPUT, EXIT_CHECK_FAILED
 from batch.graph import GRAPH
+from batch.runners.retry import DETERMINISTIC_EXIT_CODES
 
 
 def all_pods(docs):
@@ -73,7 +73,7 @@ def test_job_templates_retry_sensibly(rendered, env):
         assert len(deterministic) == 1
         assert deterministic[0]["action"] == ("FailIndex" if indexed else "FailJob")
         assert deterministic[0]["onExitCodes"]["operator"] == "In"
-        assert set(deterministic[0]["onExitCodes"]["values"]) == {EXIT_CHECK_FAILED, EXIT_BAD_INPUT}
+        assert set(deterministic[0]["onExitCodes"]["values"]) == set(DETERMINISTIC_EXIT_CODES)
         assert deterministic[0]["onExitCodes"]["containerName"] == "reco"
         ignore = [r for r in rules if r["action"] == "Ignore"]
         assert ignore and ignore[0]["onPodConditions"] == [{"type": "DisruptionTarget", "status": "True"}]

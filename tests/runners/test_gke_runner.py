@@ -453,6 +453,8 @@ def test_reco_submit_prints_one_line_and_exits_non_zero(fake, monkeypatch, capsy
             "dev",
             "--attempt",
             "att_7",
+            "--retries",
+            "0",  # exit 1 would be retried (batch/runners/retry.py); this test reads the one line
         ]
     )
     err = capsys.readouterr().err.strip().splitlines()[-1]
