@@ -25,6 +25,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
+from markupsafe import Markup
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from batch.dashboard.data import DashboardData, NotFound, SeriesKey, StoreUnavailable
@@ -86,7 +87,7 @@ def create_app(env_cfg, *, base_path: str = "", data: DashboardData | None = Non
     verifier = IapVerifier(audience, env_cfg.dashboard.iap_certs_url) if audience else None
     templates = Jinja2Templates(directory=str(HERE / "templates"))
     templates.env.globals.update(base=base, env_name=env_cfg.name, fmt=_fmt, iap=bool(verifier))
-    templates.env.filters["tojson_compact"] = lambda v: json.dumps(v, separators=(",", ":"), default=str)
+    templates.env.filters["tojson_compact"] = _script_json
     app = FastAPI(title="reco dashboard", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.data = data
 
@@ -112,6 +113,13 @@ def create_app(env_cfg, *, base_path: str = "", data: DashboardData | None = Non
     async def unavailable(request: Request, e: StoreUnavailable):
         log.warning("store unavailable", extra={"path": request.url.path, "error": str(e)})
         return page(request, "error.html", 503, title="Store unavailable", message=str(e), known=[], hint="")
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, e: Exception):
+        log.exception("dashboard page failed", extra={"path": request.url.path})
+        return page(
+            request, "error.html", 500, title="Error", message=f"{type(e).__name__}: {e}", known=[], hint=""
+        )
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, e: StarletteHTTPException):
@@ -398,6 +406,12 @@ def _chart(data: DashboardData, keys: list[SeriesKey], since: date, until: date,
         )
     x = [int((d - date(1970, 1, 1)).total_seconds()) for d in days]
     return {"x": x, "series": series}, info
+
+
+def _script_json(value) -> Markup:
+    """JSON for a <script type="application/json"> block: "<" escaped, so no value can close the element."""
+    text = json.dumps(value, separators=(",", ":"), default=str, allow_nan=False)
+    return Markup(text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026"))
 
 
 def _fmt(v) -> str:

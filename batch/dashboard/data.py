@@ -11,6 +11,7 @@ seconds: pages then filter it in memory, which is what keeps every page fast on 
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import threading
@@ -174,8 +175,6 @@ class DashboardData:
             df = self.history(name)
             if df.empty:
                 return []
-            import json
-
             keys = df[["step", "metric", "dimensions"]].drop_duplicates()
             order = {s: i for i, s in enumerate(STEP_ORDER)}
             out = [
@@ -309,8 +308,6 @@ class DashboardData:
         row["last_dt"] = last.isoformat()
         day = hist[hist["dt"] == last]
         failed = day[(day["metric"] == "check_failed") & (day["value"] > 0)]
-        import json
-
         row["failed_gates"] = sorted({json.loads(d).get("check", "?") for d in failed["dimensions"]})
         published = any(r.get("dt") == last.isoformat() for r in self.publish_records(name)) if not row[
             "error"
@@ -366,7 +363,9 @@ class DashboardData:
             except KeyError:
                 resource = "?"
             if entry is None:
-                steps.append({"name": step, "state": "not committed", "resource": resource})
+                steps.append(
+                    {"name": step, "state": "not committed", "resource": resource, "duration_s": None}
+                )
                 continue
             timings = entry.get("timings") or {}
             duration = _num(timings.get("total_s")) or _num(timings.get("max_shard_s"))
