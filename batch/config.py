@@ -234,7 +234,9 @@ class ForecastConfig(_Strict):
 
     # "step.metric" series judged by the forecast instead of the weekday/rolling baseline (with enough history)
     metrics: list[str] = Field(default_factory=list)
-    min_history: int = Field(28, ge=14)  # previous days needed (4 weeks: a weekly season needs several cycles)
+    min_history: int = Field(
+        28, ge=14
+    )  # previous days needed (4 weeks: a weekly season needs several cycles)
     window: int = Field(112, ge=28, le=3660)  # previous days the model is fit on
     interval: float = Field(0.9999, gt=0.5, lt=1)  # coverage of the prediction interval (the expected band)
 

@@ -62,7 +62,12 @@ def clean(y: np.ndarray) -> np.ndarray:
 # likelihood costs about a second a series on this machine, for values that barely move from one day to the next;
 # fixed constants in the usual ranges make a fit ~20 ms, and the interval still comes from the model's own
 # one-step error variance (estimated on the cleaned history).
-SMOOTHING = {"smoothing_level": 0.2, "smoothing_trend": 0.02, "smoothing_seasonal": 0.1, "damping_trend": 0.95}
+SMOOTHING = {
+    "smoothing_level": 0.2,
+    "smoothing_trend": 0.02,
+    "smoothing_seasonal": 0.1,
+    "damping_trend": 0.95,
+}
 
 
 def _fit(y: np.ndarray):

@@ -12,11 +12,17 @@ log = logging.getLogger(__name__)
 
 
 def register(sub) -> None:
-    p = sub.add_parser("dashboard", help="serve the monitoring dashboard (overview, metrics, runs, models, recs)")
+    p = sub.add_parser(
+        "dashboard", help="serve the monitoring dashboard (overview, metrics, runs, models, recs)"
+    )
     p.add_argument("--env", default="local", choices=ENVIRONMENTS, help="environment (default: local)")
-    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; 0.0.0.0 in a pod)")
+    p.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; 0.0.0.0 in a pod)"
+    )
     p.add_argument("--port", type=int, default=8050, help="port (default 8050)")
-    p.add_argument("--base-path", default="", help="serve under this path prefix (behind the shared Ingress: /dashboard)")
+    p.add_argument(
+        "--base-path", default="", help="serve under this path prefix (behind the shared Ingress: /dashboard)"
+    )
     p.add_argument(
         "--allow-unauthenticated",
         action="store_true",

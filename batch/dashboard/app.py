@@ -19,6 +19,7 @@ import logging
 import re
 from datetime import date, timedelta
 from pathlib import Path
+from typing import Annotated
 
 from fastapi import APIRouter, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
@@ -41,7 +42,9 @@ MAX_SERIES = 8
 # Request values are checked against these before they are used anywhere (they never reach SQL text).
 _PIPELINE = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 _TOKEN = r"[A-Za-z0-9_@%.\-]{1,64}"
-_SPEC = re.compile(rf"^([a-z][a-z0-9_]{{0,62}}):([a-z_]{{1,32}})\.({_TOKEN})(?::({_TOKEN}={_TOKEN}(?:,{_TOKEN}={_TOKEN})*))?$")
+_SPEC = re.compile(
+    rf"^([a-z][a-z0-9_]{{0,62}}):([a-z_]{{1,32}})\.({_TOKEN})(?::({_TOKEN}={_TOKEN}(?:,{_TOKEN}={_TOKEN})*))?$"
+)
 _ID = re.compile(r"^[A-Za-z0-9_.:@\-]{1,128}$")
 
 
@@ -133,13 +136,26 @@ def create_app(env_cfg, *, base_path: str = "", data: DashboardData | None = Non
                 known=[f"{base}/", f"{base}/metrics", *(f"{base}/runs/{p}" for p in data.pipelines())],
                 hint="pages",
             )
-        return page(request, "error.html", e.status_code, title=str(e.status_code), message=str(e.detail), known=[], hint="")
+        return page(
+            request,
+            "error.html",
+            e.status_code,
+            title=str(e.status_code),
+            message=str(e.detail),
+            known=[],
+            hint="",
+        )
 
     # -- IAP ----------------------------------------------------------------------------------------------------
 
     @app.middleware("http")
     async def require_iap(request: Request, call_next):
-        if verifier is not None and request.url.path not in ("/healthz", "/readyz", f"{base}/healthz", f"{base}/readyz"):
+        if verifier is not None and request.url.path not in (
+            "/healthz",
+            "/readyz",
+            f"{base}/healthz",
+            f"{base}/readyz",
+        ):
             try:
                 claims = verifier.verify(request.headers.get(HEADER))
             except IapError as e:
@@ -175,13 +191,15 @@ def create_app(env_cfg, *, base_path: str = "", data: DashboardData | None = Non
             try:
                 rows.append(data.overview_row(name))
             except StoreUnavailable as e:
-                rows.append({"name": name, "error": str(e), "metrics": [], "anomalies": [], "failed_gates": []})
+                rows.append(
+                    {"name": name, "error": str(e), "metrics": [], "anomalies": [], "failed_gates": []}
+                )
         return page(request, "overview.html", rows=rows)
 
     @r.get("/metrics", response_class=HTMLResponse)
     def explorer(
         request: Request,
-        s: list[str] = Query(default=[], max_length=200),
+        s: Annotated[list[str] | None, Query(max_length=200)] = None,
         pipeline: str | None = Query(default=None, max_length=63),
         step: str | None = Query(default=None, max_length=32),
         segment: str | None = Query(default=None, max_length=64),
@@ -191,7 +209,7 @@ def create_app(env_cfg, *, base_path: str = "", data: DashboardData | None = Non
     ):
         if detector not in DETECTORS:
             raise BadRequest(f"detector {detector!r}: one of {', '.join(DETECTORS)}")
-        keys = [parse_spec(x) for x in s[:MAX_SERIES]]
+        keys = [parse_spec(x) for x in (s or [])[:MAX_SERIES]]
         for k in keys:
             data.pipeline(k.pipeline)  # 404 listing the pipelines
         pipe = check_pipeline(pipeline) if pipeline else (keys[0].pipeline if keys else None)
@@ -298,13 +316,21 @@ def create_app(env_cfg, *, base_path: str = "", data: DashboardData | None = Non
         if dt is None:
             dt = date.fromisoformat(records[-1]["dt"]) if records else None
         elif dt.isoformat() not in {x["dt"] for x in records}:
-            raise NotFound(f"{pipeline} has no publish on {dt}", [x["dt"] for x in records][-60:], "published dates")
+            raise NotFound(
+                f"{pipeline} has no publish on {dt}", [x["dt"] for x in records][-60:], "published dates"
+            )
         until_d = parse_day(until, "until") or (data.dates(pipeline) or [date.today()])[-1]
         since_d = parse_day(since, "since") or until_d - timedelta(days=DEFAULT_DAYS - 1)
         k = cfg.checks.model.overlap.k
         groups = [
-            ("overlap@k with the previous model (model gate)", [SeriesKey(pipeline, "train", "check_value", {"check": "overlap"})]),
-            ("score shift: KS statistic vs the previous publish", [SeriesKey(pipeline, "train", "check_value", {"check": "score_shift"})]),
+            (
+                "overlap@k with the previous model (model gate)",
+                [SeriesKey(pipeline, "train", "check_value", {"check": "overlap"})],
+            ),
+            (
+                "score shift: KS statistic vs the previous publish",
+                [SeriesKey(pipeline, "train", "check_value", {"check": "score_shift"})],
+            ),
             (
                 "coverage",
                 [
@@ -350,7 +376,9 @@ def create_app(env_cfg, *, base_path: str = "", data: DashboardData | None = Non
             latest = data.latest(pipeline)
             dt = date.fromisoformat(latest["dt"]) if latest else None
         if dt is None:
-            raise NotFound(f"{pipeline} has published nothing yet", [], f"reco run --pipeline {pipeline} --date D")
+            raise NotFound(
+                f"{pipeline} has published nothing yet", [], f"reco run --pipeline {pipeline} --date D"
+            )
         user_view = data.user_view(pipeline, dt, user) if user else None
         item_view = data.item_view(pipeline, dt, item) if item else None
         return page(

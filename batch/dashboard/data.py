@@ -138,7 +138,9 @@ class DashboardData:
 
     def pipeline(self, name: str):
         if name not in self.pipelines():
-            raise NotFound(f"no pipeline named {name!r}", self.pipelines(), "pipelines are config/pipelines/*.yaml")
+            raise NotFound(
+                f"no pipeline named {name!r}", self.pipelines(), "pipelines are config/pipelines/*.yaml"
+            )
         try:
             return self._cached(("cfg", name), lambda: load_pipeline(name, self.env.name))
         except ConfigError as e:
@@ -189,7 +191,9 @@ class DashboardData:
         df = self.history(key.pipeline)
         if df.empty:
             return []
-        sel = df[(df["step"] == key.step) & (df["metric"] == key.metric) & (df["dimensions"] == key.dims_json)]
+        sel = df[
+            (df["step"] == key.step) & (df["metric"] == key.metric) & (df["dimensions"] == key.dims_json)
+        ]
         return sorted(zip(sel["dt"], sel["value"].astype(float), strict=True))
 
     def dates(self, name: str) -> list[date]:
@@ -227,10 +231,14 @@ class DashboardData:
                 if use_forecast:
                     rng = fband.get(d)
                 elif detector != "none":
-                    prior = [(pd_, pv) for pd_, pv in pts if pd_ < d][-(7 * cfg.weekday_weeks + 2 * cfg.window) :]
+                    prior = [(pd_, pv) for pd_, pv in pts if pd_ < d][
+                        -(7 * cfg.weekday_weeks + 2 * cfg.window) :
+                    ]
                     rng = anomaly.expected_range(prior, d, cfg)
                 lo, hi = (rng.low, rng.high) if rng else (None, None)
-                out_static = static is not None and not anomaly.static_range(static.min, static.max).contains(v)
+                out_static = static is not None and not anomaly.static_range(static.min, static.max).contains(
+                    v
+                )
                 low.append(lo)
                 high.append(hi)
                 flags.append(bool(out_static or (rng is not None and not rng.contains(v))))
@@ -254,7 +262,9 @@ class DashboardData:
             try:
                 return self.store.latest(name)
             except Exception as e:
-                raise StoreUnavailable(f"the artifact store could not be read: {type(e).__name__}: {e}") from e
+                raise StoreUnavailable(
+                    f"the artifact store could not be read: {type(e).__name__}: {e}"
+                ) from e
 
         return self._cached(("latest", name), read)
 
@@ -263,7 +273,9 @@ class DashboardData:
             try:
                 return self.store.publish_records(name)
             except Exception as e:
-                raise StoreUnavailable(f"the artifact store could not be read: {type(e).__name__}: {e}") from e
+                raise StoreUnavailable(
+                    f"the artifact store could not be read: {type(e).__name__}: {e}"
+                ) from e
 
         return self._cached(("publishes", name), read)
 
@@ -304,39 +316,46 @@ class DashboardData:
         if hist.empty:
             row["last_dt"], row["status"] = None, "no runs recorded"
             return row
-        last = max(hist["dt"])
-        row["last_dt"] = last.isoformat()
-        day = hist[hist["dt"] == last]
-        failed = day[(day["metric"] == "check_failed") & (day["value"] > 0)]
-        row["failed_gates"] = sorted({json.loads(d).get("check", "?") for d in failed["dimensions"]})
-        published = any(r.get("dt") == last.isoformat() for r in self.publish_records(name)) if not row[
-            "error"
-        ] else False
+        published_dates = set()
+        if not row["error"]:
+            published_dates = {r.get("dt") for r in self.publish_records(name)}
+        row.update(self._cached(("overview", name, id(hist)), lambda: self._metric_summary(name, cfg, hist)))
         if row["failed_gates"]:
             row["status"] = "stopped: " + ", ".join(row["failed_gates"])
-        elif published:
+        elif row["last_dt"] in published_dates:
             row["status"] = "published"
         else:
             row["status"] = "not published"
-        row["anomalies"] = self._cached(
-            ("scan", name, id(hist)),
-            lambda: [a.to_dict() for a in anomaly.scan(hist, last, cfg.checks.anomaly)],
-        )
+        return row
+
+    def _metric_summary(self, name: str, cfg, hist: pd.DataFrame) -> dict:
+        """The part of an overview row that depends on the metric history only (cached with it)."""
+        last = max(hist["dt"])
+        day = hist[hist["dt"] == last]
+        failed = day[(day["metric"] == "check_failed") & (day["value"] > 0)]
+        anomalies = [a.to_dict() for a in anomaly.scan(hist, last, cfg.checks.anomaly)]
         since = last - timedelta(days=SPARK_DAYS - 1)
+        recent = hist[hist["dt"] >= since]
+        metrics = []
         for metric in cfg.checks.anomaly.metrics:
             step, _, m = metric.partition(".")
-            s = ms.series(hist, step, m)
+            s = ms.series(recent, step, m)
             vals = [s.get((since + timedelta(days=i)).isoformat()) for i in range(SPARK_DAYS)]
-            row["metrics"].append(
+            metrics.append(
                 {
                     "name": metric,
                     "spec": SeriesKey(name, step, m).spec,
                     "last": s.get(last.isoformat()),
                     "spark": sparkline(vals),
-                    "anomaly": any(a["metric"] == metric for a in row["anomalies"]),
+                    "anomaly": any(a["metric"] == metric for a in anomalies),
                 }
             )
-        return row
+        return {
+            "last_dt": last.isoformat(),
+            "failed_gates": sorted({json.loads(d).get("check", "?") for d in failed["dimensions"]}),
+            "anomalies": anomalies,
+            "metrics": metrics,
+        }
 
     def run_detail(self, name: str, dt: date) -> dict:
         cfg = self.pipeline(name)
@@ -350,7 +369,9 @@ class DashboardData:
         except StoreUnavailable:
             pass
         if not summary["steps"] and dt not in metric_dates:
-            known = sorted({d.isoformat() for d in metric_dates} | {r["dt"] for r in self.publish_records(name)})
+            known = sorted(
+                {d.isoformat() for d in metric_dates} | {r["dt"] for r in self.publish_records(name)}
+            )
             raise NotFound(f"{name} has no run on {dt}", known[-60:], "dates with a run (the latest 60)")
         from batch.steps import get_step  # the resource class a step runs with in the cloud
 
@@ -377,7 +398,8 @@ class DashboardData:
                     "committed_at": entry.get("committed_at"),
                     "duration_s": duration,
                     "location": self.store.display(entry["location"]) if entry.get("location") else None,
-                    "shards": entry.get("shards_committed") and f"{entry['shards_committed']}/{entry['shard_count']}",
+                    "shards": entry.get("shards_committed")
+                    and f"{entry['shards_committed']}/{entry['shard_count']}",
                     "run_id": entry.get("run_id"),
                 }
             )
@@ -392,7 +414,14 @@ class DashboardData:
             except ArtifactError as e:
                 gates.append({"title": title, "ran": True, "results": [], "error": str(e)})
                 continue
-            gates.append({"title": title, "ran": True, "passed": c.marker.get("passed"), "results": doc.get("results", [])})
+            gates.append(
+                {
+                    "title": title,
+                    "ran": True,
+                    "passed": c.marker.get("passed"),
+                    "results": doc.get("results", []),
+                }
+            )
         check = summary.get("publish_check")
         if check is not None:
             gates.append(
@@ -418,7 +447,12 @@ class DashboardData:
             hist = self.history(name)
             day = hist[hist["dt"] == dt] if not hist.empty else hist
             day_metrics = [
-                {"step": r.step, "metric": r.metric, "dims": "" if r.dimensions == "{}" else r.dimensions, "value": r.value}
+                {
+                    "step": r.step,
+                    "metric": r.metric,
+                    "dims": "" if r.dimensions == "{}" else r.dimensions,
+                    "value": r.value,
+                }
                 for r in day.itertuples()
             ]
         except StoreUnavailable:
@@ -447,7 +481,9 @@ class DashboardData:
             with self.store.fs.open(path, "rb") as f:
                 return f.read()
         except FileNotFoundError:
-            raise NotFound(f"no run report for {name} {dt}", [], f"reco report --pipeline {name} --date {dt}") from None
+            raise NotFound(
+                f"no run report for {name} {dt}", [], f"reco report --pipeline {name} --date {dt}"
+            ) from None
 
     # -- model shift --------------------------------------------------------------------------------------------
 
@@ -493,7 +529,12 @@ class DashboardData:
                 "x": [float(v) for v in (edges[:-1] + edges[1:]) / 2],
                 "series": [
                     {"label": f"{dt} (n={len(a)})", "values": density(a)},
-                    {"label": f"{previous['dt']} previous publish (n={len(b)})" if previous else "no previous publish", "values": density(b)},
+                    {
+                        "label": f"{previous['dt']} previous publish (n={len(b)})"
+                        if previous
+                        else "no previous publish",
+                        "values": density(b),
+                    },
                 ],
             }
 
@@ -517,7 +558,9 @@ class DashboardData:
         export = self.committed(name, "export", dt)
         agg = self.committed(name, "interactions", dt)
         if export is None:
-            raise NotFound(f"{name} has no export on {dt}", self.export_dates(name)[-60:], "dates with an export")
+            raise NotFound(
+                f"{name} has no export on {dt}", self.export_dates(name)[-60:], "dates with an export"
+            )
         con = self._duckdb()
         try:
             recs = con.execute(
@@ -529,7 +572,8 @@ class DashboardData:
             if agg is not None:
                 users_url = self.store.display(agg.path("users.parquet"))
                 found = con.execute(
-                    "SELECT user_idx FROM read_parquet($url) WHERE user_id = $user", {"url": users_url, "user": user}
+                    "SELECT user_idx FROM read_parquet($url) WHERE user_id = $user",
+                    {"url": users_url, "user": user},
                 ).fetchall()
                 if found:
                     known_user = True
@@ -569,7 +613,9 @@ class DashboardData:
     def item_view(self, name: str, dt: date, item: str) -> dict:
         export = self.committed(name, "export", dt)
         if export is None:
-            raise NotFound(f"{name} has no export on {dt}", self.export_dates(name)[-60:], "dates with an export")
+            raise NotFound(
+                f"{name} has no export on {dt}", self.export_dates(name)[-60:], "dates with an export"
+            )
         if "related.parquet" not in export.marker.get("files", {}):
             return {"item": item, "related": [], "note": "this export has no related items"}
         url = self.store.display(export.path("related.parquet"))

@@ -60,9 +60,13 @@ def demo_home(tmp_path_factory) -> Path:
     mp.setattr(anomaly, "deliver", lambda env_cfg, message: True)
     env = load_environment("local")
     pipeline = load_pipeline("demo")
-    events, items = generate(SyntheticSpec(users=400, items=200, days=35, end_date=SESSION, seed=3, events_per_user=25))
+    events, items = generate(
+        SyntheticSpec(users=400, items=200, days=35, end_date=SESSION, seed=3, events_per_user=25)
+    )
     with open_warehouse(env) as wh:
-        write_source(wh, pipeline.source.events_table, pipeline.source.items_table, events, items, append=False)
+        write_source(
+            wh, pipeline.source.events_table, pipeline.source.items_table, events, items, append=False
+        )
 
     overrides = {"model.params.iterations": "3", "model.params.factors": "16"}
 
@@ -70,8 +74,14 @@ def demo_home(tmp_path_factory) -> Path:
         p = load_pipeline("demo", "local", overrides)
         kw = {"run_id": run_id} if run_id else {}
         return StepContext(
-            pipeline=p, env=env, session_date=session_date, shard_index=shard_index,
-            shard_count=p.candidates.shard_count, overrides=overrides, show_progress=False, **kw,
+            pipeline=p,
+            env=env,
+            session_date=session_date,
+            shard_index=shard_index,
+            shard_count=p.candidates.shard_count,
+            overrides=overrides,
+            show_progress=False,
+            **kw,
         )
 
     _run_all(ctx, SESSION)
@@ -80,8 +90,12 @@ def demo_home(tmp_path_factory) -> Path:
 
     with open_warehouse(env) as wh:
         write_source(
-            wh, pipeline.source.events_table, pipeline.source.items_table,
-            drop_share_of_day(events, FAILED_DAY, 0.8), items, append=False,
+            wh,
+            pipeline.source.events_table,
+            pipeline.source.items_table,
+            drop_share_of_day(events, FAILED_DAY, 0.8),
+            items,
+            append=False,
         )
     with pytest.raises(CheckFailedError):
         get_step("aggregate").run(ctx(FAILED_DAY))

@@ -56,12 +56,12 @@ def seasonal_value(d: date, level: float) -> float:
     return level * weekly * (1 + 0.02 * math.sin(d.toordinal() * 1.3))
 
 
-
-
 def get(served, path, **kw) -> requests.Response:
     return requests.get(served.url + path, timeout=30, **kw)
 
 
 def chart_json(html: str, chart_id: str) -> dict:
     """The data a page's chart is drawn from (the JSON script next to it)."""
-    return json.loads(html.split(f'<script type="application/json" id="{chart_id}">')[1].split("</script>")[0])
+    return json.loads(
+        html.split(f'<script type="application/json" id="{chart_id}">')[1].split("</script>")[0]
+    )

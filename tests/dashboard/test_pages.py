@@ -3,7 +3,6 @@ parameters (injection strings included), an empty and an unreachable store, IAP.
 
 from __future__ import annotations
 
-import json
 from datetime import timedelta
 
 import pytest

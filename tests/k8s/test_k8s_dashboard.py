@@ -63,10 +63,18 @@ def test_the_dashboard_mounts_every_pipeline_config(rendered):
     for env in OVERLAYS:
         d = dashboard(rendered[env])
         for name in pipelines:
-            assert d["config"]["data"][f"pipeline.{name}"] == (PROJECT_ROOT / "config/pipelines" / name).read_text(), (
+            assert (
+                d["config"]["data"][f"pipeline.{name}"]
+                == (PROJECT_ROOT / "config/pipelines" / name).read_text()
+            ), (
                 f"config/pipelines/{name} is missing from reco-dashboard-config in k8s/base/dashboard/kustomization.yaml"
             )
-        volume = next(v for v in d["deployment"]["spec"]["template"]["spec"]["volumes"] if v["name"] == "config")
+        volume = next(
+            v for v in d["deployment"]["spec"]["template"]["spec"]["volumes"] if v["name"] == "config"
+        )
         assert volume["configMap"]["name"] == d["config"]["metadata"]["name"]
         items = {i["key"]: i["path"] for i in volume["configMap"]["items"]}
-        assert items == {"environments.yaml": "environments.yaml", **{f"pipeline.{n}": f"pipelines/{n}" for n in pipelines}}
+        assert items == {
+            "environments.yaml": "environments.yaml",
+            **{f"pipeline.{n}": f"pipelines/{n}" for n in pipelines},
+        }

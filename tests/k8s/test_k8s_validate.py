@@ -74,12 +74,15 @@ def test_kubernetes_validate_strict(rendered, tmp_path):
         left_out_docs = sorted(
             (d["kind"], d["metadata"]["name"]) for d in docs if (d["apiVersion"], d["kind"]) in GKE_CRD_KINDS
         )
-        assert left_out_docs == [  # the Digdag UI's three, and the dashboard's BackendConfig (IAP on its backend)
-            ("BackendConfig", "digdag-ui"),
-            ("BackendConfig", "reco-dashboard"),
-            ("FrontendConfig", "digdag-ui"),
-            ("ManagedCertificate", "digdag-ui"),
-        ], f"{env}: {left_out_docs}"
+        assert (
+            left_out_docs
+            == [  # the Digdag UI's three, and the dashboard's BackendConfig (IAP on its backend)
+                ("BackendConfig", "digdag-ui"),
+                ("BackendConfig", "reco-dashboard"),
+                ("FrontendConfig", "digdag-ui"),
+                ("ManagedCertificate", "digdag-ui"),
+            ]
+        ), f"{env}: {left_out_docs}"
         path = tmp_path / f"{env}.yaml"
         path.write_text(yaml.safe_dump_all(kept, sort_keys=False))
         files.append(str(path))

@@ -61,9 +61,7 @@ def scenarios(seed: int = 0) -> list[Scenario]:
     y[84] *= 0.55
     shift = 100
     y[shift:] *= 0.6
-    out.append(
-        Scenario("level shift", list(y), {70, 84, shift}, ignored=set(range(shift + 1, shift + 7)))
-    )
+    out.append(Scenario("level shift", list(y), {70, 84, shift}, ignored=set(range(shift + 1, shift + 7))))
     # steady growth (1%/day compounding) with a weekly season: the trend itself is not an anomaly
     y = _base(rng, trend_per_day=0.0, growth=0.01)
     drops = {66: 0.6, 92: 1.4, 120: 0.6}
@@ -119,7 +117,7 @@ def backtest(seeds=(0,)) -> dict[str, dict[str, dict[str, float]]]:
                         counts["tp" if flagged else "fn"] += 1
                     elif flagged:
                         counts["fp"] += 1
-    for det, by in out.items():
+    for by in out.values():
         total = {k: sum(c[k] for c in by.values()) for k in ("tp", "fp", "fn")}
         by["all"] = total
         for c in by.values():

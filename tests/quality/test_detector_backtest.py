@@ -49,7 +49,7 @@ def test_forecast_range_needs_history_and_expects_trend_and_weekend():
     hist = sc.history()
     day = 112  # a Monday after 16 weeks; no planted anomaly on it
     today, value = hist[day]
-    assert forecast.forecast_range(hist[: day][-10:], today) is None  # too little history
+    assert forecast.forecast_range(hist[:day][-10:], today) is None  # too little history
     rng = forecast.forecast_range(hist[:day], today)
     assert rng.contains(value)
     saturday = today + timedelta(days=5)
@@ -81,9 +81,7 @@ def test_chart_band_uses_only_earlier_days_and_marks_the_spikes():
     sc = scenarios(0)[0]
     band = forecast.band(sc.history())
     flagged = {
-        (d - sc.history()[0][0]).days
-        for d, v in sc.history()
-        if d in band and not band[d].contains(v)
+        (d - sc.history()[0][0]).days for d, v in sc.history() if d in band and not band[d].contains(v)
     }
     planted = {d for d in sc.positives}
     assert planted <= flagged
