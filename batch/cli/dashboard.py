@@ -45,7 +45,7 @@ def cmd_dashboard(args) -> int:
             "would serve cloud data without verifying IAP",
             hint="set it to /projects/NUMBER/global/backendServices/ID, or pass --allow-unauthenticated",
         )
-    app = create_app(env, base_path=args.base_path)
+    app = create_app(env, base_path=args.base_path, warm=True)
     where = f"http://{args.host}:{args.port}{'/' + args.base_path.strip('/') if args.base_path.strip('/') else ''}/"
     print(f"reco dashboard ({env.name}) on {where}", flush=True)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)

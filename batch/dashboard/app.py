@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import threading
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Annotated
@@ -83,7 +84,10 @@ def check_id(text: str | None, what: str) -> str | None:
     return text
 
 
-def create_app(env_cfg, *, base_path: str = "", data: DashboardData | None = None) -> FastAPI:
+def create_app(
+    env_cfg, *, base_path: str = "", data: DashboardData | None = None, warm: bool = False
+) -> FastAPI:
+    """The application; ``warm`` reads every pipeline's history in the background right away."""
     base = "/" + base_path.strip("/") if base_path.strip("/") else ""
     data = data or DashboardData(env_cfg)
     audience = env_cfg.dashboard.iap_audience
@@ -93,6 +97,8 @@ def create_app(env_cfg, *, base_path: str = "", data: DashboardData | None = Non
     templates.env.filters["tojson_compact"] = _script_json
     app = FastAPI(title="reco dashboard", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.data = data
+    if warm:
+        threading.Thread(target=data.warm, name="dashboard-warm-up", daemon=True).start()
 
     def page(request: Request, name: str, status: int = 200, **ctx) -> HTMLResponse:
         return templates.TemplateResponse(request, name, ctx, status_code=status)

@@ -11,6 +11,7 @@ seconds: pages then filter it in memory, which is what keeps every page fast on 
 
 from __future__ import annotations
 
+import bisect
 import json
 import logging
 import math
@@ -33,6 +34,7 @@ log = logging.getLogger(__name__)
 
 HISTORY_DAYS = 3 * 366  # how far back the dashboard reads the metric store
 SPARK_DAYS = 30
+MAX_ENTRIES = 2048
 STEP_ORDER = ("aggregate", "train", "candidates", "related", "export")
 GATES = (
     ("quality_data", "checks.json", "data checks (after aggregate)"),
@@ -120,16 +122,32 @@ class DashboardData:
 
     # -- caching ------------------------------------------------------------------------------------------------
 
-    def _cached(self, key, compute):
+    def _cached(self, key, compute, *, ttl: float | None = -1.0):
+        """``compute()`` kept for ``ttl`` seconds (default ``dashboard.cache_s``; None: as long as the key is
+        among the most recent MAX_ENTRIES, for keys that name their content)."""
+        ttl = self.ttl if ttl == -1.0 else ttl
         now = time.monotonic()
         with self._lock:
             hit = self._cache.get(key)
-        if hit is not None and now - hit[0] < self.ttl:
+        if hit is not None and (ttl is None or now - hit[0] < ttl):
             return hit[1]
         value = compute()
         with self._lock:
             self._cache[key] = (now, value)
+            if len(self._cache) > MAX_ENTRIES:
+                for old in sorted(self._cache, key=lambda k: self._cache[k][0])[
+                    : len(self._cache) - MAX_ENTRIES
+                ]:
+                    del self._cache[old]
         return value
+
+    def warm(self) -> None:
+        """Read every pipeline's history once (at start-up, in the background): the first page is then fast."""
+        for name in self.pipelines():
+            try:
+                self.overview_row(name)
+            except Exception as e:  # a page will show it
+                log.warning("warm-up failed", extra={"pipeline": name, "error": f"{type(e).__name__}: {e}"})
 
     # -- pipelines ----------------------------------------------------------------------------------------------
 
@@ -187,18 +205,26 @@ class DashboardData:
 
         return self._cached(("catalogue", name, id(self.history(name))), build)
 
+    def _index(self, name: str) -> dict:
+        """{(step, metric, dimensions JSON): sorted [(dt, value)]} of a pipeline's history (built once per read)."""
+        df = self.history(name)
+
+        def build():
+            if df.empty:
+                return {}
+            out = {}
+            for k, g in df.groupby(["step", "metric", "dimensions"], sort=False):
+                out[k] = sorted(zip(g["dt"], g["value"].astype(float), strict=True))
+            return out
+
+        return self._cached(("index", name, id(df)), build)
+
     def points(self, key: SeriesKey) -> list[tuple[date, float]]:
-        df = self.history(key.pipeline)
-        if df.empty:
-            return []
-        sel = df[
-            (df["step"] == key.step) & (df["metric"] == key.metric) & (df["dimensions"] == key.dims_json)
-        ]
-        return sorted(zip(sel["dt"], sel["value"].astype(float), strict=True))
+        return self._index(key.pipeline).get((key.step, key.metric, key.dims_json), [])
 
     def dates(self, name: str) -> list[date]:
         df = self.history(name)
-        return sorted(set(df["dt"])) if not df.empty else []
+        return self._cached(("dates", name, id(df)), lambda: sorted(set(df["dt"])) if not df.empty else [])
 
     def bands(self, key: SeriesKey, since: date, until: date, detector: str) -> dict:
         """Per day in [since, until]: value, the detector's expected range (from the days before) and whether
@@ -208,6 +234,7 @@ class DashboardData:
         def compute():
             cfg = self.pipeline(key.pipeline).checks.anomaly
             pts = self.points(key)
+            days = [d for d, _ in pts]
             shown = [(d, v) for d, v in pts if since <= d <= until]
             low: list[float | None] = []
             high: list[float | None] = []
@@ -231,9 +258,8 @@ class DashboardData:
                 if use_forecast:
                     rng = fband.get(d)
                 elif detector != "none":
-                    prior = [(pd_, pv) for pd_, pv in pts if pd_ < d][
-                        -(7 * cfg.weekday_weeks + 2 * cfg.window) :
-                    ]
+                    j = bisect.bisect_left(days, d)
+                    prior = pts[max(0, j - (7 * cfg.weekday_weeks + 2 * cfg.window)) : j]
                     rng = anomaly.expected_range(prior, d, cfg)
                 lo, hi = (rng.low, rng.high) if rng else (None, None)
                 out_static = static is not None and not anomaly.static_range(static.min, static.max).contains(
@@ -251,9 +277,9 @@ class DashboardData:
                 "detector": "forecast" if use_forecast else detector,
             }
 
-        return self._cached(
-            ("bands", key.spec, since, until, detector, id(self.history(key.pipeline))), compute
-        )
+        # keyed by the series' content: a re-read of unchanged history reuses it
+        content = hash(tuple(self.points(key)))
+        return self._cached(("bands", key.spec, since, until, detector, content), compute, ttl=None)
 
     # -- artifact store -----------------------------------------------------------------------------------------
 
@@ -280,10 +306,13 @@ class DashboardData:
         return self._cached(("publishes", name), read)
 
     def committed(self, name: str, dataset: str, dt: date):
-        try:
-            return self.store.committed(name, dataset, dt, step=dataset)
-        except ArtifactError:
-            return None
+        def read():
+            try:
+                return self.store.committed(name, dataset, dt, step=dataset)
+            except ArtifactError:
+                return None
+
+        return self._cached(("committed", name, dataset, dt), read)
 
     # -- pages --------------------------------------------------------------------------------------------------
 
@@ -545,7 +574,8 @@ class DashboardData:
 
         from batch.warehouse.duckdb import register_fsspec
 
-        con = duckdb.connect()
+        # one thread: these are point lookups, and pages run side by side
+        con = duckdb.connect(config={"threads": 1})
         register_fsspec(con, self.store.display(self.store.root))
         return con
 
@@ -589,17 +619,22 @@ class DashboardData:
                         },
                     ).df()
             if not known_user:
-                sample = con.execute(
-                    "SELECT DISTINCT user_id FROM read_parquet($url) ORDER BY user_id LIMIT 10",
-                    {"url": self.store.display(export.path("recommendations.parquet"))},
-                ).fetchall()
-                count = con.execute(
-                    "SELECT count(DISTINCT user_id) FROM read_parquet($url)",
-                    {"url": self.store.display(export.path("recommendations.parquet"))},
-                ).fetchone()[0]
+                url = self.store.display(export.path("recommendations.parquet"))
+
+                def users_of_export():
+                    first = con.execute(
+                        "SELECT DISTINCT user_id FROM read_parquet($url) ORDER BY user_id LIMIT 10",
+                        {"url": url},
+                    ).fetchall()
+                    n = con.execute(
+                        "SELECT count(DISTINCT user_id) FROM read_parquet($url)", {"url": url}
+                    ).fetchone()
+                    return [r[0] for r in first], n[0]
+
+                sample, count = self._cached(("export-users", name, dt), users_of_export)
                 raise NotFound(
                     f"no user {user!r} in {name}'s export of {dt}",
-                    [r[0] for r in sample],
+                    sample,
                     f"{count:,} users have recommendations on {dt}; the first ones",
                 )
         finally:

@@ -13,7 +13,15 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from dash_helpers import FAILED_DAY, HISTORY_DAYS, PLANTED, SESSION, Served, seasonal_value  # noqa: E402
+from dash_helpers import (  # noqa: E402
+    FAILED_DAY,
+    HISTORY_DAYS,
+    PLANTED,
+    SESSION,
+    Served,
+    pinned_env,
+    seasonal_value,
+)
 
 
 def _quality_faults():
@@ -39,7 +47,7 @@ def _run_all(ctx_factory, session_date):
             step.run(ctx_factory(session_date, run_id=run_id))
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def demo_home(tmp_path_factory) -> Path:
     """RECO_HOME after: a passing run of SESSION; an aggregate of FAILED_DAY stopped by the volume check; metric
     history for the HISTORY_DAYS before (the store's own writer) with a planted spike on PLANTED."""
@@ -121,14 +129,13 @@ def demo_home(tmp_path_factory) -> Path:
         parts.append(ms.rows_table("demo", d, "export", export_rows, recorded_at))
     with ms.open_store(env) as wh:  # one append (what ms.record does per day and step)
         wh.write_table(table, pa.concat_tables(parts), mode="append")
-    yield home
-    mp.undo()
+    mp.undo()  # built once per session; the apps below read it through pinned_env
+    return home
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def served(demo_home):
-    from batch.config import load_environment
     from batch.dashboard.app import create_app
 
-    with Served(create_app(load_environment("local"))) as s:
+    with Served(create_app(pinned_env(demo_home))) as s:
         yield s

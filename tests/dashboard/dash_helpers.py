@@ -8,6 +8,7 @@ import socket
 import threading
 import time
 from datetime import date, timedelta
+from pathlib import Path
 
 import requests
 
@@ -64,4 +65,17 @@ def chart_json(html: str, chart_id: str) -> dict:
     """The data a page's chart is drawn from (the JSON script next to it)."""
     return json.loads(
         html.split(f'<script type="application/json" id="{chart_id}">')[1].split("</script>")[0]
+    )
+
+
+def pinned_env(home: Path):
+    """The local environment with its DuckDB file and artifact root fixed to ``home`` (no RECO_HOME needed)."""
+    from batch.config import load_environment
+
+    env = load_environment("local")
+    return env.model_copy(
+        update={
+            "artifact_root": str(home / "artifacts"),
+            "warehouse": env.warehouse.model_copy(update={"path": str(home / "warehouse.duckdb")}),
+        }
     )

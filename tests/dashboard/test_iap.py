@@ -13,7 +13,7 @@ import pytest
 import requests
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from dash_helpers import Served
+from dash_helpers import Served, pinned_env
 from google.auth import crypt, jwt
 
 AUDIENCE = "/projects/123456/global/backendServices/987654"
@@ -68,11 +68,10 @@ def token(signer, audience=AUDIENCE, issuer="https://cloud.google.com/iap", expi
 
 @pytest.fixture(scope="module")
 def iap_served(demo_home, iap_keys):
-    from batch.config import load_environment
     from batch.dashboard.app import create_app
 
     _, url, _ = iap_keys
-    env = load_environment("local")
+    env = pinned_env(demo_home)
     env = env.model_copy(
         update={
             "dashboard": env.dashboard.model_copy(update={"iap_audience": AUDIENCE, "iap_certs_url": url})
