@@ -301,6 +301,18 @@ class StaticBound(_Strict):
     max: float | None = None
 
 
+class ForecastConfig(_Strict):
+    """The forecasting detector (batch/checks/forecast.py): trend + weekly seasonality, prediction interval."""
+
+    # "step.metric" series judged by the forecast instead of the weekday/rolling baseline (with enough history)
+    metrics: list[str] = Field(default_factory=list)
+    min_history: int = Field(
+        28, ge=14
+    )  # previous days needed (4 weeks: a weekly season needs several cycles)
+    window: int = Field(112, ge=28, le=3660)  # previous days the model is fit on
+    interval: float = Field(0.9999, gt=0.5, lt=1)  # coverage of the prediction interval (the expected band)
+
+
 class AnomalyConfig(_Strict):
     enabled: bool = True
     # the metric store table: dataset.table in BigQuery (Terraform's reco_metrics.run_metrics), `table` in DuckDB
@@ -326,6 +338,7 @@ class AnomalyConfig(_Strict):
         0.05, ge=0
     )  # ignore deviations smaller than this share of the median
     severity: Severity = "warn"  # "fail" makes an anomaly fail the export step (after publishing nothing)
+    forecast: ForecastConfig = Field(default_factory=ForecastConfig)
 
 
 class ChecksConfig(_Strict):
@@ -464,6 +477,22 @@ class KubernetesConfig(_Strict):
     unschedulable_timeout_s: int = Field(900, ge=1)
 
 
+class DashboardConfig(_Strict):
+    """`reco dashboard` (batch/dashboard): who may read it and what counts as late."""
+
+    # Audience of the IAP JWT (x-goog-iap-jwt-assertion): /projects/NUMBER/global/backendServices/ID of the
+    # dashboard's backend service. When set, every request except health checks must carry a valid assertion.
+    iap_audience: str | None = None
+    iap_certs_url: str = "https://www.gstatic.com/iap/verify/public_key"
+    sla_hours: float = Field(36.0, gt=0)  # a pipeline whose latest publish is older than this is late
+    cache_s: float = Field(60.0, ge=0)  # how long the metric history of a pipeline is reused between pages
+
+    @field_validator("iap_audience")
+    @classmethod
+    def _unset_when_empty(cls, v: str | None) -> str | None:
+        return v or None  # ${DASHBOARD_IAP_AUDIENCE:-} expands to "" where the deployment has not set it
+
+
 class EnvironmentConfig(_Strict):
     name: str
     runner: Literal["local", "gke"] = "local"
@@ -472,6 +501,7 @@ class EnvironmentConfig(_Strict):
     slack: SlackConfig = Field(default_factory=SlackConfig)
     digdag: DigdagConfig = Field(default_factory=DigdagConfig)
     kubernetes: KubernetesConfig = Field(default_factory=KubernetesConfig)
+    dashboard: DashboardConfig = Field(default_factory=DashboardConfig)
     schedule_enabled: bool = False
 
     def resolved_artifact_root(self) -> str:

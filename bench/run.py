@@ -5,7 +5,9 @@ For each size: seeded synthetic data (generation not timed), then in ONE run
 2. the whole `reco run` (as configured, with its offline evaluation; and with evaluation disabled) against the
    hand-written implicit batch (bench/handwritten.py) and Spark MLlib ALS (bench/spark_als.py), times and
    nDCG@10 on one temporal holdout (bench/evaluate.py);
-3. candidates scoring against implicit's recommend on the same model (bench/candidates.py).
+3. candidates scoring against implicit's recommend on the same model (bench/candidates.py);
+4. the dashboard's page timings, p95 over 200 requests vs the 300 ms target (bench/dashboard.py; --no-dashboard,
+   --dashboard-only).
 Prints the figures side by side; writes bench/results/bench-<stamp>.json and .md (and latest.*).
 Method and latest figures: docs/benchmarks.md.
 """
@@ -535,7 +537,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-spark", action="store_true")
     p.add_argument("--workdir", default=None, help="where datasets go (default: a temp dir, removed after)")
     p.add_argument("--keep", action="store_true", help="keep the work dir")
+    p.add_argument(
+        "--no-dashboard", action="store_true", help="skip the dashboard page timings (bench/dashboard.py)"
+    )
+    p.add_argument("--dashboard-only", action="store_true", help="only the dashboard page timings")
     args = p.parse_args(argv)
+    if args.dashboard_only:
+        from bench import dashboard
+
+        return dashboard.main([])
     sizes = [parse_size(s) for s in (args.sizes or ("100k" if args.quick else "1M,10M")).split(",")]
     args.spark_timeout = args.spark_timeout or (300.0 if args.quick else 900.0)
     if args.quick:
@@ -576,6 +586,10 @@ def main(argv: list[str] | None = None) -> int:
     (RESULTS / "latest.md").write_text(md)
     print(md)
     print(f"results: {RESULTS / f'bench-{stamp}.md'} (.json)", file=sys.stderr)
+    if not args.no_dashboard:
+        from bench import dashboard
+
+        dashboard.main([])  # prints its own table; results/dashboard-latest.md
     return 0
 
 

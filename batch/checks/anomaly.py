@@ -9,6 +9,9 @@ Three detectors, each giving an expected range for today's value from the previo
   residuals (value - its same-weekday baseline) of the previous runs give the offset (absorbing a trend) and the
   scale (MAD). A weekly dip (weekends) is expected; a drop on a day that is usually high is not.
 
+forecast (batch/checks/forecast.py), for the metrics in ``forecast.metrics``: an ETS model with trend and weekly
+seasonality; its prediction interval is the range.
+
 The weekday detector is used once at least ``2 x 7 + min_history`` days of history exist, else rolling. A
 deviation is an anomaly only when it is also larger than ``min_relative_deviation`` of the expected value (a
 perfectly flat history has MAD 0). Anomalies are warnings by default (``severity: warn``); Slack gets the metric,
@@ -122,9 +125,26 @@ def weekday_range(
     return _band(center, MAD_SCALE * _mad(r), threshold, min_relative_deviation, "weekday baseline")
 
 
-def expected_range(history: list[tuple[date, float]], today: date, cfg) -> Expected | None:
-    """The statistical detector for a series: weekday-aware with enough history, else rolling."""
+def expected_range(
+    history: list[tuple[date, float]], today: date, cfg, name: str | None = None
+) -> Expected | None:
+    """The statistical detector for a series: the forecast for the metrics listed in ``cfg.forecast.metrics``
+    (batch/checks/forecast.py) with enough history, else weekday-aware with enough history, else rolling."""
     prior = [(d, v) for d, v in history if d < today]
+    forecast_cfg = getattr(cfg, "forecast", None)
+    if forecast_cfg is not None and name in forecast_cfg.metrics:
+        from batch.checks.forecast import forecast_range  # statsmodels: only for the series that use it
+
+        got = forecast_range(
+            prior,
+            today,
+            window=forecast_cfg.window,
+            min_history=forecast_cfg.min_history,
+            interval=forecast_cfg.interval,
+            min_relative_deviation=cfg.min_relative_deviation,
+        )
+        if got is not None:
+            return got
     kw = {
         "threshold": cfg.threshold,
         "min_history": cfg.min_history,
@@ -151,7 +171,7 @@ def detect(name: str, history: list[tuple[date, float]], today: date, value: flo
                 "static",
                 f"{name} = {value:.4g} outside the static bounds [{_f(rng.low)}, {_f(rng.high)}]",
             )
-    rng = expected_range(history, today, cfg)
+    rng = expected_range(history, today, cfg, name)
     if rng is not None and not rng.contains(value):
         return Anomaly(
             name,

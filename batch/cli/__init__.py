@@ -25,6 +25,7 @@ COMMAND_MODULES = [
     "batch.cli.quality",
     "batch.cli.tune",
     "batch.cli.rollback",
+    "batch.cli.dashboard",
 ]
 
 log = logging.getLogger("reco")

@@ -98,8 +98,10 @@ def test_ingress_uses_the_terraform_static_ip_certificate_and_ssl_policy(rendere
     assert "defaultBackend" not in ingress["spec"]
     [rule] = ingress["spec"]["rules"]
     assert rule["host"] == facts["digdag_ui_hostname"]
-    [path] = rule["http"]["paths"]
-    assert (path["path"], path["pathType"]) == ("/", "Prefix")
+    paths = {p["path"]: p for p in rule["http"]["paths"]}
+    assert set(paths) == {"/", "/dashboard"}  # Digdag, and the dashboard (tests/k8s/test_k8s_dashboard.py)
+    path = paths["/"]
+    assert path["pathType"] == "Prefix"
     backend = path["backend"]["service"]
     assert backend["name"] == ui["service"]["metadata"]["name"]
     assert backend["port"]["name"] in {p["name"] for p in ui["service"]["spec"]["ports"]}

@@ -147,6 +147,7 @@ def test_workload_identity_service_accounts(rendered, env):
         ("reco-batch", "reco-batch"),
         ("digdag", "digdag-worker"),
         ("digdag", "digdag-server"),
+        ("digdag", "reco-dashboard"),
     }
     for (_, name), sa in sas.items():
         gsa = sa["metadata"]["annotations"]["iam.gke.io/gcp-service-account"]
@@ -171,7 +172,8 @@ def test_overlay_deployment_facts_reach_the_service_accounts(tmp_path):
         for d in by_kind(docs, "ServiceAccount")
     }
     assert gsas == {
-        f"{n}@acme-reco-stg.iam.gserviceaccount.com" for n in ("reco-batch", "digdag-worker", "digdag-server")
+        f"{n}@acme-reco-stg.iam.gserviceaccount.com"
+        for n in ("reco-batch", "digdag-worker", "digdag-server", "reco-dashboard")
     }
     cm = named(docs, "ConfigMap", "reco-deployment")
     assert cm["data"]["project_id"] == "acme-reco-stg"

@@ -23,6 +23,7 @@ def test_names_module_holds_the_agreed_names() -> None:
         ("reco-batch", "reco-batch", "reco-batch"),
         ("digdag", "digdag-worker", "digdag-worker"),
         ("digdag", "digdag-server", "digdag-server"),
+        ("digdag", "reco-dashboard", "reco-dashboard"),
     }
     assert names["namespaces"] == {"batch": "reco-batch", "digdag": "digdag"}
     assert names["node_class_label"] == "reco.io/node-class"

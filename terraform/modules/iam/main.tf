@@ -15,6 +15,10 @@ locals {
     "digdag_worker-metrics" = {
       identity = "digdag_worker", dataset = var.datasets.metrics, role = "roles/bigquery.dataViewer"
     }
+    # the dashboard reads the metric store, nothing else of the warehouse
+    "reco_dashboard-metrics" = {
+      identity = "reco_dashboard", dataset = var.datasets.metrics, role = "roles/bigquery.dataViewer"
+    }
   }
 
   # Bucket-level object roles: only on the platform's own buckets.
@@ -22,6 +26,8 @@ locals {
     "reco_batch-artifacts"    = { identity = "reco_batch", bucket = var.artifacts_bucket, role = "roles/storage.objectAdmin" }
     "reco_batch-exports"      = { identity = "reco_batch", bucket = var.exports_bucket, role = "roles/storage.objectAdmin" }
     "digdag_worker-artifacts" = { identity = "digdag_worker", bucket = var.artifacts_bucket, role = "roles/storage.objectViewer" }
+    # the dashboard reads artifacts (commit markers, exports, reports), never writes them
+    "reco_dashboard-artifacts" = { identity = "reco_dashboard", bucket = var.artifacts_bucket, role = "roles/storage.objectViewer" }
   }
 
   # Read access to the source event datasets the aggregate step reads.
@@ -47,9 +53,10 @@ resource "google_service_account_iam_member" "workload_identity" {
   member             = "serviceAccount:${var.workload_pool}[${each.value.namespace}/${each.value.ksa}]"
 }
 
-# Project level: only the right to run BigQuery jobs (queries, loads); data access is per dataset below.
+# Project level: only the right to run BigQuery jobs (queries, loads; the dashboard's queries); data access is per
+# dataset below.
 resource "google_project_iam_member" "bigquery_job_user" {
-  for_each = toset(["reco_batch", "digdag_worker"])
+  for_each = toset(["reco_batch", "digdag_worker", "reco_dashboard"])
 
   project = var.project_id
   role    = "roles/bigquery.jobUser"

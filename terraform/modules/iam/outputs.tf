@@ -1,5 +1,5 @@
 output "service_account_emails" {
-  description = "Map of identity key (reco_batch, digdag_worker, digdag_server) to GSA email."
+  description = "Map of identity key (reco_batch, digdag_worker, digdag_server, reco_dashboard) to GSA email."
   value       = local.sa_emails
 }
 

@@ -10,11 +10,11 @@ variable "workload_identities" {
     gsa_account_id = string
     display_name   = string
   }))
-  description = "Workload Identity pairs (from the names module); keys reco_batch, digdag_worker and digdag_server are required."
+  description = "Workload Identity pairs (from the names module); keys reco_batch, digdag_worker, digdag_server and reco_dashboard are required."
 
   validation {
-    condition     = length(setsubtract(["reco_batch", "digdag_worker", "digdag_server"], keys(var.workload_identities))) == 0
-    error_message = "workload_identities must contain reco_batch, digdag_worker and digdag_server."
+    condition     = length(setsubtract(["reco_batch", "digdag_worker", "digdag_server", "reco_dashboard"], keys(var.workload_identities))) == 0
+    error_message = "workload_identities must contain reco_batch, digdag_worker, digdag_server and reco_dashboard."
   }
 }
 

@@ -3,8 +3,8 @@
 #   - a FrontendConfig with the SSL policy below and an HTTPS redirect,
 #   - a BackendConfig with `iap: {enabled: true}` (Google-managed OAuth client, so no client secret exists).
 # Access is granted to one group only. The backend service is created by the GKE Ingress controller under a
-# generated name, so the grant is on the project's IAP web resources; the Digdag UI is the only
-# IAP-protected web backend of the project.
+# generated name, so the grant is on the project's IAP web resources: the Digdag UI and the monitoring dashboard
+# (the Ingress's /dashboard path, k8s/base/dashboard) are the project's IAP-protected web backends, for one group.
 
 resource "google_compute_global_address" "digdag_ui" {
   project      = var.project_id

@@ -30,6 +30,13 @@ locals {
       gsa_account_id = "digdag-server"
       display_name   = "Digdag server (Cloud SQL client through the Cloud SQL Auth Proxy)"
     }
+    # the monitoring dashboard: a second backend of the Digdag UI Ingress, hence the digdag namespace
+    reco_dashboard = {
+      namespace      = "digdag"
+      ksa            = "reco-dashboard"
+      gsa_account_id = "reco-dashboard"
+      display_name   = "Monitoring dashboard (read-only: metric dataset, artifacts bucket)"
+    }
   }
 
   # Node pool label and taints used by the Job manifests (nodeSelector / tolerations).
