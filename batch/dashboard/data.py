@@ -27,7 +27,7 @@ import pandas as pd
 import batch.checks.gates  # noqa: F401  registers the gates
 import batch.steps  # noqa: F401  registers the steps
 from batch import metrics_store as ms
-from batch.checks import anomaly
+from batch.checks import anomaly, forecast
 from batch.config import list_pipelines, load_pipeline
 from batch.errors import ArtifactError, ConfigError
 from batch.graph import GRAPH
@@ -245,8 +245,6 @@ class DashboardData:
             )
             fband = {}
             if use_forecast:
-                import batch.checks.forecast as forecast  # statsmodels: only when a forecast band is asked for
-
                 start = since - timedelta(days=cfg.forecast.window)
                 fband = forecast.band(
                     [(d, v) for d, v in pts if start <= d <= until],
