@@ -23,7 +23,7 @@ from datetime import timedelta
 
 import batch.checks.gates  # noqa: F401  registers the gates
 import batch.steps  # noqa: F401  registers the steps
-from batch import datasets, ledger, metrics_store, report
+from batch import datasets, ledger, metrics_store, report, summary
 from batch.alerts import sent
 from batch.alerts.slack import SlackNotifier
 from batch.checks import anomaly
@@ -113,19 +113,7 @@ def shard_totals(ctx: StepContext, spec: StepSpec) -> dict:
     done = [
         c for i in range(count) if (c := datasets.committed_or_none(ctx, spec.writes, (i, count))) is not None
     ]
-    counts: dict = {}
-    for s in done:
-        for k, v in s.metadata.get("counts", {}).items():
-            counts[k] = counts.get(k, 0) + v
-    return {
-        "shards_committed": len(done),
-        "shard_count": count,
-        "counts": counts,
-        "timings": {
-            "max_shard_s": max((s.metadata.get("timings", {}).get("total_s", 0) for s in done), default=0)
-        },
-        "model_version": sorted({s.metadata.get("model_version") for s in done}),
-    }
+    return summary.sharded_entry(done, count)
 
 
 def record_metrics(spec: StepSpec, ctx: StepContext, rows: list) -> None:

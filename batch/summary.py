@@ -39,7 +39,8 @@ def _step_entry(c: Committed) -> dict:
     }
 
 
-def _sharded_entry(shards: list[Committed], shard_count: int) -> dict:
+def sharded_entry(shards: list[Committed], shard_count: int) -> dict:
+    """A sharded step's counts summed over its committed shards, and its slowest shard."""
     counts: dict = {}
     for s in shards:
         for k, v in s.metadata.get("counts", {}).items():
@@ -48,9 +49,11 @@ def _sharded_entry(shards: list[Committed], shard_count: int) -> dict:
         "shards_committed": len(shards),
         "shard_count": shard_count,
         "counts": counts,
-        "timings": {"max_shard_s": max(s.metadata.get("timings", {}).get("total_s", 0) for s in shards)},
+        "timings": {
+            "max_shard_s": max((s.metadata.get("timings", {}).get("total_s", 0) for s in shards), default=0)
+        },
         "model_version": sorted({s.metadata.get("model_version") for s in shards}),
-        "overrides": shards[0].metadata.get("run", {}).get("overrides", {}),
+        "overrides": shards[0].metadata.get("run", {}).get("overrides", {}) if shards else {},
     }
 
 
@@ -67,7 +70,7 @@ def build_summary(store: ArtifactStore, pipeline: str, dt: date, shard_count: in
             shards = [_marker(store, pipeline, spec.writes, dt, (i, shard_count)) for i in range(shard_count)]
             done = [s for s in shards if s]
             if done:
-                out["steps"][spec.name] = _sharded_entry(done, shard_count)
+                out["steps"][spec.name] = sharded_entry(done, shard_count)
             continue
         marker = _marker(store, pipeline, spec.writes, dt)
         if marker is None:
