@@ -34,30 +34,30 @@ def _quality_faults():
 
 
 def _run_all(ctx_factory, session_date):
-    from batch.steps import STEP_NAMES, get_step
+    from batch.execute import run_step
+    from batch.graph import GRAPH
     from batch.storage import new_run_id
 
     run_id = new_run_id()
-    for name in STEP_NAMES:
-        step = get_step(name)
+    for step in GRAPH.enabled_steps(ctx_factory(session_date).pipeline):
         if step.sharded:
             for i in range(ctx_factory(session_date).shard_count):
-                step.run(ctx_factory(session_date, shard_index=i, run_id=run_id))
+                run_step(step, ctx_factory(session_date, shard_index=i, run_id=run_id))
         else:
-            step.run(ctx_factory(session_date, run_id=run_id))
+            run_step(step, ctx_factory(session_date, run_id=run_id))
 
 
 @pytest.fixture(scope="session")
 def demo_home(tmp_path_factory) -> Path:
     """RECO_HOME after: a passing run of SESSION; an aggregate of FAILED_DAY stopped by the volume check; metric
     history for the HISTORY_DAYS before (the store's own writer) with a planted spike on PLANTED."""
+    from batch import execute
     from batch import metrics_store as ms
-    from batch.checks import anomaly
     from batch.config import load_environment, load_pipeline
     from batch.context import StepContext
     from batch.data import SyntheticSpec, generate, write_source
     from batch.errors import CheckFailedError
-    from batch.steps import get_step
+    from batch.execute import run_step
     from batch.warehouse import open_warehouse
 
     home = tmp_path_factory.mktemp("dash") / "var"
@@ -65,7 +65,7 @@ def demo_home(tmp_path_factory) -> Path:
     mp.setenv("RECO_HOME", str(home))
     mp.setenv("RECO_LOG_FORMAT", "text")
     mp.delenv("SLACK_WEBHOOK_URL", raising=False)
-    mp.setattr(anomaly, "deliver", lambda env_cfg, message: True)
+    mp.setattr(execute, "deliver", lambda ctx, message: True)
     env = load_environment("local")
     pipeline = load_pipeline("demo")
     events, items = generate(
@@ -106,7 +106,7 @@ def demo_home(tmp_path_factory) -> Path:
             append=False,
         )
     with pytest.raises(CheckFailedError):
-        get_step("aggregate").run(ctx(FAILED_DAY))
+        run_step("aggregate", ctx(FAILED_DAY))
     # months of history before, through the metric store's writer; one planted spike
     table = pipeline.checks.anomaly.table
     level = ms.history(env, table, "demo", since=SESSION, until=SESSION)
