@@ -20,6 +20,7 @@ COMMAND_MODULES = [
     "batch.cli.digdag",
     "batch.cli.notify",
     "batch.cli.quality",
+    "batch.cli.plan",
 ]
 
 log = logging.getLogger("reco")
