@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from implicit.cpu.als import AlternatingLeastSquares
 
 from .base import NUM_THREADS, SEED, Param, non_negative_float, positive_int, register
@@ -16,8 +18,11 @@ class ALSRecommender(FactorRecommender):
 
     Params: ``factors`` (64), ``regularization`` (0.01), ``alpha`` (1.0; implicit multiplies the weights by
     it to get the confidence of observed entries), ``iterations`` (15), ``seed`` (0, implicit's
-    ``random_state``), ``num_threads`` (0 = all cores), ``use_cg`` (True, conjugate-gradient solver).
-    Fitting is deterministic for a given seed.
+    ``random_state``), ``num_threads`` (0 = all cores), ``use_cg`` (True, conjugate-gradient solver),
+    ``device`` ("cpu"; "gpu" fits with ``implicit.gpu``'s CUDA ALS, which needs implicit built with CUDA and
+    ``rmm``; it always uses conjugate gradient and the GPU, so ``use_cg``/``num_threads`` do not apply).
+    Fitting is deterministic for a given seed on the CPU. The fitted factors are copied back to the host, so
+    scoring, saving and loading are the same whichever device trained the model.
     """
 
     model_type = "als"
@@ -29,10 +34,13 @@ class ALSRecommender(FactorRecommender):
         "seed": SEED,
         "num_threads": NUM_THREADS,
         "use_cg": Param(True, (bool,)),
+        "device": Param("cpu", (str,), lambda v: v in ("cpu", "gpu"), "device must be 'cpu' or 'gpu'"),
     }
 
-    def _make_implicit(self) -> Any:
+    def _make_implicit(self, device: str | None = None) -> Any:
         p = self._params
+        if (device or p["device"]) == "gpu":
+            return self._make_gpu()
         return AlternatingLeastSquares(
             factors=p["factors"],
             regularization=p["regularization"],
@@ -42,3 +50,29 @@ class ALSRecommender(FactorRecommender):
             num_threads=p["num_threads"],
             random_state=p["seed"],
         )
+
+    def _make_gpu(self) -> Any:
+        import implicit.gpu  # noqa: PLC0415 - CUDA libraries, only on GPU nodes
+
+        if not implicit.gpu.HAS_CUDA:
+            raise RuntimeError(
+                "model param device='gpu' needs implicit built with CUDA, rmm and a visible CUDA device "
+                "(the GPU node pool's image); this machine has none"
+            )
+        from implicit.gpu.als import AlternatingLeastSquares as GpuALS  # noqa: PLC0415
+
+        p = self._params
+        return GpuALS(
+            factors=p["factors"],
+            regularization=p["regularization"],
+            alpha=p["alpha"],
+            iterations=p["iterations"],
+            random_state=p["seed"],
+        )
+
+    def _device_factors(self, array: np.ndarray) -> Any:
+        if self._params["device"] != "gpu":
+            return array.copy()
+        import implicit.gpu  # noqa: PLC0415
+
+        return implicit.gpu.Matrix(np.ascontiguousarray(array, dtype=np.float32))

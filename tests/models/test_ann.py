@@ -151,3 +151,40 @@ def test_gpu_without_cuda_is_a_clear_error(data):
     _, items = data
     with pytest.raises(RuntimeError, match="GPU build of faiss"):
         build_index(items, params={"kind": "ivf_flat", "nlist": 16, "device": "gpu"})
+
+
+def _implicit_has_cuda() -> bool:
+    try:
+        import implicit.gpu
+    except ImportError:
+        return False
+    return bool(implicit.gpu.HAS_CUDA)
+
+
+@pytest.mark.skipif(not _implicit_has_cuda(), reason="needs implicit built with CUDA and a CUDA device")
+def test_gpu_als_fits_and_scores_like_a_cpu_model():
+    from models import create_model, load_model
+
+    rng = np.random.default_rng(0)
+    m = sp.random(300, 200, density=0.05, format="csr", random_state=1, dtype=np.float32)
+    m.data[:] = 1 + rng.random(m.nnz).astype(np.float32)
+    model = create_model("als", factors=16, iterations=5, device="gpu").fit(m)
+    assert isinstance(model.item_factors, np.ndarray) and model.item_factors.shape == (200, 16)
+    model.fit_more(m, iterations=2)
+    buf = io.BytesIO()
+    model.save(buf)
+    buf.seek(0)
+    ids, _ = load_model(buf).recommend(np.arange(5), m[:5], 10)
+    assert ids.shape == (5, 10)
+
+
+def test_gpu_als_without_cuda_is_a_clear_error():
+    if _implicit_has_cuda():
+        pytest.skip("CUDA present")
+    from models import create_model
+
+    m = sp.random(30, 20, density=0.2, format="csr", random_state=1, dtype=np.float32)
+    with pytest.raises(RuntimeError, match="device='gpu' needs implicit built with CUDA"):
+        create_model("als", factors=4, iterations=1, device="gpu").fit(m)
+    with pytest.raises(ValueError, match="device must be 'cpu' or 'gpu'"):
+        create_model("als", device="tpu")
