@@ -8,6 +8,7 @@ own child process (bench/measure.py): build time, peak memory of the process (fa
 "factors only" row is the floor), then for each search setting users/s over --queries users (one batch call,
 all cores) and recall@50 against exact. Libraries that are not installed are listed as such.
 
+IVF cells: models.ann.default_nlist (about 4 sqrt(items): 4,096 at 1M, 2,048 at 200k).
 Contenders: faiss IVF-flat and IVF-PQ (+ exact re-rank) on inner product, faiss HNSW on inner product and on the
 MIPS->L2 transform (one extra coordinate, Bachrach et al. 2014), hnswlib and usearch the same two ways, ScaNN
 (tree + asymmetric hashing, dot product). Writes bench/results/ann-compare-<stamp>.json and prints a table.
@@ -33,10 +34,10 @@ N = 50
 # name -> (library, build params, search settings)
 CONTENDERS: dict[str, tuple[str, dict, list[dict]]] = {
     "factors-only": ("none", {}, []),
-    "faiss-ivf-flat": ("faiss", {"kind": "ivf_flat", "nlist": 4096}, [{"nprobe": p} for p in (8, 16, 32, 64)]),
+    "faiss-ivf-flat": ("faiss", {"kind": "ivf_flat"}, [{"nprobe": p} for p in (8, 16, 32, 64)]),
     "faiss-ivf-pq": (
         "faiss",
-        {"kind": "ivf_pq", "nlist": 4096, "pq_m": 32, "refine_factor": 4},
+        {"kind": "ivf_pq", "pq_m": 32, "refine_factor": 4},
         [{"nprobe": p} for p in (16, 32, 64)],
     ),
     "faiss-hnsw-ip": ("faiss-raw-hnsw", {"m": 32, "ef_construction": 80}, [{"ef": e} for e in (128, 512)]),

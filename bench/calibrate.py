@@ -69,7 +69,7 @@ def ivf_costs(cores: int, items: int, queries: int) -> dict:
     index = build_index(item_f, params=AnnParams(kind="ivf_flat"))
     build_s = time.perf_counter() - t
     nlist = index.params.nlist
-    iters = 25  # faiss's k-means default
+    iters = index.params.kmeans_iterations
     units = iters * min(items, 64 * nlist) * nlist * 64 + items * nlist * 64
     chosen, rows = None, []
     for nprobe in (8, 16, 32, 64, 128):

@@ -87,6 +87,7 @@ class AnnParams:
     ef_search: int = 256
     exact_below: int = 20_000  # auto: catalogues smaller than this are scored exactly
     train_sample: int | None = None  # max k-means training points; None: 64 per cell (faiss asks >= 39)
+    kmeans_iterations: int = 10  # faiss's default is 25; 10 gives the same recall here at 40 % of the build
     device: str = "cpu"
     num_threads: int = 0  # 0: all cores available to the process
     seed: int = 0
@@ -501,6 +502,7 @@ def build_index(
         else:
             ivf = faiss.IndexIVFPQ(quantizer, dim, params.nlist, params.pq_m, 8, faiss.METRIC_INNER_PRODUCT)
         ivf.cp.seed = params.seed
+        ivf.cp.niter = params.kmeans_iterations
         train = vectors
         limit = params.train_sample or 64 * params.nlist
         if n > limit:  # seeded sample, so a rebuild on the same factors gives the same index
