@@ -57,7 +57,15 @@ RESOURCE_CLASSES: dict[str, ResourceClass] = {
     "sharded": ResourceClass("sharded", 4, 8 * GIB, "batch-standard", "n2-standard-8", 8, 32 * GIB),
     "highmem": ResourceClass("highmem", 8, 56 * GIB, "batch-highmem", "n2-highmem-16", 16, 128 * GIB),
     "gpu": ResourceClass(
-        "gpu", 8, 28 * GIB, "batch-gpu", "g2-standard-8", 8, 32 * GIB, gpu="nvidia-l4", gpu_memory_bytes=24 * GIB
+        "gpu",
+        8,
+        28 * GIB,
+        "batch-gpu",
+        "g2-standard-8",
+        8,
+        32 * GIB,
+        gpu="nvidia-l4",
+        gpu_memory_bytes=24 * GIB,
     ),
 }
 # The largest general-purpose machine a highmem pool can be switched to before a step must be split (published).
@@ -69,7 +77,9 @@ def load_calibration(path: str | Path | None = None) -> dict[str, Any]:
     try:
         return json.loads(p.read_text())
     except (OSError, json.JSONDecodeError) as e:
-        raise ConfigError(f"cannot read the calibration file {p}: {e}", hint="make bench (bench/calibrate.py)") from e
+        raise ConfigError(
+            f"cannot read the calibration file {p}: {e}", hint="make bench (bench/calibrate.py)"
+        ) from e
 
 
 def _positive_int(name: str, value: Any) -> int:
@@ -168,7 +178,9 @@ def choose_method(
     if rc is None:
         raise ConfigError(f"unknown resource class {resource_class!r}; known: {', '.join(RESOURCE_CLASSES)}")
     speedup_needed = min_speedup if min_speedup is not None else cal["ivf"].get("min_speedup", 2.0)
-    ann_s = (ann_build_core_seconds(items, factors, cal) + ann_query_core_seconds(users, items, factors, cal)) / rc.cores
+    ann_s = (
+        ann_build_core_seconds(items, factors, cal) + ann_query_core_seconds(users, items, factors, cal)
+    ) / rc.cores
     if rc.gpu:
         gpu = cal["published"]["gpu"][rc.gpu]
         exact_s = 2.0 * users * items * factors / (gpu["fp32_tflops"] * 1e12 * gpu["matmul_efficiency"])
@@ -177,14 +189,20 @@ def choose_method(
         exact_s = exact_core_seconds(users, items, factors, cal) / rc.cores
         where = f"{rc.cores} cores of class {rc.name}, measured per-core rates"
     if items < cal["ivf"]["exact_below"]:
-        return MethodChoice("exact", f"{items:,} items is below {cal['ivf']['exact_below']:,}: exact is cheap", exact_s, ann_s)
+        return MethodChoice(
+            "exact", f"{items:,} items is below {cal['ivf']['exact_below']:,}: exact is cheap", exact_s, ann_s
+        )
     if n * 20 > items:
-        return MethodChoice("exact", f"N={n} is over 5% of the {items:,} items: an index prunes little", exact_s, ann_s)
+        return MethodChoice(
+            "exact", f"N={n} is over 5% of the {items:,} items: an index prunes little", exact_s, ann_s
+        )
     ratio = exact_s / ann_s if ann_s > 0 else math.inf
     figures = f"exact {exact_s:,.1f}s vs ANN build+query {ann_s:,.1f}s ({ratio:.1f}x) on {where}"
     if ratio >= speedup_needed:
         return MethodChoice("ann", f"{figures}: ANN at least {speedup_needed:g}x faster", exact_s, ann_s)
-    return MethodChoice("exact", f"{figures}: under the {speedup_needed:g}x that justifies approximation", exact_s, ann_s)
+    return MethodChoice(
+        "exact", f"{figures}: under the {speedup_needed:g}x that justifies approximation", exact_s, ann_s
+    )
 
 
 # -- the plan ----------------------------------------------------------------------------------------------------
@@ -254,7 +272,9 @@ def _node_hours(rc: ResourceClass, pods: int, wall_s: float) -> float:
     return pods * wall_s / 3600 * rc.cores / rc.node_cores
 
 
-def _sharded(step: str, method: str, core_s: float, memory: int, p: PlanInput, notes: list[str], source="measured") -> StepPlan:
+def _sharded(
+    step: str, method: str, core_s: float, memory: int, p: PlanInput, notes: list[str], source="measured"
+) -> StepPlan:
     rc = RESOURCE_CLASSES["sharded"]
     if memory > rc.memory_bytes:
         rc = RESOURCE_CLASSES["highmem"]
@@ -267,22 +287,36 @@ def _sharded(step: str, method: str, core_s: float, memory: int, p: PlanInput, n
 def plan(p: PlanInput, cal: dict | None = None) -> list[StepPlan]:
     """Per step (and per method where it matters): memory, resource class, shards, wall time, node-hours."""
     cal = cal or load_calibration()
-    U, I, NNZ, D = p.users, p.items, p.interactions, p.factors
+    U, n_items, NNZ, D = p.users, p.items, p.interactions, p.factors
     out: list[StepPlan] = []
 
     # aggregate: the warehouse does the GROUP BY (BigQuery in the cloud); the pod holds the pairs and id maps
     events = NNZ * p.events_per_interaction
-    agg_mem = BASE_PROCESS_BYTES + NNZ * 16 + (U + I) * 48
+    agg_mem = BASE_PROCESS_BYTES + NNZ * 16 + (U + n_items) * 48
     agg_s = events * cal["aggregate"]["event_ns"] * 1e-9
     rc = _smallest_class(agg_mem) or LARGEST_NODE
     notes = ["locally DuckDB; in the cloud BigQuery runs the SQL and the pod writes the pairs"]
-    out.append(StepPlan("aggregate", "-", agg_mem, rc.name, 1, agg_s / rc.cores, _node_hours(rc, 1, agg_s / rc.cores), "measured", notes))
+    out.append(
+        StepPlan(
+            "aggregate",
+            "-",
+            agg_mem,
+            rc.name,
+            1,
+            agg_s / rc.cores,
+            _node_hours(rc, 1, agg_s / rc.cores),
+            "measured",
+            notes,
+        )
+    )
 
     # train: CSR and its transpose (implicit builds item_users) + factors (ours, implicit's, the evaluated model's)
-    csr = 2 * (NNZ * 8 + (U + I + 2) * 8)
-    factors_b = (U + I) * D * 4
+    csr = 2 * (NNZ * 8 + (U + n_items + 2) * 8)
+    factors_b = (U + n_items) * D * 4
     train_mem = BASE_PROCESS_BYTES + csr + 3 * factors_b
-    train_core_s = als_core_seconds(U, I, NNZ, D, p.iterations, cal) * (1 + 3 / p.iterations)  # + warm refit
+    train_core_s = als_core_seconds(U, n_items, NNZ, D, p.iterations, cal) * (
+        1 + 3 / p.iterations
+    )  # + warm refit
     notes = []
     if p.gpu_train:
         gpu = RESOURCE_CLASSES["gpu"]
@@ -295,7 +329,9 @@ def plan(p: PlanInput, cal: dict | None = None) -> list[StepPlan]:
                 f"CSR + factors need {need_gpu / GIB:,.0f} GiB of GPU memory, the {gpu.gpu} has "
                 f"{gpu.gpu_memory_bytes / GIB:.0f}: train on a user sample and fold the rest in (see docs/scale.md)"
             )
-        out.append(StepPlan("train", "-", train_mem, "gpu", 1, wall, _node_hours(gpu, 1, wall), "published", notes))
+        out.append(
+            StepPlan("train", "-", train_mem, "gpu", 1, wall, _node_hours(gpu, 1, wall), "published", notes)
+        )
     else:
         rc = _smallest_class(train_mem, ("highmem",))
         if rc is None:
@@ -310,16 +346,27 @@ def plan(p: PlanInput, cal: dict | None = None) -> list[StepPlan]:
                 + ": train the item factors on a user sample, fold the other users in per shard (docs/scale.md)"
             )
         wall = train_core_s / rc.cores
-        out.append(StepPlan("train", "-", train_mem, rc.name, 1, wall, _node_hours(rc, 1, wall), "measured", notes))
+        out.append(
+            StepPlan("train", "-", train_mem, rc.name, 1, wall, _node_hours(rc, 1, wall), "measured", notes)
+        )
 
     # index (ANN only)
-    idx_mem = BASE_PROCESS_BYTES + I * D * 4 + 2 * ann_index_bytes(I, D)
+    idx_mem = BASE_PROCESS_BYTES + n_items * D * 4 + 2 * ann_index_bytes(n_items, D)
     rc = _smallest_class(idx_mem, ("standard", "highmem")) or RESOURCE_CLASSES["highmem"]
-    build_s = ann_build_core_seconds(I, D, cal) / rc.cores
-    nlist, nprobe = ann_shape(I, cal)
+    build_s = ann_build_core_seconds(n_items, D, cal) / rc.cores
+    nlist, nprobe = ann_shape(n_items, cal)
     out.append(
-        StepPlan("index", "ann", idx_mem, rc.name, 1, build_s, _node_hours(rc, 1, build_s), "measured",
-                 [f"IVF-flat nlist={nlist}, nprobe={nprobe}; gate: recall@{p.n} on 2,000 users"])
+        StepPlan(
+            "index",
+            "ann",
+            idx_mem,
+            rc.name,
+            1,
+            build_s,
+            _node_hours(rc, 1, build_s),
+            "measured",
+            [f"IVF-flat nlist={nlist}, nprobe={nprobe}; gate: recall@{p.n} on 2,000 users"],
+        )
     )
     out.append(StepPlan("index", "exact", 0, "-", 0, 0.0, 0.0, "measured", ["no index for exact scoring"]))
 
@@ -329,23 +376,45 @@ def plan(p: PlanInput, cal: dict | None = None) -> list[StepPlan]:
         f"(+{U * D * 4 / GIB:,.1f} GiB)"
     )
     # the exact scoring buffer is batch x items: shrink the batch until it fits the sharded pod
-    fixed = BASE_PROCESS_BYTES + I * D * 4
+    fixed = BASE_PROCESS_BYTES + n_items * D * 4
     room = RESOURCE_CLASSES["sharded"].memory_bytes - fixed
-    batch = max(16, min(p.batch_size, int(room // (2 * I * 4)) if room > 0 else 16))
-    exact_mem = fixed + 2 * batch * I * 4 + batch * D * 4
+    batch = max(16, min(p.batch_size, int(room // (2 * n_items * 4)) if room > 0 else 16))
+    exact_mem = fixed + 2 * batch * n_items * 4 + batch * D * 4
     if batch < p.batch_size:
-        shard_users_note += f"; exact: candidates.batch_size {p.batch_size} -> {batch} to bound the score buffer"
-    ann_mem = BASE_PROCESS_BYTES + ann_index_bytes(I, D) + p.batch_size * 1024 * 8
-    for step, queries, n in (("candidates", U, p.n), ("related", I, p.related_n)):
-        out.append(_sharded(step, "exact", exact_core_seconds(queries, I, D, cal), exact_mem, p, [shard_users_note]))
-        out.append(_sharded(step, "ann", ann_query_core_seconds(queries, I, D, cal), ann_mem, p, [shard_users_note]))
+        shard_users_note += (
+            f"; exact: candidates.batch_size {p.batch_size} -> {batch} to bound the score buffer"
+        )
+    ann_mem = BASE_PROCESS_BYTES + ann_index_bytes(n_items, D) + p.batch_size * 1024 * 8
+    for step, queries in (("candidates", U), ("related", n_items)):
+        out.append(
+            _sharded(
+                step, "exact", exact_core_seconds(queries, n_items, D, cal), exact_mem, p, [shard_users_note]
+            )
+        )
+        out.append(
+            _sharded(
+                step, "ann", ann_query_core_seconds(queries, n_items, D, cal), ann_mem, p, [shard_users_note]
+            )
+        )
 
     # export: streams the shards' Parquet into the published files and the warehouse load
-    rows = U * p.n + I * p.related_n
+    rows = U * p.n + n_items * p.related_n
     exp_s = rows * cal["export"]["row_ns"] * 1e-9
     exp_mem = BASE_PROCESS_BYTES + min(rows, 10_000_000) * cal["export"]["row_bytes"]
     rc = _smallest_class(exp_mem) or RESOURCE_CLASSES["highmem"]
-    out.append(StepPlan("export", "-", exp_mem, rc.name, 1, exp_s / rc.cores, _node_hours(rc, 1, exp_s / rc.cores), "measured", [f"{rows:,} rows"]))
+    out.append(
+        StepPlan(
+            "export",
+            "-",
+            exp_mem,
+            rc.name,
+            1,
+            exp_s / rc.cores,
+            _node_hours(rc, 1, exp_s / rc.cores),
+            "measured",
+            [f"{rows:,} rows"],
+        )
+    )
     return out
 
 
@@ -381,7 +450,9 @@ def format_plan(p: PlanInput, steps: list[StepPlan], cal: dict) -> str:
     lines.append("")
     for method in ("exact", "ann"):
         t = totals(steps, method)
-        lines.append(f"total with {method:<5}: {t['wall_hours']:,.2f} h critical path, {t['node_hours']:,.2f} node-hours")
+        lines.append(
+            f"total with {method:<5}: {t['wall_hours']:,.2f} h critical path, {t['node_hours']:,.2f} node-hours"
+        )
     choice = choose_method(p.users, p.items, p.factors, p.n, "sharded", cal)
     lines.append(f"candidates.method auto -> {choice.method}: {choice.reason}")
     return "\n".join(lines)

@@ -20,9 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
+from batch.checks.ann import recall_at_n
 from bench.ann_data import structured_factors
 from bench.measure import run_measured
-from batch.checks.ann import recall_at_n
 from models.ann import build_index
 from models.topk import available_cores, topk_scores
 
@@ -49,7 +49,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--users", type=int, default=100_000)
     p.add_argument("--factors", type=int, default=64)
     p.add_argument("-n", type=int, default=50)
-    p.add_argument("--exact-users", type=int, default=None, help="time exact on this many users (default: all)")
+    p.add_argument(
+        "--exact-users", type=int, default=None, help="time exact on this many users (default: all)"
+    )
     p.add_argument("--build-child", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.build_child:

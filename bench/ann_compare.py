@@ -41,11 +41,31 @@ CONTENDERS: dict[str, tuple[str, dict, list[dict]]] = {
         [{"nprobe": p} for p in (16, 32, 64)],
     ),
     "faiss-hnsw-ip": ("faiss-raw-hnsw", {"m": 32, "ef_construction": 80}, [{"ef": e} for e in (128, 512)]),
-    "faiss-hnsw-l2": ("faiss", {"kind": "hnsw", "hnsw_m": 32, "ef_construction": 80}, [{"ef_search": e} for e in (64, 128, 256)]),
-    "hnswlib-ip": ("hnswlib", {"space": "ip", "m": 32, "ef_construction": 80}, [{"ef": e} for e in (128, 512)]),
-    "hnswlib-l2": ("hnswlib", {"space": "l2", "m": 32, "ef_construction": 80}, [{"ef": e} for e in (64, 128, 256)]),
-    "usearch-ip": ("usearch", {"metric": "ip", "m": 32, "ef_construction": 80}, [{"ef": e} for e in (128, 512)]),
-    "usearch-l2": ("usearch", {"metric": "l2sq", "m": 32, "ef_construction": 80}, [{"ef": e} for e in (64, 128, 256)]),
+    "faiss-hnsw-l2": (
+        "faiss",
+        {"kind": "hnsw", "hnsw_m": 32, "ef_construction": 80},
+        [{"ef_search": e} for e in (64, 128, 256)],
+    ),
+    "hnswlib-ip": (
+        "hnswlib",
+        {"space": "ip", "m": 32, "ef_construction": 80},
+        [{"ef": e} for e in (128, 512)],
+    ),
+    "hnswlib-l2": (
+        "hnswlib",
+        {"space": "l2", "m": 32, "ef_construction": 80},
+        [{"ef": e} for e in (64, 128, 256)],
+    ),
+    "usearch-ip": (
+        "usearch",
+        {"metric": "ip", "m": 32, "ef_construction": 80},
+        [{"ef": e} for e in (128, 512)],
+    ),
+    "usearch-l2": (
+        "usearch",
+        {"metric": "l2sq", "m": 32, "ef_construction": 80},
+        [{"ef": e} for e in (64, 128, 256)],
+    ),
     "scann": ("scann", {"leaves": 2000}, [{"leaves_to_search": s} for s in (50, 100, 200)]),
 }
 
@@ -95,7 +115,9 @@ def run_one(name: str, items: np.ndarray, queries: np.ndarray, truth: np.ndarray
         data = items if build["space"] == "ip" else _augment(items)
         q = queries if build["space"] == "ip" else _query_aug(queries)
         idx = hnswlib.Index(space=build["space"], dim=data.shape[1])
-        idx.init_index(max_elements=len(data), M=build["m"], ef_construction=build["ef_construction"], random_seed=1)
+        idx.init_index(
+            max_elements=len(data), M=build["m"], ef_construction=build["ef_construction"], random_seed=1
+        )
         idx.add_items(data, num_threads=threads)
         out["version"] = f"hnswlib {getattr(hnswlib, '__version__', '0.8.0')}"
 
@@ -126,7 +148,11 @@ def run_one(name: str, items: np.ndarray, queries: np.ndarray, truth: np.ndarray
 
         searcher = (
             scann.scann_ops_pybind.builder(items, N, "dot_product")
-            .tree(num_leaves=build["leaves"], num_leaves_to_search=100, training_sample_size=min(250_000, len(items)))
+            .tree(
+                num_leaves=build["leaves"],
+                num_leaves_to_search=100,
+                training_sample_size=min(250_000, len(items)),
+            )
             .score_ah(2, anisotropic_quantization_threshold=0.2)
             .reorder(200)
             .build()
@@ -134,7 +160,9 @@ def run_one(name: str, items: np.ndarray, queries: np.ndarray, truth: np.ndarray
         out["version"] = f"scann {getattr(scann, '__version__', '?')}"
 
         def search(s):
-            return searcher.search_batched_parallel(queries, leaves_to_search=s["leaves_to_search"])[0].astype(np.int64)
+            return searcher.search_batched_parallel(queries, leaves_to_search=s["leaves_to_search"])[
+                0
+            ].astype(np.int64)
     else:
         raise ValueError(lib)
     out["build_s"] = round(time.perf_counter() - t, 2)
@@ -203,7 +231,7 @@ def main(argv: list[str] | None = None) -> int:
         if m.ok:
             row.update(json.loads(m.stdout.strip().splitlines()[-1]))
         else:
-            row["error"] = ("timed out" if m.timed_out else m.stderr_tail.strip().splitlines()[-1:] or ["?"])
+            row["error"] = "timed out" if m.timed_out else m.stderr_tail.strip().splitlines()[-1:] or ["?"]
         rows.append(row)
         print(json.dumps(row), file=sys.stderr)
     out = {

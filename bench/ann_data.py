@@ -29,7 +29,9 @@ def trained_factors(factors: int = 64, users: int = 25_000, items: int = 50_000,
     events, _ = generate(SyntheticSpec(users=users, items=items, days=28, seed=seed, dirty_share=0.0))
     u = pc.dictionary_encode(events["user_id"]).combine_chunks()
     i = pc.dictionary_encode(events["item_id"]).combine_chunks()
-    w = np.vectorize(EVENT_WEIGHTS.get, otypes=[np.float32])(events["event_type"].to_numpy(zero_copy_only=False))
+    w = np.vectorize(EVENT_WEIGHTS.get, otypes=[np.float32])(
+        events["event_type"].to_numpy(zero_copy_only=False)
+    )
     m = sp.csr_matrix(
         (w, (u.indices.to_numpy(), i.indices.to_numpy())), shape=(len(u.dictionary), len(i.dictionary))
     )
@@ -64,7 +66,9 @@ def structured_factors(
     items = resample(base_items, n_items, rng)
     users = resample(base_users, n_users, rng)
     if verbose:
-        print(f"[ann-data] trained + resampled {n_items:,} items, {n_users:,} users in {time.perf_counter() - t:.1f}s")
+        print(
+            f"[ann-data] trained + resampled {n_items:,} items, {n_users:,} users in {time.perf_counter() - t:.1f}s"
+        )
     if cache:
         path.parent.mkdir(parents=True, exist_ok=True)
         np.savez(path, users=users, items=items)

@@ -56,7 +56,12 @@ def exact_costs(cores: int, users: int, items: int) -> dict:
         v = rng.standard_normal((items, d), dtype=np.float32)
         per[d] = _best(lambda q=q, v=v: topk_scores(q, v, 50)) * cores * 1e9 / (users * items)
     matmul = max((per[64] - per[32]) / 32, 1e-4)
-    return {"select_ns": round(max(per[64] - 64 * matmul, 0.0), 5), "matmul_ns": round(matmul, 6), "users": users, "items": items}
+    return {
+        "select_ns": round(max(per[64] - 64 * matmul, 0.0), 5),
+        "matmul_ns": round(matmul, 6),
+        "users": users,
+        "items": items,
+    }
 
 
 def ivf_costs(cores: int, items: int, queries: int) -> dict:
@@ -107,12 +112,16 @@ def ivf_costs(cores: int, items: int, queries: int) -> dict:
 def als_costs(cores: int, quick: bool) -> dict:
     rng = np.random.default_rng(2)
     scale = 1 if quick else 2
-    shapes = [(20_000 * scale, 5_000 * scale, 1_000_000 * scale), (100_000 * scale, 20_000 * scale, 300_000 * scale)]
+    shapes = [
+        (20_000 * scale, 5_000 * scale, 1_000_000 * scale),
+        (100_000 * scale, 20_000 * scale, 300_000 * scale),
+    ]
     d, iters = 64, 3
     times = []
     for u, i, nnz in shapes:
         m = sp.csr_matrix(
-            (rng.random(nnz, dtype=np.float32) + 1, (rng.integers(0, u, nnz), rng.integers(0, i, nnz))), shape=(u, i)
+            (rng.random(nnz, dtype=np.float32) + 1, (rng.integers(0, u, nnz), rng.integers(0, i, nnz))),
+            shape=(u, i),
         )
         m.sum_duplicates()
         model = create_model("als", factors=d, iterations=iters, seed=1)
@@ -157,14 +166,20 @@ def export_costs(cores: int, rows: int) -> dict:
     with tempfile.TemporaryDirectory() as d:
         s = _best(lambda: pq.write_table(table, os.path.join(d, "x.parquet"), compression="zstd"))
     # the step reads the shards back and also loads the warehouse: the write is one of ~3 passes (docs/benchmarks.md)
-    return {"row_ns": round(3 * s * cores * 1e9 / rows, 2), "row_bytes": round(table.nbytes / rows, 1), "rows": rows}
+    return {
+        "row_ns": round(3 * s * cores * 1e9 / rows, 2),
+        "row_bytes": round(table.nbytes / rows, 1),
+        "rows": rows,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.calibrate", description=__doc__.split("\n")[0])
     p.add_argument("--items", type=int, default=1_000_000, help="catalogue for the IVF calibration")
     p.add_argument("--queries", type=int, default=2000)
-    p.add_argument("--quick", action="store_true", help="small sizes (minutes): 200k items, 1/2 the ALS sizes")
+    p.add_argument(
+        "--quick", action="store_true", help="small sizes (minutes): 200k items, 1/2 the ALS sizes"
+    )
     p.add_argument("--out", default=str(CALIBRATION_PATH))
     args = p.parse_args(argv)
     if args.quick:

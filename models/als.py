@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-
 from implicit.cpu.als import AlternatingLeastSquares
 
 from .base import NUM_THREADS, SEED, Param, non_negative_float, positive_int, register

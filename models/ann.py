@@ -117,7 +117,9 @@ class AnnParams:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
-            raise ValueError(f"unknown ANN parameter(s): {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+            raise ValueError(
+                f"unknown ANN parameter(s): {', '.join(unknown)}; known: {', '.join(sorted(known))}"
+            )
         return cls(**values)
 
     def to_dict(self) -> dict[str, Any]:
@@ -383,7 +385,9 @@ class AnnIndex:
                 ivf = faiss.SearchParametersIVF(nprobe=p.nprobe)
                 if selector is not None:
                     ivf.sel = selector
-                return faiss.IndexRefineSearchParameters(k_factor=float(p.refine_factor), base_index_params=ivf)
+                return faiss.IndexRefineSearchParameters(
+                    k_factor=float(p.refine_factor), base_index_params=ivf
+                )
             sp_ = faiss.SearchParametersIVF(nprobe=p.nprobe)
         else:  # hnsw
             sp_ = faiss.SearchParametersHNSW(efSearch=max(p.ef_search, k))
@@ -402,7 +406,10 @@ class AnnIndex:
             "max_norm": self._max_norm,
             "build_info": self.build_info,
         }
-        arrays: dict[str, np.ndarray] = {"meta": np.array(json.dumps(meta, sort_keys=True)), "item_idx": self.item_idx}
+        arrays: dict[str, np.ndarray] = {
+            "meta": np.array(json.dumps(meta, sort_keys=True)),
+            "item_idx": self.item_idx,
+        }
         if self.kind == "exact":
             arrays["exact_factors"] = self._exact_factors
         else:
@@ -463,7 +470,9 @@ def build_index(
         params = AnnParams.from_dict(params)
     item_factors = np.ascontiguousarray(item_factors, dtype=np.float32)
     if item_factors.ndim != 2 or item_factors.shape[1] == 0:
-        raise ValueError(f"item factors must be a 2-d (items x factors) array, got shape {item_factors.shape}")
+        raise ValueError(
+            f"item factors must be a 2-d (items x factors) array, got shape {item_factors.shape}"
+        )
     check_finite(item_factors, "item factors")
     n, dim = item_factors.shape
     if item_idx is None:
@@ -549,7 +558,9 @@ def load_index(file: FileLike, *, device: str | None = None) -> AnnIndex:
         raise ValueError("not a saved ANN index: missing 'meta' or 'item_idx'")
     meta = json.loads(str(arrays["meta"]))
     if int(meta.get("format_version", 0)) > FORMAT_VERSION:
-        raise ValueError(f"index file format {meta['format_version']} is newer than this code ({FORMAT_VERSION})")
+        raise ValueError(
+            f"index file format {meta['format_version']} is newer than this code ({FORMAT_VERSION})"
+        )
     values = dict(meta["params"])
     if device is not None and values["kind"] != "exact":
         values["device"] = device

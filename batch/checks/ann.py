@@ -99,7 +99,10 @@ def validate_index(
             "0 missing, 0 unavailable indexed",
             "; ".join(problems) if problems else f"all {len(avail_idx):,} available items are indexed",
             severity,
-            {"missing_sample": missing[:10].tolist(), "unavailable_sample": unavailable_indexed[:10].tolist()},
+            {
+                "missing_sample": missing[:10].tolist(),
+                "unavailable_sample": unavailable_indexed[:10].tolist(),
+            },
         )
     )
 

@@ -16,14 +16,20 @@ from batch.config import ENVIRONMENTS, load_pipeline
 
 
 def register(sub) -> None:
-    p = sub.add_parser("plan", help="capacity plan per step (memory, resource class, shards, wall time, node-hours)")
+    p = sub.add_parser(
+        "plan", help="capacity plan per step (memory, resource class, shards, wall time, node-hours)"
+    )
     p.add_argument("--pipeline", required=True)
     p.add_argument("--env", default="local", choices=ENVIRONMENTS)
     p.add_argument("--users", required=True, help="users to score, e.g. 100M")
     p.add_argument("--items", required=True, help="available items, e.g. 10M")
-    p.add_argument("--interactions", default=None, help="(user, item) pairs in the window (default 20 per user)")
+    p.add_argument(
+        "--interactions", default=None, help="(user, item) pairs in the window (default 20 per user)"
+    )
     p.add_argument("--factors", default=None, help="model factors (default: the pipeline's)")
-    p.add_argument("--gpu-train", action="store_true", help="train with implicit's GPU ALS (resources: {train: gpu})")
+    p.add_argument(
+        "--gpu-train", action="store_true", help="train with implicit's GPU ALS (resources: {train: gpu})"
+    )
     p.add_argument("--calibration", default=None, help="calibration file (default: batch/calibration.json)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_plan)

@@ -56,7 +56,9 @@ def test_heavy_users_still_get_n_items(data):
     users, items = data
     index = build_index(items, params={"kind": "ivf_flat", "nlist": 32, "nprobe": 32})
     # user 0 has seen 3,000 of the 4,000 items: over-fetching must still fill 20 slots
-    seen = sp.csr_matrix((np.ones(3000, np.float32), (np.zeros(3000, int), np.arange(3000))), shape=(1, len(items)))
+    seen = sp.csr_matrix(
+        (np.ones(3000, np.float32), (np.zeros(3000, int), np.arange(3000))), shape=(1, len(items))
+    )
     ids, _ = index.search(users[:1], 20, exclude=seen)
     assert (ids >= 3000).all()
 

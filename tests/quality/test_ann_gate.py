@@ -27,7 +27,9 @@ def test_exact_like_index_passes_with_recall_one(factors):
     users, items, available = factors
     avail = np.flatnonzero(available)
     # every cell probed: IVF is then exact
-    index = build_index(items[avail], avail, n_items=len(items), params={"kind": "ivf_flat", "nlist": 16, "nprobe": 16})
+    index = build_index(
+        items[avail], avail, n_items=len(items), params={"kind": "ivf_flat", "nlist": 16, "nprobe": 16}
+    )
     results, fig = validate_index(index, users, items, available, 20, sample=200, seed=1)
     r = by_name(results)
     assert r["index_recall"].status == "pass" and fig["recall_at_n"] == pytest.approx(1.0)
@@ -39,7 +41,9 @@ def test_bad_index_fails_the_recall_threshold(factors):
     users, items, available = factors
     avail = np.flatnonzero(available)
     # many cells, one probed: a deliberately bad index
-    index = build_index(items[avail], avail, n_items=len(items), params={"kind": "ivf_flat", "nlist": 64, "nprobe": 1})
+    index = build_index(
+        items[avail], avail, n_items=len(items), params={"kind": "ivf_flat", "nlist": 64, "nprobe": 1}
+    )
     results, fig = validate_index(index, users, items, available, 50, sample=300, seed=1, min_recall=0.95)
     r = by_name(results)["index_recall"]
     assert r.failed and fig["recall_at_n"] < 0.95
