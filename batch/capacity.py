@@ -10,8 +10,8 @@ Cost formulas (D factors, U users, I items, NNZ interactions, N results):
 
 - exact scoring (models/topk.py): ``U x I x (select + D x matmul)`` ns per core.
 - IVF search (models/ann.py, faiss IVF-flat): ``U x (nlist + nprobe x I / nlist) x D x scan`` ns per core, with
-  ``nlist = default_nlist(I)`` and the ``nprobe`` that reached recall@50 >= 0.95 in the calibration run (held
-  constant as the catalogue grows: an assumption, checked by the index gate every day).
+  the index's own defaults ``nlist = default_nlist(I)``, ``nprobe = default_nprobe(nlist)`` (measured recall@50
+  >= 0.95 at 200k and 1M items; that it holds at 10M+ is an assumption the index gate checks every day).
 - IVF build: k-means ``niter x 64 nlist x nlist x D`` + assignment ``I x nlist x D``, both x ``kmeans`` ns.
 - ALS (implicit, conjugate gradient): per iteration ``NNZ x D x als_nnz + (U + I) x D^2 x als_rows`` ns.
 - aggregate: ``events x aggregate`` ns; export: ``U x N x export_row`` ns.
@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from batch.errors import ConfigError
-from models.ann import default_nlist
+from models.ann import default_nlist, default_nprobe
 
 CALIBRATION_PATH = Path(__file__).resolve().parent / "calibration.json"
 STEPS = ("aggregate", "train", "index", "candidates", "related", "export")
@@ -114,7 +114,7 @@ def exact_core_seconds(users: int, items: int, factors: int, cal: dict) -> float
 def ann_shape(items: int, cal: dict) -> tuple[int, int]:
     """(nlist, nprobe) the index step would use for a catalogue."""
     nlist = default_nlist(items)
-    return nlist, min(nlist, cal["ivf"]["nprobe"])
+    return nlist, min(nlist, default_nprobe(nlist))
 
 
 def ann_query_core_seconds(users: int, items: int, factors: int, cal: dict) -> float:

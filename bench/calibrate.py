@@ -148,7 +148,11 @@ def aggregate_costs(cores: int, events: int) -> dict:
     )
     con = duckdb.connect()
     con.register("events", table)
-    s = _best(lambda: con.execute("SELECT user_id, item_id, sum(w) FROM events GROUP BY ALL").arrow())
+    s = _best(
+        lambda: con.execute(
+            "CREATE OR REPLACE TABLE pairs AS SELECT user_id, item_id, sum(w) AS w FROM events GROUP BY ALL"
+        )
+    )
     return {"event_ns": round(s * cores * 1e9 / events, 2), "events": events}
 
 

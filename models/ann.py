@@ -68,6 +68,7 @@ __all__ = [
     "build_index",
     "check_finite",
     "default_nlist",
+    "default_nprobe",
     "faiss_gpu_available",
     "load_index",
 ]
@@ -79,7 +80,7 @@ class AnnParams:
 
     kind: str = "auto"
     nlist: int | None = None  # IVF cells; None: default_nlist(n_items)
-    nprobe: int | None = None  # IVF cells scanned per query; None: max(16, nlist // 128)
+    nprobe: int | None = None  # IVF cells scanned per query; None: default_nprobe(nlist)
     pq_m: int = 16  # ivf_pq: bytes per vector (sub-quantisers); must divide the factor count
     refine_factor: int = 4  # ivf_pq: candidates re-ranked exactly = refine_factor x k
     hnsw_m: int = 32
@@ -134,6 +135,13 @@ def default_nlist(n_items: int) -> int:
     return int(max(1, min(nlist, n_items // 39, 65536)))
 
 
+def default_nprobe(nlist: int) -> int:
+    """Cells scanned per query: max(64, nlist / 64). Measured on MF factors (docs/ann.md): recall@50 0.954 at
+    200k items (2,048 cells) and 0.978 at 1M (4,096 cells) with 64; 32 gave 0.93 / 0.963. Recall first: the
+    index gate fails a build below 0.95, and the index step's config can trade recall for speed."""
+    return max(64, nlist // 64)
+
+
 def check_finite(factors: np.ndarray, what: str) -> None:
     """ValueError naming ``what`` when a factor matrix holds NaN or inf."""
     bad = ~np.isfinite(factors)
@@ -178,7 +186,7 @@ def _resolve(params: AnnParams, n: int, dim: int) -> AnnParams:
     if kind in ("ivf_flat", "ivf_pq"):
         nlist = min(params.nlist or default_nlist(n), max(1, n // 39))
         values["nlist"] = nlist
-        values["nprobe"] = min(params.nprobe or max(16, nlist // 128), nlist)
+        values["nprobe"] = min(params.nprobe or default_nprobe(nlist), nlist)
     if kind == "ivf_pq" and dim % params.pq_m:
         raise ValueError(f"pq_m={params.pq_m} must divide the factor count {dim}")
     if kind == "exact":
