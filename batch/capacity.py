@@ -272,6 +272,14 @@ def _node_hours(rc: ResourceClass, pods: int, wall_s: float) -> float:
     return pods * wall_s / 3600 * rc.cores / rc.node_cores
 
 
+def _too_big(memory: int, what: str) -> str:
+    return (
+        f"{memory / GIB:,.0f} GiB is over the highmem pod ({RESOURCE_CLASSES['highmem'].memory_bytes / GIB:.0f} GiB): "
+        f"shrink {what} (IVF-PQ codes instead of full vectors, or split the index by item range and merge the "
+        "per-part top-N) or raise the highmem machine type (docs/scale.md)"
+    )
+
+
 def _sharded(
     step: str, method: str, core_s: float, memory: int, p: PlanInput, notes: list[str], source="measured"
 ) -> StepPlan:
@@ -279,6 +287,8 @@ def _sharded(
     if memory > rc.memory_bytes:
         rc = RESOURCE_CLASSES["highmem"]
         notes.append("per-shard memory is over the sharded class: runs on highmem pods")
+        if memory > rc.memory_bytes:
+            notes.append(_too_big(memory, "the item side"))
     shards = max(1, math.ceil(core_s / rc.cores / (p.max_shard_hours * 3600)))
     wall = core_s / rc.cores / shards
     return StepPlan(step, method, memory, rc.name, shards, wall, _node_hours(rc, shards, wall), source, notes)
@@ -352,7 +362,11 @@ def plan(p: PlanInput, cal: dict | None = None) -> list[StepPlan]:
 
     # index (ANN only)
     idx_mem = BASE_PROCESS_BYTES + n_items * D * 4 + 2 * ann_index_bytes(n_items, D)
-    rc = _smallest_class(idx_mem, ("standard", "highmem")) or RESOURCE_CLASSES["highmem"]
+    rc = _smallest_class(idx_mem, ("standard", "highmem"))
+    idx_notes = []
+    if rc is None:
+        rc = RESOURCE_CLASSES["highmem"]
+        idx_notes.append(_too_big(idx_mem, "the index"))
     build_s = ann_build_core_seconds(n_items, D, cal) / rc.cores
     nlist, nprobe = ann_shape(n_items, cal)
     out.append(
@@ -365,7 +379,7 @@ def plan(p: PlanInput, cal: dict | None = None) -> list[StepPlan]:
             build_s,
             _node_hours(rc, 1, build_s),
             "measured",
-            [f"IVF-flat nlist={nlist}, nprobe={nprobe}; gate: recall@{p.n} on 2,000 users"],
+            [f"IVF-flat nlist={nlist}, nprobe={nprobe}; gate: recall@{p.n} on 2,000 users", *idx_notes],
         )
     )
     out.append(StepPlan("index", "exact", 0, "-", 0, 0.0, 0.0, "measured", ["no index for exact scoring"]))
