@@ -20,6 +20,7 @@ import re
 from datetime import date
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 from pydantic import (
@@ -32,6 +33,7 @@ from pydantic import (
     model_validator,
 )
 
+import models  # the zoo validates its own parameters
 from batch.errors import ConfigError
 
 ENVIRONMENTS = ("local", "dev", "staging", "prod")
@@ -59,6 +61,12 @@ def _table_name(v: str) -> str:
     return v
 
 
+def _resource_class(v: str) -> str:
+    if not _NAME.match(v.replace("-", "_")):
+        raise ValueError(f"not a resource class name: {v!r}")
+    return v
+
+
 # A warehouse table: name, dataset.name or project.dataset.name (validated: it is spliced into SQL).
 TableName = Annotated[str, AfterValidator(_table_name)]
 
@@ -71,8 +79,6 @@ class SourceConfig(_Strict):
     @field_validator("timezone")
     @classmethod
     def _tz(cls, v: str) -> str:
-        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
         try:
             ZoneInfo(v)
         except (ZoneInfoNotFoundError, ValueError) as e:
@@ -123,8 +129,6 @@ class ModelConfig(_Strict):
 
     @model_validator(mode="after")
     def _known(self) -> ModelConfig:
-        import models  # the zoo validates its own parameters
-
         try:
             models.create_model(self.type, seed=self.seed, **self.params)
         except (ValueError, TypeError) as e:
@@ -134,7 +138,8 @@ class ModelConfig(_Strict):
 
 class CandidatesConfig(_Strict):
     n: int = Field(50, ge=1, le=1000)
-    sources: list[Literal["personal", "related"]] = Field(default_factory=lambda: ["personal", "related"])
+    # candidate sources by name (steps of the graph that declare `source=`; checked against the graph on load)
+    sources: list[str] = Field(default_factory=lambda: ["personal", "related"])
     related_n: int = Field(20, ge=1, le=1000)
     batch_size: int = Field(2048, ge=1, le=1_000_000)
     shard_count: int = Field(1, ge=1, le=10_000)
@@ -264,6 +269,60 @@ class ChecksConfig(_Strict):
     report: bool = True  # write the HTML run report at the end of export (and when a gate stops the batch)
 
 
+class SearchParam(_Strict):
+    """One dimension of the tuning search space: a number range (int/float, optionally log-scaled) or a choice."""
+
+    type: Literal["int", "float", "categorical"]
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    step: float | None = None
+    choices: list[Any] | None = None
+
+    @model_validator(mode="after")
+    def _shape(self) -> SearchParam:
+        if self.type == "categorical":
+            if not self.choices:
+                raise ValueError("a categorical parameter needs a non-empty 'choices' list")
+            return self
+        if self.low is None or self.high is None:
+            raise ValueError(f"an {self.type} parameter needs 'low' and 'high'")
+        if self.low > self.high:
+            raise ValueError(f"low ({self.low:g}) is above high ({self.high:g})")
+        if self.log and self.low <= 0:
+            raise ValueError("a log-scaled range needs low > 0")
+        return self
+
+
+class TuningPrunerConfig(_Strict):
+    # median pruning on the per-iteration metric: a trial below the median of earlier trials at the same
+    # iteration stops there (none during the first n_startup_trials, nor before n_warmup_steps iterations)
+    enabled: bool = True
+    n_startup_trials: int = Field(5, ge=0)
+    n_warmup_steps: int = Field(2, ge=0)
+    report_every: int = Field(1, ge=1)  # score the holdout every this many iterations
+
+
+class TuningConfig(_Strict):
+    """`reco tune` (docs/tuning.md): what is searched, how long, and when a tuned set replaces the config's."""
+
+    metric: str = "ndcg@10"  # maximised; one of the train step's offline metrics at evaluation.ks
+    trials: int = Field(40, ge=1, le=10_000)
+    workers: int = Field(2, ge=1, le=256)
+    timeout_s: int | None = Field(None, ge=1)
+    seed: int = 7  # the sampler's; worker i samples with seed + i
+    # relative gain over the production parameters (scored again on the same split and seed) needed to promote
+    min_gain: float = Field(0.02, ge=0)
+    # model type -> parameter -> range. Unset: the defaults of batch/tuning/space.py for model.type.
+    search_space: dict[str, dict[str, SearchParam]] | None = None
+    pruner: TuningPrunerConfig = Field(default_factory=TuningPrunerConfig)
+    # Optuna storage URL; null: a journal file under $RECO_HOME/tuning/ (parallel local workers). Overridden by
+    # $RECO_TUNING_STORAGE (set by the cloud worker Job: PostgreSQL through the Cloud SQL Auth Proxy).
+    storage: str | None = None
+    heartbeat_interval_s: int = Field(10, ge=1)
+    grace_period_s: int = Field(30, ge=2)
+
+
 class PipelineConfig(_Strict):
     name: str
     description: str = ""
@@ -275,6 +334,10 @@ class PipelineConfig(_Strict):
     candidates: CandidatesConfig = Field(default_factory=CandidatesConfig)
     export: ExportConfig
     checks: ChecksConfig = Field(default_factory=ChecksConfig)
+    # step -> resource class (the Job template variant, k8s/base/batch), e.g. {train: gpu}; steps not named keep
+    # the class their declaration gives
+    resources: dict[str, Annotated[str, AfterValidator(_resource_class)]] = Field(default_factory=dict)
+    tuning: TuningConfig = Field(default_factory=TuningConfig)
 
     @field_validator("name")
     @classmethod
@@ -363,12 +426,26 @@ def _read_yaml(path: Path) -> dict:
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML: {e}") from e
+        raise ConfigError(f"{_yaml_where(path, e)}: not valid YAML: {_yaml_problem(e)}") from None
     if data is None:
         data = {}
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: top level must be a mapping, got {type(data).__name__}")
     return data
+
+
+def _yaml_where(path: Path, e: yaml.YAMLError) -> str:
+    """``file:line:column`` (1-based, as editors count) of a YAML error, or the file alone."""
+    mark = getattr(e, "problem_mark", None) or getattr(e, "context_mark", None)
+    return f"{path}:{mark.line + 1}:{mark.column + 1}" if mark is not None else str(path)
+
+
+def _yaml_problem(e: yaml.YAMLError) -> str:
+    problem = getattr(e, "problem", None)
+    context = getattr(e, "context", None)
+    if problem:
+        return f"{problem} ({context})" if context else str(problem)
+    return str(e).splitlines()[0]
 
 
 def deep_merge(base: dict, override: dict) -> dict:
@@ -385,10 +462,19 @@ def _format_validation(source: str, err: ValidationError, overrides: dict[str, s
     lines = []
     for e in err.errors():
         field = ".".join(str(p) for p in e["loc"]) or "(top level)"
-        where = f"--set {field}" if overrides and field in overrides else source
+        blamed = _blamed_overrides(field, overrides or {})
+        where = " ".join(f"--set {k}={v}" for k, v in blamed.items()) if blamed else source
         msg = e["msg"].removeprefix("Value error, ")
         lines.append(f"{where}: field '{field}': {msg}")
     return "; ".join(lines)
+
+
+def _blamed_overrides(field: str, overrides: dict[str, str]) -> dict[str, str]:
+    """The --set options an error at ``field`` can come from: the field itself, or a value inside it (a model
+    validator reports ``model`` for ``--set model.params.factors=abc``)."""
+    if field in overrides:
+        return {field: overrides[field]}
+    return {k: v for k, v in overrides.items() if k.startswith(field + ".")}
 
 
 def parse_set_options(items: list[str] | None) -> dict[str, str]:
@@ -399,9 +485,19 @@ def parse_set_options(items: list[str] | None) -> dict[str, str]:
         key = key.strip()
         if not sep or not key or not re.match(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z0-9_]+)*$", key):
             raise ConfigError(f"--set {item!r}: expected key.path=value, e.g. --set model.params.factors=64")
+        root = key.split(".")[0]
+        if root in _NOT_SETTABLE:
+            raise ConfigError(f"--set {item}: {_NOT_SETTABLE[root]}")
         out[key] = value
     return out
 
+
+# Keys --set may not change, and why: every command finds a pipeline's outputs by the name it was given.
+_NOT_SETTABLE = {
+    "name": "the pipeline name cannot be overridden: it names the artifact paths, tables and Jobs that every "
+    "later command reads (use --pipeline NAME, or add config/pipelines/NAME.yaml)",
+    "envs": "per-environment sections cannot be overridden: use --env and --set the value itself",
+}
 
 # Short forms people type: `--set model.factors=64` means model.params.factors.
 _SET_ALIASES = {"model": {"type", "params", "seed"}}
@@ -477,10 +573,13 @@ def load_pipeline(name: str, env: str = "local", overrides: dict[str, str] | Non
 _ENV_VAR = re.compile(r"\$\{([A-Z_][A-Z0-9_]*)(?::-([^}]*))?\}")
 
 
-def _expand_env_vars(value: Any, field: str, source: str) -> Any:
+def _expand_env_vars(value: Any, field: str, source: str, placeholder: bool = False) -> Any:
     """``${VAR}`` / ``${VAR:-default}`` in environment config: project ids come from the deployment, not the repo."""
     if isinstance(value, dict):
-        return {k: _expand_env_vars(v, f"{field}.{k}" if field else k, source) for k, v in value.items()}
+        return {
+            k: _expand_env_vars(v, f"{field}.{k}" if field else k, source, placeholder)
+            for k, v in value.items()
+        }
     if isinstance(value, str):
 
         def repl(m: re.Match) -> str:
@@ -490,13 +589,19 @@ def _expand_env_vars(value: Any, field: str, source: str) -> Any:
                 return got
             if default is not None:
                 return default
+            if placeholder:
+                return f"unset-{var.lower().replace('_', '-')}"
             raise ConfigError(f"{source}: field '{field}' needs environment variable {var}, which is not set")
 
         return _ENV_VAR.sub(repl, value)
     return value
 
 
-def load_environment(env: str) -> EnvironmentConfig:
+def load_environment(
+    env: str, *, unset_variables: Literal["error", "placeholder"] = "error"
+) -> EnvironmentConfig:
+    """One environment of environments.yaml. ``unset_variables="placeholder"`` (checks on a laptop) fills a
+    ``${VAR}`` the shell does not set instead of failing."""
     path = config_dir() / "environments.yaml"
     raw = _read_yaml(path)
     envs = raw.get("environments") or {}
@@ -504,7 +609,9 @@ def load_environment(env: str) -> EnvironmentConfig:
         raise ConfigError(f"unknown environment {env!r}; known: {', '.join(ENVIRONMENTS)}")
     if env not in envs:
         raise ConfigError(f"{path}: field 'environments.{env}' is missing")
-    data = _expand_env_vars(dict(envs[env] or {}), f"environments.{env}", str(path))
+    data = _expand_env_vars(
+        dict(envs[env] or {}), f"environments.{env}", str(path), unset_variables == "placeholder"
+    )
     data["name"] = env
     try:
         return EnvironmentConfig.model_validate(data)
@@ -514,8 +621,23 @@ def load_environment(env: str) -> EnvironmentConfig:
         ) from None
 
 
+# Session dates a batch can mean: events carry Unix timestamps (from 1970), and a window reaches a day past its
+# date, so 9999-12-31 (a "forever" sentinel) would overflow; anything past 2999 is a typo.
+MIN_SESSION_DATE = date(1970, 1, 1)
+MAX_SESSION_DATE = date(2999, 12, 31)
+
+
 def parse_date(value: str, what: str = "--date") -> date:
+    """A session date; the error names the option, the value and what is wrong with it (exit 65)."""
+    text = (value or "").strip() if isinstance(value, str) else value
+    if not isinstance(text, str) or not re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
+        raise ConfigError(f"{what} {value!r}: expected a date as YYYY-MM-DD, e.g. 2026-11-21") from None
     try:
-        return date.fromisoformat(value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"{what} {value!r}: expected a date as YYYY-MM-DD") from None
+        d = date.fromisoformat(text)
+    except ValueError as e:  # 2026-02-30: "day is out of range for month"
+        raise ConfigError(f"{what} {value!r}: not a calendar date ({e})") from None
+    if not MIN_SESSION_DATE <= d <= MAX_SESSION_DATE:
+        raise ConfigError(
+            f"{what} {value!r}: outside the supported range {MIN_SESSION_DATE}..{MAX_SESSION_DATE}"
+        )
+    return d

@@ -12,9 +12,13 @@ from datetime import UTC, date, datetime, time, timedelta
 from functools import cached_property
 from zoneinfo import ZoneInfo
 
+import numpy as np
+import pandas as pd
+
 from batch.config import EnvironmentConfig, PipelineConfig
 from batch.errors import ConfigError
 from batch.storage import ArtifactStore, new_run_id
+from batch.warehouse import open_warehouse
 
 
 @dataclass(frozen=True)
@@ -37,6 +41,12 @@ class Window:
             end=day_start(session_date + timedelta(days=1)),
             holdout_start=day_start(session_date - timedelta(days=holdout_days - 1)),
         )
+
+
+def shard_of(ids: np.ndarray | pd.Series, shard_count: int) -> np.ndarray:
+    """Stable shard of each id: the same on every machine and Python process (no per-process hash seed)."""
+    hashed = pd.util.hash_pandas_object(pd.Series(ids, dtype="string"), index=False).to_numpy()
+    return (hashed % np.uint64(shard_count)).astype(np.int64)
 
 
 @dataclass(frozen=True)
@@ -66,8 +76,6 @@ class StepContext:
         return ArtifactStore(self.env.resolved_artifact_root())
 
     def open_warehouse(self):
-        from batch.warehouse import open_warehouse
-
         return open_warehouse(self.env)
 
     @cached_property
@@ -82,6 +90,10 @@ class StepContext:
     @property
     def shard(self) -> tuple[int, int]:
         return (self.shard_index, self.shard_count)
+
+    def mine(self, ids: np.ndarray | pd.Series) -> np.ndarray:
+        """Mask of the ids this shard owns: N shard processes together cover every id exactly once."""
+        return shard_of(ids, self.shard_count) == self.shard_index
 
     def run_record(self) -> dict:
         """What every step writes into its commit marker: enough to reproduce the run."""

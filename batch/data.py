@@ -13,19 +13,32 @@ MovieLens (``import_movielens``): each rating becomes one event at its timestamp
 ``rating >= 4.5 -> bookmark``, ``3.5 <= rating < 4.5 -> like``, ``rating < 3.5 -> view`` (a rating at all means
 the user watched it). Ids are kept as given (as strings). Importing appends; movies get catalogue rows
 (available from their first rating) the first time they are seen.
+
+The importer refuses rather than guesses: the file is read as a stream (plain or gzip, detected by its magic
+bytes) one line at a time with memory bounded by MAX_LINE_BYTES whatever the line length, and the first bad line
+stops the import with ``file:line: what is wrong`` (exit 65) before anything is written. Bad means: not UTF-8, a
+bare carriage return (CRLF line ends are fine), a line over MAX_LINE_BYTES, the wrong number of fields, not a
+number, a rating outside 0..5, or an implausible timestamp: negative (before 1970), past 2999-12-31 (which
+catches milliseconds, named as such, and values beyond int64). A UTF-8 byte order mark is skipped; a UTF-16 one
+is refused. Nothing is dropped silently: there is no "count and drop" rule for ratings.
 """
 
 from __future__ import annotations
 
 import csv
-import io
+import gzip
 import logging
+import os
+import tempfile
+import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from batch.errors import InputDataError
 
@@ -176,23 +189,114 @@ def rating_to_event(rating: np.ndarray) -> np.ndarray:
     return np.where(rating >= 4.5, "bookmark", np.where(rating >= 3.5, "like", "view"))
 
 
-def read_movielens(path: str) -> pa.Table:
-    """Parse a MovieLens ``ratings.csv``; a malformed line is an error naming the file and line number."""
+MAX_LINE_BYTES = 64 * 1024  # a ratings line is ~30 bytes; anything this long is not one
+MAX_TIMESTAMP = 32503680000 - 1  # 2999-12-31T23:59:59Z: later is a typo, or milliseconds
+BATCH_ROWS = 200_000
+_GZIP_MAGIC = b"\x1f\x8b"
+_UTF8_BOM = b"\xef\xbb\xbf"
+
+
+def _open_binary(path: str):
     try:
-        with open(path, newline="") as f:
-            text = f.read()
+        with open(path, "rb") as probe:
+            magic = probe.read(2)
+        return gzip.open(path, "rb") if magic == _GZIP_MAGIC else open(path, "rb")
     except OSError as e:
         raise InputDataError(f"{path}: cannot read: {e}") from e
-    reader = csv.reader(io.StringIO(text))
-    header = next(reader, None)
+
+
+def _lines(path: str) -> Iterator[tuple[int, str]]:
+    """(line number, text) of each line, decoded and checked; memory bounded by MAX_LINE_BYTES."""
+    with _open_binary(path) as f:
+        line_no = 0
+        while True:
+            line_no += 1
+            try:
+                raw = f.readline(MAX_LINE_BYTES + 1)
+            except (OSError, EOFError, zlib.error) as e:  # gzip.BadGzipFile is an OSError
+                raise InputDataError(
+                    f"{path}:{line_no}: cannot read (damaged or truncated gzip?): {e}"
+                ) from e
+            if not raw:
+                return
+            if len(raw) > MAX_LINE_BYTES and not raw.endswith(b"\n"):
+                if b"\r" in raw:
+                    raise InputDataError(_bare_cr(path, line_no))
+                raise InputDataError(
+                    f"{path}:{line_no}: line longer than {MAX_LINE_BYTES} bytes (a ratings line is about 30): "
+                    "not a MovieLens ratings file, or a field that runs on"
+                )
+            raw = raw.removesuffix(b"\n").removesuffix(b"\r")
+            if b"\r" in raw:
+                raise InputDataError(_bare_cr(path, line_no))
+            if line_no == 1:
+                if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+                    raise InputDataError(
+                        f"{path}:1: the file is UTF-16 (byte order mark); convert it to UTF-8, e.g. "
+                        f"iconv -f UTF-16 -t UTF-8"
+                    )
+                raw = raw.removeprefix(_UTF8_BOM)
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise InputDataError(
+                    f"{path}:{line_no}: not UTF-8 (byte 0x{raw[e.start]:02x} at column {e.start + 1})"
+                ) from None
+            yield line_no, text
+
+
+def _bare_cr(path: str, line_no: int) -> str:
+    return (
+        f"{path}:{line_no}: bare carriage return (CR without LF): old Mac line ends or a stray CR; "
+        "convert with tr '\\r' '\\n' or dos2unix -c mac"
+    )
+
+
+def _timestamp(path: str, line_no: int, stamp: int) -> int:
+    if stamp < 0:
+        raise InputDataError(
+            f"{path}:{line_no}: timestamp {stamp} is negative (before 1970); expected Unix seconds"
+        )
+    if stamp > MAX_TIMESTAMP:
+        if stamp // 1000 <= MAX_TIMESTAMP:
+            raise InputDataError(
+                f"{path}:{line_no}: timestamp {stamp} looks like milliseconds; expected Unix seconds "
+                f"(divide by 1000)"
+            )
+        raise InputDataError(
+            f"{path}:{line_no}: timestamp {stamp} is after 2999-12-31; expected Unix seconds"
+        )
+    return stamp
+
+
+def iter_movielens(path: str, batch_rows: int = BATCH_ROWS) -> Iterator[pa.RecordBatch]:
+    """Record batches (EVENT_SCHEMA) of a MovieLens ``ratings.csv`` (or .csv.gz), streamed; InputDataError
+    names the file and line of the first bad line."""
+    lines = _lines(path)
+    first = next(lines, None)
+    header = next(csv.reader([first[1]])) if first else []
     if header != MOVIELENS_HEADER:
         raise InputDataError(
-            f"{path}:1: expected header {','.join(MOVIELENS_HEADER)}, got {','.join(header or [])}"
+            f"{path}:1: expected header {','.join(MOVIELENS_HEADER)}, got {','.join(header)!r}"
         )
     users, movies, ratings, stamps = [], [], [], []
-    for line_no, row in enumerate(reader, start=2):
-        if not row:
+    total = 0
+
+    def batch() -> pa.RecordBatch:
+        return pa.RecordBatch.from_arrays(
+            [
+                pa.array(users, pa.string()),
+                pa.array(movies, pa.string()),
+                pa.array(rating_to_event(np.asarray(ratings, dtype=np.float64)), pa.string()),
+                pa.array(np.asarray(stamps, dtype=np.int64) * 1_000_000, pa.timestamp("us", tz="UTC")),
+            ],
+            schema=EVENT_SCHEMA,
+        )
+
+    for line_no, text in lines:
+        if not text.strip():
             continue
+        row = next(csv.reader([text]))
         if len(row) != 4:
             raise InputDataError(
                 f"{path}:{line_no}: expected 4 fields (userId,movieId,rating,timestamp), got {len(row)}"
@@ -206,18 +310,55 @@ def read_movielens(path: str) -> pa.Table:
         users.append(str(uid))
         movies.append(str(mid))
         ratings.append(rating)
-        stamps.append(stamp)
-    if not users:
+        stamps.append(_timestamp(path, line_no, stamp))
+        if len(users) >= batch_rows:
+            total += len(users)
+            yield batch()
+            users, movies, ratings, stamps = [], [], [], []
+    if users:
+        total += len(users)
+        yield batch()
+    if total == 0:
         raise InputDataError(f"{path}: no ratings after the header")
-    return pa.table(
-        {
-            "user_id": pa.array(users, pa.string()),
-            "item_id": pa.array(movies, pa.string()),
-            "event_type": pa.array(rating_to_event(np.asarray(ratings))),
-            "ts": pa.array(np.asarray(stamps, dtype=np.int64) * 1_000_000, pa.timestamp("us", tz="UTC")),
-        },
-        schema=EVENT_SCHEMA,
-    )
+
+
+def read_movielens(path: str) -> pa.Table:
+    """Parse a MovieLens ``ratings.csv`` into one table; a malformed line is an error naming file and line."""
+    return pa.Table.from_batches(list(iter_movielens(path)), schema=EVENT_SCHEMA)
+
+
+def import_movielens(wh, path: str, events_table: str, items_table: str | None) -> dict:
+    """Append a ratings file to the warehouse with bounded memory: parsed batch by batch into a temporary
+    Parquet file (so a bad line stops the import before anything is written), then loaded in one transaction."""
+    first_seen: dict[str, int] = {}  # movie -> first rating (us): as many entries as movies, not ratings
+    with tempfile.TemporaryDirectory(prefix="reco-import-") as tmp:
+        staged = os.path.join(tmp, "events.parquet")
+        with pq.ParquetWriter(staged, EVENT_SCHEMA, compression="zstd") as out:
+            for b in iter_movielens(path):
+                out.write_batch(b)
+                df = pd.DataFrame(
+                    {
+                        "item_id": b.column(1).to_numpy(zero_copy_only=False),
+                        "ts": b.column(3).cast(pa.int64()),
+                    }
+                )
+                for item, ts in df.groupby("item_id")["ts"].min().items():
+                    if item not in first_seen or ts < first_seen[item]:
+                        first_seen[item] = int(ts)
+        n_events = wh.load_parquet(events_table, staged, mode="append")
+    n_items = 0
+    if items_table:
+        names = list(first_seen)
+        items = pa.table(
+            {
+                "item_id": pa.array(names, pa.string()),
+                "available_from": pa.array([first_seen[n] for n in names], pa.timestamp("us", tz="UTC")),
+                "available_until": pa.nulls(len(names), pa.timestamp("us", tz="UTC")),
+            },
+            schema=ITEM_SCHEMA,
+        )
+        n_items = _write_items(wh, items_table, items, append=True)
+    return {"events": n_events, "items": n_items}
 
 
 def catalogue_from_events(events: pa.Table) -> pa.Table:
@@ -240,12 +381,16 @@ def write_source(
     n_events = wh.write_table(events_table, events, mode="append" if append else "replace")
     n_items = 0
     if items_table and items is not None:
-        if append and wh.table_exists(items_table):
-            known = set(
-                wh.query("SELECT item_id FROM {t}", tables={"t": items_table}).column("item_id").to_pylist()
-            )
-            items = items.filter(pa.array([i not in known for i in items.column("item_id").to_pylist()]))
-            n_items = wh.write_table(items_table, items, mode="append") if items.num_rows else 0
-        else:
-            n_items = wh.write_table(items_table, items, mode="replace")
+        n_items = _write_items(wh, items_table, items, append=append)
     return {"events": n_events, "items": n_items}
+
+
+def _write_items(wh, items_table: str, items: pa.Table, *, append: bool) -> int:
+    """Catalogue rows: appended for items not yet known (append), or the whole catalogue replaced."""
+    if append and wh.table_exists(items_table):
+        known = set(
+            wh.query("SELECT item_id FROM {t}", tables={"t": items_table}).column("item_id").to_pylist()
+        )
+        items = items.filter(pa.array([i not in known for i in items.column("item_id").to_pylist()]))
+        return wh.write_table(items_table, items, mode="append") if items.num_rows else 0
+    return wh.write_table(items_table, items, mode="replace")

@@ -11,6 +11,8 @@ EXIT_FAILURE = 1  # anything unexpected: worth a retry (network, preemption, a b
 EXIT_USAGE = 2  # argparse's own code for a bad command line
 EXIT_CHECK_FAILED = 3  # a publish check or quality gate refused the output; the previous publish stays
 EXIT_BAD_INPUT = 65  # EX_DATAERR: bad config, bad data, missing or corrupt upstream artifact
+EXIT_LOCKED = 75  # EX_TEMPFAIL: another run of the same pipeline and date (or the warehouse) holds the lock
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE: the reader of stdout went away (`reco show ... | head`); not an error
 
 
 class RecoError(Exception):
@@ -43,6 +45,34 @@ class NoEventsError(InputDataError):
     pass
 
 
+class MissingTableError(InputDataError):
+    """A source table the pipeline reads does not exist (a fresh RECO_HOME, a typo in source.events_table)."""
+
+    def __init__(self, table: str, *, where: str, pipeline: str | None = None):
+        self.table = table
+        self.where = where
+        super().__init__(f"table {table!r} does not exist in {where}", hint=self._hint(pipeline))
+
+    @staticmethod
+    def _hint(pipeline: str | None) -> str:
+        p = pipeline or "PIPELINE"
+        return (
+            f"load data first: reco data generate --pipeline {p} "
+            f"(synthetic) or reco data import-movielens ratings.csv --pipeline {p}"
+        )
+
+    def for_pipeline(self, pipeline: str) -> MissingTableError:
+        """The same error with the hint naming the pipeline the command was given."""
+        self.hint = self._hint(pipeline)
+        return self
+
+
+class WarehouseError(RecoError):
+    """The warehouse itself cannot be used: a read-only, corrupt or unreadable DuckDB file; names the path."""
+
+    exit_code = EXIT_BAD_INPUT
+
+
 class ArtifactError(RecoError):
     """An earlier step's artifact is missing or corrupt; names the path and the step to rerun."""
 
@@ -61,6 +91,20 @@ class MissingArtifactError(ArtifactError):
 
 class CorruptArtifactError(ArtifactError):
     pass
+
+
+class LockedError(RecoError):
+    """Someone else holds a lock this command needs; trying again later can succeed."""
+
+    exit_code = EXIT_LOCKED
+
+
+class AlreadyRunningError(LockedError):
+    """Another run of the same pipeline and session date holds the run lock."""
+
+
+class WarehouseLockedError(LockedError):
+    """Another process kept the warehouse file locked for longer than the lock timeout."""
 
 
 class CheckFailedError(RecoError):

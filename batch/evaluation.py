@@ -47,7 +47,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 import numpy as np
+import pandas as pd
 import scipy.sparse as sp
+
+import models
+from batch.datasets import to_csr
 
 __all__ = ["METRIC_NAMES", "hit_matrix", "ranking_metrics"]
 
@@ -170,3 +174,44 @@ def ranking_metrics(
     out["users_evaluated"] = n_eval
     out["users_skipped_no_relevant"] = int(len(n_rel_all) - n_eval)
     return out
+
+
+# -- the temporal holdout the train step and the tuner share ----------------------------------------------------
+
+
+def holdout_split(inter: pd.DataFrame, n_users: int, n_items: int) -> tuple[sp.csr_matrix, sp.csr_matrix]:
+    """(train matrix, relevant matrix): relevant = holdout interactions with items new to the user."""
+    train = to_csr(inter, "weight_train", n_users, n_items)
+    new_in_holdout = inter[(inter["holdout_events"] > 0) & (inter["weight_train"] <= 0)]
+    relevant = sp.csr_matrix(
+        (
+            np.ones(len(new_in_holdout), np.float32),
+            (new_in_holdout["user_idx"].to_numpy(), new_in_holdout["item_idx"].to_numpy()),
+        ),
+        shape=(n_users, n_items),
+    )
+    return train, relevant
+
+
+def evaluate(
+    model_type: str,
+    params: dict,
+    seed: int,
+    train: sp.csr_matrix,
+    relevant: sp.csr_matrix,
+    ks: list[int],
+    *,
+    show_progress: bool = False,
+) -> tuple[dict, models.Recommender]:
+    """Fit on the train matrix, recommend for users with relevant holdout items, score against them.
+
+    Returns the metrics and the fitted model (the served model may continue from it)."""
+    model = models.create_model(model_type, seed=seed, **params).fit(train, show_progress=show_progress)
+    users = np.flatnonzero(np.diff(relevant.indptr) > 0).astype(np.int32)
+    users = users[
+        np.diff(train.indptr)[users] > 0
+    ]  # users the model has seen; the cold ones are the fallback's
+    if len(users) == 0:
+        return {"users_evaluated": 0, "note": "no user has new items in the holdout days"}, model
+    ids, _ = model.recommend(users, train[users], max(ks), filter_already_liked_items=True)
+    return ranking_metrics(ids, relevant[users], ks=ks, n_catalog_items=train.shape[1]), model

@@ -1,5 +1,9 @@
 """Logging: JSON lines in containers (and whenever RECO_LOG_FORMAT=json), readable lines in a terminal.
 
+The format follows stderr: a terminal gets readable lines (and progress bars, batch/progress.py), anything else
+(a pipe, a file, a container log) gets one JSON object per line. ``RECO_LOG_FORMAT=text|json`` forces one.
+While a progress bar is drawn in a terminal, log lines are written above it (tqdm.write) instead of through it.
+
 Secrets never reach a log line: every record passes through a filter that masks webhook URLs, bearer tokens and
 the values of environment variables that name secrets.
 """
@@ -12,6 +16,7 @@ import re
 import sys
 
 from pythonjsonlogger.json import JsonFormatter
+from tqdm import tqdm
 
 _SECRET_PATTERNS = [
     re.compile(r"https://hooks\.slack\.com/[^\s\"']+"),
@@ -68,10 +73,42 @@ class _CurrentStderrHandler(logging.StreamHandler):
     def stream(self, _value) -> None:
         pass
 
+    def emit(self, record: logging.LogRecord) -> None:
+        if getattr(tqdm, "_instances", None) and _isatty(sys.stderr):  # a bar is on screen: print above it
+            try:
+                tqdm.write(self.format(record), file=sys.stderr)
+            except Exception:
+                self.handleError(record)
+            return
+        super().emit(record)
 
-def setup_logging(level: str | None = None) -> None:
-    level = level or os.environ.get("RECO_LOG_LEVEL", "INFO")
-    fmt = os.environ.get("RECO_LOG_FORMAT") or ("text" if sys.stderr.isatty() else "json")
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+def _isatty(stream) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):  # replaced or closed streams
+        return False
+
+
+def log_level(value: str) -> str:
+    """``debug``, ``Info``, ``WARNING``... -> the level name logging knows; ValueError names the choices."""
+    name = str(value).strip().upper()
+    if name == "WARN":
+        name = "WARNING"
+    if name not in LOG_LEVELS:
+        raise ValueError(f"unknown log level {value!r}; choose one of {', '.join(LOG_LEVELS)} (any case)")
+    return name
+
+
+def setup_logging(level: str | None = None, *, quiet: bool = False) -> None:
+    """Root logging for a command. ``quiet``: warnings and errors only (no progress either)."""
+    level = log_level(level or os.environ.get("RECO_LOG_LEVEL") or "INFO")
+    if quiet and logging.getLevelName(level) < logging.WARNING:
+        level = "WARNING"
+    fmt = os.environ.get("RECO_LOG_FORMAT") or ("text" if _isatty(sys.stderr) else "json")
     handler = _CurrentStderrHandler()
     handler.setFormatter(
         JsonFormatter(

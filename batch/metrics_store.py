@@ -23,14 +23,14 @@ from __future__ import annotations
 import json
 import logging
 import math
-import random
-import time
 from collections.abc import Iterable
 from contextlib import contextmanager
 from datetime import UTC, date, datetime
 
 import pandas as pd
 import pyarrow as pa
+
+from batch.warehouse import open_warehouse
 
 log = logging.getLogger(__name__)
 
@@ -61,27 +61,10 @@ WHERE pipeline = @pipeline AND dt = @dt AND step = @step AND recorded_at < @reco
 """
 
 
-def _is_lock_error(e: Exception) -> bool:
-    text = str(e).lower()
-    return "lock" in text and ("could not set" in text or "conflicting" in text or "being used" in text)
-
-
 @contextmanager
 def open_store(env, *, retry_s: float = LOCK_RETRY_S):
     """The environment's warehouse, retrying while another process holds the DuckDB file's lock."""
-    from batch.warehouse import open_warehouse
-
-    deadline = time.monotonic() + retry_s
-    wait = 0.05
-    while True:
-        try:
-            wh = open_warehouse(env)
-            break
-        except Exception as e:  # duckdb.IOException; BigQuery never gets here for locks
-            if not _is_lock_error(e) or time.monotonic() > deadline:
-                raise
-            time.sleep(wait + random.random() * wait)
-            wait = min(wait * 2, 1.0)
+    wh = open_warehouse(env, lock_timeout_s=retry_s)  # DuckDB waits for the file lock itself
     try:
         yield wh
     finally:
@@ -190,7 +173,7 @@ def safe_history(env, table: str, pipeline: str, *, since: date, until: date) ->
 # -- what each step's result becomes ---------------------------------------------------------------------------
 
 
-def _numbers(d: dict, prefix: str = "") -> Iterable[tuple[str, float]]:
+def numbers(d: dict, prefix: str = "") -> Iterable[tuple[str, float]]:
     for k, v in (d or {}).items():
         if isinstance(v, bool):
             yield prefix + k, float(v)
@@ -198,51 +181,21 @@ def _numbers(d: dict, prefix: str = "") -> Iterable[tuple[str, float]]:
             yield prefix + k, float(v)
 
 
-def aggregate_rows(result: dict) -> list[tuple[str, dict | None, float]]:
-    stats = result.get("stats") or {}
-    rows: list = []
-    for key in (
-        "rows_scanned",
-        "events_valid",
-        "users",
-        "users_with_history",
-        "items",
-        "items_available",
-        "interactions",
-        "holdout_interactions",
-    ):
-        if key in stats:
-            rows.append((key, None, stats[key]))
-    for reason, n in (stats.get("dropped") or {}).items():
-        rows.append(("dropped", {"reason": reason}, n))
-    for phase, s in (result.get("timings") or {}).items():
-        rows.append(("timing_s", {"phase": phase}, s))
-    return rows
+def timing_rows(timings: dict | None) -> list[tuple[str, dict | None, float]]:
+    return [("timing_s", {"phase": phase}, s) for phase, s in numbers(timings or {})]
 
 
-def train_rows(result: dict) -> list[tuple[str, dict | None, float]]:
-    metrics = result.get("metrics") or {}
-    rows: list = [(k, None, v) for k, v in _numbers(metrics.get("model") or {})]
-    rows += [
-        (k, {"model": "popularity_baseline"}, v)
-        for k, v in _numbers(metrics.get("popularity_baseline") or {})
-    ]
-    for phase, s in (result.get("timings") or {}).items():
-        rows.append(("timing_s", {"phase": phase}, s))
-    return rows
-
-
-def export_rows(result: dict) -> list[tuple[str, dict | None, float]]:
-    rows: list = [(k, None, v) for k, v in _numbers(result.get("stats") or {})]
-    for phase, s in (result.get("timings") or {}).items():
-        rows.append(("timing_s", {"phase": phase}, s))
-    return rows
+def result_rows(result: dict) -> list[tuple[str, dict | None, float]]:
+    """The default rows of a step's result: its numeric counts and stats, and its timings by phase."""
+    rows: list = [(k, None, v) for k, v in numbers(result.get("counts") or {})]
+    rows += [(k, None, v) for k, v in numbers(result.get("stats") or {})]
+    return rows + timing_rows(result.get("timings"))
 
 
 def shard_rows(summary_entry: dict) -> list[tuple[str, dict | None, float]]:
-    """A sharded step's totals over its shards (from batch.summary.build_summary)."""
-    rows: list = [(k, None, v) for k, v in _numbers(summary_entry.get("counts") or {})]
+    """A sharded step's totals over its shards."""
+    rows: list = [(k, None, v) for k, v in numbers(summary_entry.get("counts") or {})]
     rows.append(("shards_committed", None, summary_entry.get("shards_committed")))
-    for k, v in _numbers(summary_entry.get("timings") or {}):
+    for k, v in numbers(summary_entry.get("timings") or {}):
         rows.append(("timing_s", {"phase": k}, v))
     return rows

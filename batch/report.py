@@ -19,24 +19,24 @@ import html
 import io
 import json
 import logging
-import posixpath
 from datetime import date, timedelta
 
+import duckdb
+import fsspec
 import numpy as np
 import pandas as pd
 
+from batch import metrics_store as ms
 from batch.errors import ArtifactError
+from batch.graph import GRAPH
 from batch.storage import ArtifactStore, write_bytes_atomic
 from batch.summary import build_summary
+from batch.warehouse.duckdb import register_fsspec
 
 log = logging.getLogger(__name__)
 
 HISTORY_DAYS = 60
 SAMPLE_USERS = 5
-
-
-def default_location(store: ArtifactStore, pipeline: str, dt: date) -> str:
-    return posixpath.join(store.root, "reports", pipeline, dt.isoformat(), "index.html")
 
 
 def _committed(store, pipeline, dataset, dt):
@@ -161,15 +161,12 @@ def _kv(pairs: list[tuple[str, object]]) -> str:
 
 
 def build_html(pipeline_cfg, env_cfg, dt: date) -> str:
-    from batch import metrics_store as ms
-    from batch.checks import model_gate
-
     store = ArtifactStore(env_cfg.resolved_artifact_root())
     name = pipeline_cfg.name
     summary = build_summary(store, name, dt, pipeline_cfg.candidates.shard_count)
     parts: list[str] = []
     latest = store.latest(name)
-    promoted = model_gate.promoted_model(store, name)
+    promoted = store.promoted_model(name)
     published_today = summary["published"]["this_date_published"]
     parts.append(f"<h1>Run report: {_e(name)} {dt} <span class='muted'>({_e(env_cfg.name)})</span></h1>")
     parts.append(
@@ -187,16 +184,13 @@ def build_html(pipeline_cfg, env_cfg, dt: date) -> str:
 
     # gates
     parts.append("<h2>Quality gates</h2>")
-    for dataset, file, title in (
-        ("quality_data", "checks.json", "Data checks (after aggregate)"),
-        ("quality_model", "gate.json", "Model gate (after train)"),
-    ):
-        c = _committed(store, name, dataset, dt)
-        parts.append(f"<h3>{title}</h3>")
+    for gate in GRAPH.gates():
+        c = _committed(store, name, gate.dataset, dt)
+        parts.append(f"<h3>{_e(gate.name)} (after {_e(gate.guards)})</h3>")
         if c is None:
             parts.append('<p class="muted">not run</p>')
             continue
-        doc = c.read_json(file)
+        doc = c.read_json(gate.file)
         parts.append(
             _table(
                 doc.get("results", []),
@@ -209,17 +203,8 @@ def build_html(pipeline_cfg, env_cfg, dt: date) -> str:
                 f"<p class='muted'>compared with promoted model {_e(doc.get('reference_model'))} and the "
                 f"publish of {_e(doc.get('previous_publish'))}</p>"
             )
-    check = summary.get("publish_check")
-    parts.append("<h3>Publish check (export)</h3>")
-    if check is None:
-        parts.append('<p class="muted">not run</p>')
-    else:
-        status = "pass" if check.get("passed") else "fail"
-        parts.append(
-            f"<p class='{status}'>{status}</p>"
-            + "".join(f"<p class='fail'>{_e(f)}</p>" for f in check.get("failures", []))
-        )
-        parts.append(_kv(sorted((check.get("stats") or {}).items())))
+        if doc.get("stats"):
+            parts.append(_kv(sorted(doc["stats"].items())))
 
     # metrics of the day and history
     hist = ms.safe_history(
@@ -267,9 +252,6 @@ SCORE_SAMPLE = 200_000  # scores drawn for the histograms: the picture, without 
 
 
 def _duckdb_for(store: ArtifactStore):
-    import duckdb
-
-    from batch.warehouse.duckdb import register_fsspec
 
     con = duckdb.connect()
     register_fsspec(con, store.display(store.root))
@@ -332,7 +314,7 @@ def _output_sections(store: ArtifactStore, name: str, dt: date, summary: dict) -
         parts.append("<h2>Popularity and coverage</h2>")
         parts.append(popularity_chart(item_users, rec_counts))
         n_avail = int(items["available"].sum()) if items is not None else None
-        stats = (summary.get("publish_check") or {}).get("stats") or {}
+        stats = (summary.get("export") or {}).get("stats") or {}
         distinct = len(rec_counts)
         total = int(rec_counts.sum()) if len(rec_counts) else 0
         parts.append(
@@ -414,12 +396,10 @@ def _users_section(store: ArtifactStore, con, agg, recs_url: str) -> str:
 
 def write_report(pipeline_cfg, env_cfg, dt: date, out: str | None = None) -> str:
     """Build and write the report; returns where it went (a path or URL)."""
-    import fsspec
-
     page = build_html(pipeline_cfg, env_cfg, dt).encode()
     if out is None:
         store = ArtifactStore(env_cfg.resolved_artifact_root())
-        path = default_location(store, pipeline_cfg.name, dt)
+        path = store.report_location(pipeline_cfg.name, dt)
         write_bytes_atomic(store.fs, path, page)
         return store.display(path)
     fs, path = fsspec.core.url_to_fs(out)

@@ -7,6 +7,13 @@ Layout under the artifact root::
         _COMMITTED.json               the commit marker: which run holds the partition, its files and metadata
     <root>/<pipeline>/published/LATEST.json      what consumers read: the last good publish
     <root>/<pipeline>/published/dt=<D>.json      one record per date that passed its publish check
+    <root>/<pipeline>/published/MODEL.json       the model behind the last publish (model-dt=<D>.json per date)
+    <root>/reports/<pipeline>/<D>/index.html     the run report
+
+The marker records each file's size and SHA-256 (``"files": {name: {"size": n, "sha256": hex}}``; markers
+written before checksums hold ``{name: size}`` and are still read). Readers check the size of every file they
+open (one metadata call) and the checksum of files up to CHECKSUM_MAX_BYTES, which they read whole anyway
+(JSON, the model, id maps); a mismatch is a CorruptArtifactError naming the path and the command to rerun.
 
 A writer fills a fresh ``run=`` directory and then writes the marker in one operation (``os.replace`` locally, a
 single object PUT on GCS, both atomic), so a reader sees either the previous complete partition or the new one,
@@ -18,6 +25,7 @@ This module knows nothing of steps: callers pass the step name only so that erro
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
@@ -37,6 +45,70 @@ import pyarrow.parquet as pq
 from batch.errors import CorruptArtifactError, MissingArtifactError
 
 MARKER = "_COMMITTED.json"
+# Files up to this size are read whole and checked against their SHA-256 on every open; bigger ones (exports,
+# interactions at scale) are streamed and only their size is checked.
+CHECKSUM_MAX_BYTES = 64 * 1024 * 1024
+
+
+def file_entry(value: Any) -> tuple[int | None, str | None]:
+    """(size, sha256) of a marker's file entry: ``{"size", "sha256"}``, or an older marker's bare size."""
+    if isinstance(value, dict):
+        size, digest = value.get("size"), value.get("sha256")
+        return (int(size) if isinstance(size, int) else None, digest if isinstance(digest, str) else None)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value, None
+    return None, None
+
+
+class _HashingWriter(io.RawIOBase):
+    """Counts and hashes what goes through to ``raw``. Not seekable, so zip (npz) writes in streaming mode and
+    no byte is written twice: the hash is of the file as stored."""
+
+    def __init__(self, raw):
+        super().__init__()
+        self.raw = raw
+        self.size = 0
+        self.sha256 = hashlib.sha256()
+
+    def writable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return False
+
+    def write(self, data) -> int:
+        view = memoryview(data).cast("B")
+        self.raw.write(view)
+        self.sha256.update(view)
+        self.size += len(view)
+        return len(view)
+
+    def tell(self) -> int:
+        return self.size
+
+    def seek(self, *_args) -> int:
+        raise io.UnsupportedOperation("seek")
+
+    def flush(self) -> None:
+        self.raw.flush()
+
+    def close(self) -> None:  # the underlying file is closed by its owner
+        if not self.closed:
+            self.flush()
+        super().close()
+
+
+@dataclass(frozen=True)
+class Pointer:
+    """A forward-only pointer under ``<root>/<pipeline>/published/``: one file naming the current record, and one
+    record file per date it was given (what served when; garbage collection keeps the run directories they name)."""
+
+    current: str
+    record_prefix: str
+
+
+PUBLISH = Pointer("LATEST.json", "dt=")  # the last good publish: what consumers read
+PROMOTED_MODEL = Pointer("MODEL.json", "model-dt=")  # the model behind it: what the model gate compares with
 
 
 def now_utc() -> str:
@@ -81,6 +153,7 @@ class Committed:
     run_dir: str
     marker: dict
     step: str
+    rerun: str | None = None  # the whole command that rebuilds this partition, for error hints
 
     @property
     def metadata(self) -> dict:
@@ -92,19 +165,63 @@ class Committed:
 
     def path(self, name: str) -> str:
         if name not in self.marker.get("files", {}):
-            raise CorruptArtifactError(
-                f"the commit marker lists no file {name!r}",
-                path=posixpath.join(self.url, MARKER),
-                step=self.step,
-            )
+            raise self._corrupt(f"the commit marker lists no file {name!r}", posixpath.join(self.url, MARKER))
         return posixpath.join(self.run_dir, name)
 
-    def open(self, name: str, mode: str = "rb"):
-        path = self.path(name)
+    def _corrupt(self, message: str, path: str) -> CorruptArtifactError:
+        return CorruptArtifactError(message, path=path, step=self.step, rerun=self.rerun)
+
+    def _missing(self, path: str) -> MissingArtifactError:
+        return MissingArtifactError(
+            "a committed file is missing", path=path, step=self.step, rerun=self.rerun
+        )
+
+    def _checked_size(self, name: str, path: str) -> tuple[int, str | None]:
+        """The file's size after checking it against the marker; its recorded checksum if any."""
+        size, digest = file_entry(self.marker["files"][name])
         try:
-            return self.fs.open(path, mode)
+            actual = int(self.fs.size(path))
         except FileNotFoundError:
-            raise MissingArtifactError("a committed file is missing", path=path, step=self.step) from None
+            raise self._missing(path) from None
+        if size is not None and actual != size:
+            raise self._corrupt(
+                f"size is {actual} bytes but the commit marker recorded {size} (truncated or replaced)", path
+            )
+        return actual, digest
+
+    def open(self, name: str, mode: str = "rb"):
+        """The committed file, checked: size always, SHA-256 when the file is small enough to read whole."""
+        path = self.path(name)
+        size, digest = self._checked_size(name, path)
+        if digest is None or size > CHECKSUM_MAX_BYTES:
+            try:
+                return self.fs.open(path, mode)
+            except FileNotFoundError:
+                raise self._missing(path) from None
+        try:
+            data = self.fs.cat_file(path)
+        except FileNotFoundError:
+            raise self._missing(path) from None
+        actual = hashlib.sha256(data).hexdigest()
+        if actual != digest:
+            raise self._corrupt(
+                f"SHA-256 is {actual[:12]}... but the commit marker recorded {digest[:12]}... (corrupt)", path
+            )
+        return io.BytesIO(data)
+
+    def verify(self) -> None:
+        """Check every file of the partition: size, and SHA-256 streamed whatever the size."""
+        for name in self.marker["files"]:
+            path = self.path(name)
+            _, digest = self._checked_size(name, path)
+            if digest is None:
+                continue
+            h = hashlib.sha256()
+            with self.fs.open(path, "rb") as f:
+                while chunk := f.read(1 << 22):
+                    h.update(chunk)
+            if h.hexdigest() != digest:
+                raise self._corrupt("SHA-256 differs from the commit marker's (corrupt)", path)
 
     def read_bytes(self, name: str) -> bytes:
         with self.open(name) as f:
@@ -114,21 +231,17 @@ class Committed:
         try:
             return json.loads(self.read_bytes(name))
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise CorruptArtifactError(
-                f"not valid JSON ({e})", path=self.path(name), step=self.step
-            ) from None
+            raise self._corrupt(f"not valid JSON ({e})", self.path(name)) from None
 
     def read_parquet(self, name: str, columns: list[str] | None = None) -> pa.Table:
         path = self.path(name)
         try:
-            with self.fs.open(path, "rb") as f:
+            with self.open(name) as f:
                 return pq.read_table(f, columns=columns)
         except FileNotFoundError:
-            raise MissingArtifactError("a committed file is missing", path=path, step=self.step) from None
+            raise self._missing(path) from None
         except (pa.ArrowInvalid, OSError) as e:
-            raise CorruptArtifactError(
-                f"not a readable Parquet file ({e})", path=path, step=self.step
-            ) from None
+            raise self._corrupt(f"not a readable Parquet file ({e})", path) from None
 
 
 @dataclass
@@ -137,18 +250,21 @@ class PartitionWriter:
     url: str
     run_dir: str
     run_id: str
-    files: dict[str, int] = field(default_factory=dict)
+    files: dict[str, dict] = field(default_factory=dict)  # name -> {"size": bytes, "sha256": hex}
     metadata: dict = field(default_factory=dict)
 
     def path(self, name: str) -> str:
         return posixpath.join(self.run_dir, name)
 
     @contextmanager
-    def open(self, name: str) -> Iterator[io.BufferedWriter]:
+    def open(self, name: str) -> Iterator[io.RawIOBase]:
+        """A binary file to write ``name``; its size and SHA-256 go into the commit marker."""
         path = self.path(name)
         with self.fs.open(path, "wb") as f:
-            yield f
-        self.files[name] = self.fs.size(path)
+            hashing = _HashingWriter(f)
+            yield hashing
+            hashing.close()
+        self.files[name] = {"size": hashing.size, "sha256": hashing.sha256.hexdigest()}
 
     def write_bytes(self, name: str, data: bytes) -> None:
         with self.open(name) as f:
@@ -264,6 +380,8 @@ class ArtifactStore:
         """The committed partition, or an error naming the path and the step to rerun."""
         url = self.partition_url(pipeline, dataset, dt, shard)
         marker_path = posixpath.join(url, MARKER)
+        if rerun is None and dt is not None:  # the whole command, not one step back at a time
+            rerun = f"reco run --pipeline {pipeline} --date {dt.isoformat()}"
         try:
             raw = self.fs.cat_file(marker_path)
         except FileNotFoundError:
@@ -282,50 +400,82 @@ class ArtifactStore:
             raise CorruptArtifactError(
                 f"commit marker is corrupt ({e})", path=self.display(marker_path), step=step, rerun=rerun
             ) from None
-        return Committed(self.fs, url, posixpath.join(url, f"run={run_id}"), marker, step)
+        return Committed(self.fs, url, posixpath.join(url, f"run={run_id}"), marker, step, rerun)
 
     def exists(
         self, pipeline: str, dataset: str, dt: date | None, shard: tuple[int, int] | None = None
     ) -> bool:
         return self.fs.exists(posixpath.join(self.partition_url(pipeline, dataset, dt, shard), MARKER))
 
-    # -- the published pointer ---------------------------------------------------------------------------------
+    # -- forward-only pointers ---------------------------------------------------------------------------------
 
     def _published_dir(self, pipeline: str) -> str:
         return posixpath.join(self.root, pipeline, "published")
 
-    def latest(self, pipeline: str) -> dict | None:
+    def pointer(self, pipeline: str, kind: Pointer) -> dict | None:
+        """The record a pointer names now, or None before its first move."""
         try:
-            return json.loads(self.fs.cat_file(posixpath.join(self._published_dir(pipeline), "LATEST.json")))
+            return json.loads(self.fs.cat_file(posixpath.join(self._published_dir(pipeline), kind.current)))
         except FileNotFoundError:
             return None
 
-    def publish_records(self, pipeline: str) -> list[dict]:
-        """Every date that passed its publish check, oldest first."""
+    def pointer_records(self, pipeline: str, kind: Pointer) -> list[dict]:
+        """Every record the pointer was given, one per date, oldest first."""
         d = self._published_dir(pipeline)
         try:
-            names = sorted(n for n in self.fs.ls(d, detail=False) if posixpath.basename(n).startswith("dt="))
+            names = sorted(
+                n for n in self.fs.ls(d, detail=False) if posixpath.basename(n).startswith(kind.record_prefix)
+            )
         except FileNotFoundError:
             return []
         return [json.loads(self.fs.cat_file(n)) for n in names]
 
-    def previous_publish(self, pipeline: str, before: date) -> dict | None:
-        earlier = [r for r in self.publish_records(pipeline) if r["dt"] < before.isoformat()]
+    def pointer_before(self, pipeline: str, kind: Pointer, before: date) -> dict | None:
+        """The latest record of a date before ``before``: what was in service for that session date."""
+        earlier = [r for r in self.pointer_records(pipeline, kind) if r["dt"] < before.isoformat()]
         return earlier[-1] if earlier else None
 
-    def publish(self, pipeline: str, record: dict) -> bool:
-        """Record a passing publish; move LATEST only forward in time (a backfill never rewinds consumers).
-
-        Returns whether LATEST moved.
-        """
+    def advance(self, pipeline: str, kind: Pointer, record: dict) -> bool:
+        """Keep the record of its date; move the pointer only forward in time (a backfill never rewinds
+        consumers). Returns whether the pointer moved."""
         d = self._published_dir(pipeline)
-        write_bytes_atomic(
-            self.fs, posixpath.join(d, f"dt={record['dt']}.json"), json.dumps(record, indent=2).encode()
-        )
-        current = self.latest(pipeline)
+        blob = json.dumps(record, indent=2, default=str).encode()
+        write_bytes_atomic(self.fs, posixpath.join(d, f"{kind.record_prefix}{record['dt']}.json"), blob)
+        current = self.pointer(pipeline, kind)
         if current is None or record["dt"] >= current["dt"]:
-            write_bytes_atomic(
-                self.fs, posixpath.join(d, "LATEST.json"), json.dumps(record, indent=2).encode()
-            )
+            write_bytes_atomic(self.fs, posixpath.join(d, kind.current), blob)
             return True
         return False
+
+    # the two pointers every pipeline has
+    def latest(self, pipeline: str) -> dict | None:
+        return self.pointer(pipeline, PUBLISH)
+
+    def publish_records(self, pipeline: str) -> list[dict]:
+        """Every date that passed its publish check, oldest first."""
+        return self.pointer_records(pipeline, PUBLISH)
+
+    def previous_publish(self, pipeline: str, before: date) -> dict | None:
+        return self.pointer_before(pipeline, PUBLISH, before)
+
+    def publish(self, pipeline: str, record: dict) -> bool:
+        """Record a passing publish; move LATEST only forward in time. Returns whether LATEST moved."""
+        return self.advance(pipeline, PUBLISH, record)
+
+    def promoted_model(self, pipeline: str) -> dict | None:
+        """The model in service now (the latest publish's), or None before the first promotion."""
+        return self.pointer(pipeline, PROMOTED_MODEL)
+
+    def reference_model(self, pipeline: str, before: date) -> dict | None:
+        """The promotion record of the model in service for a session date: the latest promoted before it."""
+        return self.pointer_before(pipeline, PROMOTED_MODEL, before)
+
+    def promote(self, pipeline: str, record: dict) -> bool:
+        """Record a published model; move MODEL.json only forward in time. Returns whether it moved."""
+        return self.advance(pipeline, PROMOTED_MODEL, {**record, "promoted_at": now_utc()})
+
+    # -- other locations -----------------------------------------------------------------------------------------
+
+    def report_location(self, pipeline: str, dt: date) -> str:
+        """Where the run report of a session date lives."""
+        return posixpath.join(self.root, "reports", pipeline, dt.isoformat(), "index.html")

@@ -1,5 +1,5 @@
 # syntax=docker/dockerfile:1.7
-# The batch image: `reco step ...` in every Job (command and args come from k8s/base/batch/job-*.yaml).
+# The batch image: `reco step ...` in every Job (command and args come from k8s/base/batch/job/job.yaml).
 #
 #   docker build -f docker/batch.Dockerfile --build-arg REVISION=$(git rev-parse HEAD) \
 #     -t REGION-docker.pkg.dev/PROJECT/reco/reco-batch:$(git rev-parse HEAD) .
@@ -26,7 +26,8 @@ LABEL org.opencontainers.image.source="reco-batch" \
 RUN groupadd --system --gid 10001 reco \
  && useradd --system --uid 10001 --gid 10001 --no-create-home --home-dir /tmp --shell /usr/sbin/nologin reco
 COPY --from=build /opt/venv /opt/venv
-# A copy of config/ for `docker run` by hand; in a Job the ConfigMap is mounted over /etc/reco/config.
+# A copy of config/ for `docker run` by hand; in a Job the ConfigMaps are mounted over environments.yaml and
+# pipelines/ of /etc/reco/config.
 COPY config /etc/reco/config
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \

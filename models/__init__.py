@@ -1,6 +1,7 @@
 """Recommender models behind one interface (see :mod:`models.base`); no dependency on ``batch``."""
 
 from .base import MODEL_TYPES, NotFittedError, Recommender, create_model, load_model
+from .factor import iteration_callback
 from .topk import topk_scores
 
 # importing the model modules registers them in MODEL_TYPES
@@ -19,6 +20,7 @@ __all__ = [
     "PopularityRecommender",
     "Recommender",
     "create_model",
+    "iteration_callback",
     "load_model",
     "topk_scores",
 ]

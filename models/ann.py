@@ -156,7 +156,7 @@ def check_finite(factors: np.ndarray, what: str) -> None:
 def faiss_gpu_available() -> bool:
     """Whether the installed faiss is a GPU build and sees a CUDA device."""
     try:
-        import faiss  # noqa: PLC0415 - heavy optional library
+        import faiss
     except ImportError:
         return False
     get = getattr(faiss, "get_num_gpus", None)
@@ -165,7 +165,7 @@ def faiss_gpu_available() -> bool:
 
 def _faiss():
     try:
-        import faiss  # noqa: PLC0415 - heavy optional library
+        import faiss
     except ImportError as e:  # pragma: no cover - faiss-cpu is a dependency
         raise ImportError("approximate search needs faiss: pip install faiss-cpu (or faiss-gpu-cu12)") from e
     return faiss

@@ -11,6 +11,9 @@ top-N as ``implicit``'s ``recommend`` (ties broken by lower item index) and is f
 from __future__ import annotations
 
 from abc import abstractmethod
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any, Self
 
 import numpy as np
@@ -19,6 +22,23 @@ from threadpoolctl import threadpool_limits
 
 from .base import Recommender, check_user_items
 from .topk import DEFAULT_BATCH_SIZE, topk_scores
+
+# Called after every training iteration of a factor model fit in this context: (iteration, 1-based, and the model
+# holding the factors of that iteration). Lets a caller watch a fit converge (e.g. report intermediate metrics to a
+# tuner, which may stop the fit by raising) without a parameter on every fit() signature.
+IterationCallback = Callable[[int, "FactorRecommender"], None]
+_ITERATION_CALLBACK: ContextVar[IterationCallback | None] = ContextVar("iteration_callback", default=None)
+
+
+@contextmanager
+def iteration_callback(callback: IterationCallback) -> Iterator[None]:
+    """Within the block, every ``fit``/``fit_more`` of a factor model calls ``callback(iteration, model)``
+    after each iteration. An exception raised by the callback ends the fit and propagates."""
+    token = _ITERATION_CALLBACK.set(callback)
+    try:
+        yield
+    finally:
+        _ITERATION_CALLBACK.reset(token)
 
 
 def _as_factors(array: Any) -> np.ndarray:
@@ -54,11 +74,31 @@ class FactorRecommender(Recommender):
     def item_factors(self) -> np.ndarray | None:
         return self._item_factors
 
+    def _confidence(self, user_items: sp.csr_matrix) -> sp.csr_matrix:
+        """The matrix ``implicit`` fits on, from the interaction weights (a subclass may reweight them)."""
+        return user_items
+
+    def _implicit_callback(self, model: Any, shape: tuple[int, int]) -> Callable | None:
+        callback = _ITERATION_CALLBACK.get()
+        if callback is None:
+            return None
+
+        def on_iteration(iteration: int, *_: Any) -> None:
+            self._set_factors(_as_factors(model.user_factors), _as_factors(model.item_factors))
+            self._n_users, self._n_items = shape
+            callback(iteration + 1, self)
+
+        return on_iteration
+
     def fit(self, user_items: sp.csr_matrix, *, show_progress: bool = False) -> Self:
         user_items = check_user_items(user_items)
         with threadpool_limits(1, "blas"):
             model = self._make_implicit()
-            model.fit(user_items, show_progress=show_progress)
+            model.fit(
+                self._confidence(user_items),
+                show_progress=show_progress,
+                callback=self._implicit_callback(model, user_items.shape),
+            )
         if hasattr(model, "to_cpu") and not isinstance(model.item_factors, np.ndarray):
             model = model.to_cpu()
         self._set_factors(_as_factors(model.user_factors), _as_factors(model.item_factors))
@@ -83,7 +123,11 @@ class FactorRecommender(Recommender):
             # implicit initialises factors only when they are unset, so fit() continues from these
             model.user_factors = self._device_factors(self._user_factors)
             model.item_factors = self._device_factors(self._item_factors)
-            model.fit(user_items, show_progress=show_progress)
+            model.fit(
+                self._confidence(user_items),
+                show_progress=show_progress,
+                callback=self._implicit_callback(model, user_items.shape),
+            )
         if hasattr(model, "to_cpu") and not isinstance(model.item_factors, np.ndarray):
             model = model.to_cpu()
         self._set_factors(_as_factors(model.user_factors), _as_factors(model.item_factors))

@@ -72,20 +72,23 @@ def movielens_dir() -> Path:
 @pytest.fixture
 def run_pipeline(make_ctx):
     """Every step for one date, shards in turn; returns the export step's result."""
-    from batch.steps import STEP_NAMES, get_step
+    from batch.execute import run_step
+    from batch.graph import GRAPH
     from batch.storage import new_run_id
 
     def run(session_date=SESSION, overrides=None):
+        """Returns the results of every step by name (a sharded step: its last shard's)."""
         run_id = new_run_id()
-        result = None
-        for name in STEP_NAMES:
-            step = get_step(name)
+        results = {}
+        for step in GRAPH.steps():
             ctx = make_ctx(session_date, overrides, run_id=run_id)
-            if not step.enabled(ctx):
+            if not step.is_enabled(ctx.pipeline):
                 continue
             shards = range(ctx.shard_count) if step.sharded else [0]
             for i in shards:
-                result = step.run(make_ctx(session_date, overrides, shard_index=i, run_id=run_id))
-        return result
+                results[step.name] = run_step(
+                    step, make_ctx(session_date, overrides, shard_index=i, run_id=run_id)
+                )
+        return results
 
     return run

@@ -64,7 +64,7 @@ def test_run_then_show(small_data, capsys):
 
     code, out, _ = _run(capsys, "show", "summary", "--pipeline", "demo", "--date", "2026-11-21")
     summary = json.loads(out)
-    assert {"data", "metrics", "model", "steps", "publish_check"} <= set(summary)
+    assert {"data", "metrics", "model", "steps", "gates", "export"} <= set(summary)
     assert summary["model"]["params"]["factors"] == 8
 
 

@@ -1,5 +1,6 @@
 import pytest
 
+from batch.cli.common import load_checked_pipeline
 from batch.config import load_environment, load_pipeline, parse_set_options
 from batch.errors import ConfigError
 
@@ -37,7 +38,7 @@ def test_set_overrides_one_value_with_short_model_form():
 )
 def test_invalid_override_names_the_field(override, field):
     with pytest.raises(ConfigError) as e:
-        load_pipeline("demo", "local", parse_set_options([override]))
+        load_checked_pipeline("demo", "local", parse_set_options([override]))  # the graph names the sources
     assert field in str(e.value)
 
 

@@ -116,7 +116,8 @@ def success_message(
     data = summary.get("data") or {}
     metrics = summary.get("metrics") or {}
     model_m, base_m = metrics.get("model") or {}, metrics.get("popularity_baseline") or {}
-    check = summary.get("publish_check") or {}
+    export = summary.get("export") or {}
+    gates = summary.get("gates") or {}
     published = (summary.get("published") or {}).get("this_date_published")
     cand = (summary.get("steps") or {}).get("candidates") or {}
 
@@ -136,9 +137,12 @@ def success_message(
         _field("Model", f"`{(summary.get('model') or {}).get('version') or 'n/a'}`"),
         _field("nDCG@10", f"{fmt(model_m.get('ndcg@10'))} (popularity {fmt(base_m.get('ndcg@10'))})"),
         _field(
-            "Publish check",
-            ("passed" if check.get("passed") else "FAILED") + f", rows "
-            f"{fmt((check.get('stats') or {}).get('rows'))}",
+            "Gates",
+            (
+                ", ".join(f"{n} {'passed' if g.get('passed') else 'FAILED'}" for n, g in gates.items())
+                or "none ran"
+            )
+            + f"; rows {fmt((export.get('stats') or {}).get('rows'))}",
         ),
         _field(
             "Candidates", f"{cand.get('shards_committed', 'n/a')}/{cand.get('shard_count', 'n/a')} shards"

@@ -17,14 +17,12 @@ the value, the expected range, the detector and the report's location.
 
 from __future__ import annotations
 
-import logging
-import sys
 from dataclasses import asdict, dataclass
 from datetime import date, timedelta
 
 import numpy as np
 
-log = logging.getLogger(__name__)
+from batch.metrics_store import series
 
 MAD_SCALE = 1.4826
 
@@ -173,8 +171,6 @@ def _f(v: float | None) -> str:
 
 def scan(history_df, today: date, cfg) -> list[Anomaly]:
     """Every configured metric of today's runs against its history (a metrics_store.history frame)."""
-    from batch.metrics_store import series
-
     out = []
     names = list(dict.fromkeys(list(cfg.metrics) + list(cfg.static)))
     for name in names:
@@ -253,14 +249,3 @@ def anomaly_message(
         lines=lines,
         report=report,
     )
-
-
-def deliver(env_cfg, message: dict) -> bool:
-    """Send to the environment's Slack webhook (printed to stderr without one). Never raises."""
-    try:
-        from batch.alerts.slack import SlackNotifier
-
-        return SlackNotifier.from_env(env_cfg.slack.webhook_env, out=sys.stderr).send(message)
-    except Exception as e:  # an alert must never fail the batch
-        log.warning("quality alert not delivered", extra={"error": f"{type(e).__name__}: {e}"})
-        return False

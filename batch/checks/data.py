@@ -14,7 +14,7 @@ Each check measures one number from the aggregate step's stats and compares it w
 - invalid_rows: rows dropped (null ids, bad timestamps, unknown event types, duplicates) / rows scanned.
 - distinct_users, distinct_items: minimum counts after the aggregate's thresholds.
 
-This module computes results; it never raises. The step hook (batch/steps/__init__.py) records, alerts and
+This module computes results; it never raises. The gate layer (batch/checks/gates.py, batch/execute.py) records, alerts and
 turns a failing ``fail`` check into CheckFailedError.
 """
 

@@ -14,76 +14,27 @@ publish before the date). The gate compares the new model with it (``checks.mode
 - score_shift: two-sample KS statistic between the new and the published top-k scores of the same users
   (warn by default: a retrain may rescale scores legitimately).
 
-Promotion: a model is *promoted* when a publish made from it succeeds (the export hook calls ``promote``):
-``<root>/<pipeline>/published/MODEL.json`` (moves forward in time only, like LATEST) and one
-``published/model-dt=<D>.json`` per published date. Both carry the model's run directory, which the store's
-garbage collection then keeps, and the metrics the gate compares against. A model that fails the gate never
-reaches export, so it is never promoted and the previous model and publish stay in service.
+Promotion: a model is *promoted* when a publish made from it succeeds (the publish step moves the store's
+promoted-model pointer, batch.storage.PROMOTED_MODEL). The records carry the model's run directory, which the
+store's garbage collection then keeps, and the metrics this gate compares against. A model that fails the gate
+never reaches export, so it is never promoted and the previous model and publish stay in service.
 """
 
 from __future__ import annotations
 
-import json
-import posixpath
 from dataclasses import dataclass
 from datetime import date
 
+import fsspec
 import numpy as np
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import scipy.sparse as sp
+from scipy.stats import ks_2samp
 
 from batch.checks.data import CheckResult, _outcome
 from batch.config import ModelGateConfig
-from batch.storage import ArtifactStore, now_utc, write_bytes_atomic
-
-MODEL_POINTER = "MODEL.json"
-
-
-# -- the promoted-model pointer ----------------------------------------------------------------------------------
-
-
-def _published_dir(store: ArtifactStore, pipeline: str) -> str:
-    return posixpath.join(store.root, pipeline, "published")
-
-
-def promoted_model(store: ArtifactStore, pipeline: str) -> dict | None:
-    """The model in service now (the latest publish's), or None before the first promotion."""
-    try:
-        return json.loads(store.fs.cat_file(posixpath.join(_published_dir(store, pipeline), MODEL_POINTER)))
-    except FileNotFoundError:
-        return None
-
-
-def promotion_records(store: ArtifactStore, pipeline: str) -> list[dict]:
-    d = _published_dir(store, pipeline)
-    try:
-        names = sorted(
-            n for n in store.fs.ls(d, detail=False) if posixpath.basename(n).startswith("model-dt=")
-        )
-    except FileNotFoundError:
-        return []
-    return [json.loads(store.fs.cat_file(n)) for n in names]
-
-
-def reference_model(store: ArtifactStore, pipeline: str, before: date) -> dict | None:
-    """The promotion record of the model in service for a session date: the latest promoted before it."""
-    earlier = [r for r in promotion_records(store, pipeline) if r["dt"] < before.isoformat()]
-    return earlier[-1] if earlier else None
-
-
-def promote(store: ArtifactStore, pipeline: str, record: dict) -> bool:
-    """Record a published model; move MODEL.json only forward in time. Returns whether MODEL.json moved."""
-    record = {**record, "promoted_at": now_utc()}
-    d = _published_dir(store, pipeline)
-    blob = json.dumps(record, indent=2, default=str).encode()
-    write_bytes_atomic(store.fs, posixpath.join(d, f"model-dt={record['dt']}.json"), blob)
-    current = promoted_model(store, pipeline)
-    if current is None or record["dt"] >= current["dt"]:
-        write_bytes_atomic(store.fs, posixpath.join(d, MODEL_POINTER), blob)
-        return True
-    return False
-
+from batch.storage import ArtifactStore
 
 # -- the gate ----------------------------------------------------------------------------------------------------
 
@@ -160,7 +111,7 @@ def _metric_check(cand: Candidate, ref: dict | None, cfg) -> CheckResult:
 def previous_top_k(store: ArtifactStore, publish: dict, k: int):
     """(user_id -> item ids ranked, user_id -> scores) of a publish's personal top-k."""
     path = (publish.get("files") or {}).get("recommendations.parquet")
-    fs, p = (store.fs, path) if "://" not in (path or "") else __import__("fsspec").core.url_to_fs(path)
+    fs, p = (store.fs, path) if "://" not in (path or "") else fsspec.core.url_to_fs(path)
     with fs.open(p, "rb") as f:
         t = pq.read_table(
             f, columns=["user_id", "item_id", "rank", "score", "source"], filters=[("rank", "<=", k)]
@@ -241,8 +192,6 @@ def _shift_checks(
             )
         )
     if sc.enabled:
-        from scipy.stats import ks_2samp
-
         ks = (
             float(ks_2samp(np.asarray(new_scores), np.asarray(old_scores)).statistic)
             if new_scores and old_scores
@@ -279,7 +228,7 @@ def run_gate(
     seed: int = 0,
 ) -> tuple[list[CheckResult], dict]:
     """(check results, reference info) of a freshly trained model."""
-    ref = reference_model(store, pipeline, session_date)
+    ref = store.reference_model(pipeline, session_date)
     publish = store.previous_publish(pipeline, session_date)
     results = []
     if cfg.metric.enabled:

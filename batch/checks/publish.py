@@ -1,4 +1,4 @@
-"""The publish check: decides whether an export may become "latest".
+"""The publish check: decides whether an export may become "latest", from the figures the export step computed.
 
 It fails when the export is empty, has a duplicate (user, item), has a user whose ranks are not 1..k, covers too
 few of the users the model knows, or when its row or user count moved more than the configured share away from
@@ -7,60 +7,8 @@ the previous publish (skipped on a pipeline's first publish). A failed check lea
 
 from __future__ import annotations
 
+from batch.checks.data import CheckResult
 from batch.config import PublishCheckConfig
-
-# Three passes over the export (per user, per item, overall), each a DuckDB scan of the Parquet files: memory
-# stays bounded whatever the row count. Besides the check's own figures it yields the ones the metric store keeps
-# (distinct items, top item share, personal share, median personal score), so nothing reads the export again.
-STATS_SQL = """
-WITH t AS (SELECT user_id, item_id, rank, score, source FROM read_parquet($files)),
-per_user AS (
-  SELECT user_id, COUNT(*) AS n, MIN(rank) AS lo, MAX(rank) AS hi, COUNT(DISTINCT rank) AS ranks,
-         COUNT(DISTINCT item_id) AS items, COUNT(item_id) AS with_item
-  FROM t GROUP BY user_id),
-per_item AS (SELECT item_id, COUNT(*) AS c FROM t WHERE item_id IS NOT NULL GROUP BY item_id),
-overall AS (
-  SELECT COUNT(*) AS rows, COUNT(*) FILTER (WHERE user_id IS NULL OR item_id IS NULL) AS null_ids,
-         AVG(CASE WHEN source = 'personal' THEN 1.0 ELSE 0.0 END) AS personal_share,
-         MEDIAN(score) FILTER (WHERE source = 'personal') AS score_median_personal
-  FROM t)
-SELECT
-  overall.rows,
-  (SELECT COUNT(user_id) FROM per_user) AS users,
-  (SELECT COALESCE(SUM(with_item - items), 0) FROM per_user WHERE user_id IS NOT NULL) AS duplicate_pairs,
-  (SELECT COUNT(*) FROM per_user WHERE user_id IS NOT NULL AND (lo <> 1 OR hi <> n OR ranks <> n)) AS users_bad_ranks,
-  overall.null_ids,
-  (SELECT COUNT(*) FROM per_item) AS distinct_items,
-  (SELECT COALESCE(MAX(c), 0) FROM per_item) AS top_item_rows,
-  overall.personal_share,
-  overall.score_median_personal
-FROM overall
-"""
-COUNTS = (
-    "rows",
-    "users",
-    "duplicate_pairs",
-    "users_bad_ranks",
-    "null_ids",
-    "distinct_items",
-    "top_item_rows",
-)
-
-
-def export_stats(con, files: list[str]) -> dict:
-    """The figures of an export, computed by DuckDB over its Parquet files.
-
-    ``duplicate_pairs`` counts the rows beyond the first of each (user, item).
-    """
-    cursor = con.execute(STATS_SQL, {"files": files})
-    names = [d[0] for d in cursor.description]
-    row = dict(zip(names, cursor.fetchone(), strict=True))
-    out = {k: int(row[k] or 0) for k in COUNTS}
-    out["top_item_share"] = out["top_item_rows"] / out["rows"] if out["rows"] else 0.0
-    out["personal_share"] = float(row["personal_share"] or 0.0)
-    median = row["score_median_personal"]
-    out["score_median_personal"] = None if median is None else float(median)
-    return out
 
 
 def _change(new: int, old: int) -> float:
@@ -98,3 +46,18 @@ def evaluate(stats: dict, expected_users: int, previous: dict | None, cfg: Publi
                 f"publish ({prev['users']} on {previous['dt']}), more than max_user_change={cfg.max_user_change:.0%}"
             )
     return failures
+
+
+def as_results(failures: list[str], stats: dict) -> list[CheckResult]:
+    """The verdict as one check result (the publish check always blocks: severity fail)."""
+    return [
+        CheckResult(
+            "publish",
+            "fail" if failures else "pass",
+            stats.get("user_coverage"),
+            "no failure",
+            "; ".join(failures) if failures else "the export may be published",
+            "fail",
+            {"failures": failures},
+        )
+    ]

@@ -9,7 +9,12 @@ from __future__ import annotations
 import sys
 from datetime import UTC, datetime
 
-from batch.config import ENVIRONMENTS, PROJECT_ROOT, parse_date
+from batch.cli import build_parser
+from batch.config import ENVIRONMENTS, PROJECT_ROOT, load_environment, parse_date
+from batch.digdag.backfill import local_backfill, plan_dates, server_backfill
+from batch.digdag.check import check_paths
+from batch.digdag.client import DigdagClient, build_archive, parse_headers
+from batch.digdag.local import run_workflow
 from batch.errors import EXIT_CHECK_FAILED, EXIT_FAILURE, ConfigError
 
 DIGDAG_DIR = PROJECT_ROOT / "digdag"
@@ -143,8 +148,6 @@ def register(sub) -> None:
 
 
 def cmd_run(args) -> int:
-    from batch.digdag.local import run_workflow
-
     dt = parse_date(args.session_date, "--session-date")
     params = {"env": args.env, **dict(args.params)}
     kwargs = {"sleep": lambda seconds: None} if args.no_retry_wait else {}
@@ -153,10 +156,9 @@ def cmd_run(args) -> int:
 
 
 def cmd_check(args) -> int:
-    from batch.digdag.check import check_paths
-
     paths = args.paths or [str(DIGDAG_DIR)]
-    report = check_paths(paths, env=args.env)
+
+    report = check_paths(paths, parser=build_parser(), env=args.env)
     for p in report.problems:
         print(f"error: {p}", file=sys.stderr)
     print(
@@ -171,9 +173,6 @@ def cmd_check(args) -> int:
 
 
 def _client(args):
-    from batch.config import load_environment
-    from batch.digdag.client import DigdagClient, parse_headers
-
     env_cfg = load_environment(args.env)
     return DigdagClient.for_environment(
         env_cfg, endpoint=args.endpoint, headers=parse_headers(args.header)
@@ -181,8 +180,6 @@ def _client(args):
 
 
 def cmd_push(args) -> int:
-    from batch.digdag.client import build_archive
-
     archive = build_archive(DIGDAG_DIR, env=args.env)
     print(f"archive: {len(archive.data):,} bytes, revision {archive.revision}")
     for name in archive.files:
@@ -314,8 +311,6 @@ def cmd_schedules(args) -> int:
 
 
 def cmd_backfill(args) -> int:
-    from batch.digdag.backfill import local_backfill, plan_dates, server_backfill
-
     d1 = parse_date(args.date_from, "--from")
     d2 = parse_date(args.date_to, "--to")
     if args.env == "local":

@@ -11,7 +11,11 @@ import os
 
 from batch.alerts.slack import SlackNotifier, failure_message, sla_message, success_message
 from batch.config import ENVIRONMENTS, load_environment, load_pipeline, parse_date
+from batch.digdag.client import DigdagClient
+from batch.digdag.local import attempts_dir, read_attempt_record
 from batch.logs import redact
+from batch.storage import ArtifactStore
+from batch.summary import build_summary
 
 log = logging.getLogger("reco.notify")
 
@@ -56,8 +60,6 @@ def attempt_url(env_cfg, attempt_id: str | None) -> str | None:
     if not attempt_id:
         return None
     if env_cfg.name == "local":
-        from batch.digdag.local import attempts_dir
-
         return (attempts_dir() / f"{attempt_id}.json").as_uri()
     endpoint = os.environ.get("DIGDAG_ENDPOINT") or env_cfg.digdag.endpoint
     return f"{endpoint.rstrip('/')}/attempts/{attempt_id}" if endpoint else None
@@ -66,14 +68,11 @@ def attempt_url(env_cfg, attempt_id: str | None) -> str | None:
 def failed_task_of(env_cfg, attempt_id: str) -> tuple[str | None, str | None]:
     """(failed task, last lines of its log) of an attempt; (None, None) when it cannot be found."""
     if env_cfg.name == "local":
-        from batch.digdag.local import read_attempt_record
-
         record = read_attempt_record(attempt_id) or {}
         for t in record.get("tasks", []):
             if t.get("state") == "error" and not t.get("isGroup"):
                 return t["fullName"], "\n".join(t.get("tail") or [])
         return None, None
-    from batch.digdag.client import DigdagClient
 
     client = DigdagClient.for_environment(env_cfg, retries=1, timeout_s=10)
     task, tail = client.failed_task_log_tail(attempt_id)
@@ -114,9 +113,6 @@ def cmd_notify(args) -> int:
     else:
         summary: dict = {"pipeline": args.pipeline, "date": dt.isoformat()}
         try:
-            from batch.storage import ArtifactStore
-            from batch.summary import build_summary
-
             pipeline = load_pipeline(args.pipeline, args.env)
             store = ArtifactStore(env_cfg.resolved_artifact_root())
             summary = build_summary(store, pipeline.name, dt, pipeline.candidates.shard_count)

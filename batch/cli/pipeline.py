@@ -4,28 +4,47 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
+import os
 import sys
-import time
 from datetime import date
 
 import pyarrow.parquet as pq
 
-from batch.cli.common import add_pipeline_args, context_from_args
-from batch.config import load_environment, load_pipeline, parse_date, reco_home
+from batch.cli.common import add_pipeline_args, context_from_args, step_name
+from batch.cli.quality import add_show_published
+from batch.config import PROJECT_ROOT, load_environment, load_pipeline, parse_date, reco_home
 from batch.context import StepContext
-from batch.errors import ConfigError
-from batch.steps import STEP_NAMES, get_step
+from batch.data import SyntheticSpec, generate, import_movielens, write_source
+from batch.digdag.local import run_workflow
+from batch.errors import ConfigError, InputDataError
+from batch.execute import run_date, run_step
+from batch.graph import GRAPH
+from batch.locks import RunLock, run_lock_url
 from batch.storage import ArtifactStore, new_run_id
-from batch.summary import build_summary
+from batch.summary import build_summary, gates_line
+from batch.warehouse import open_warehouse
+
+log = logging.getLogger("reco.run")
 
 
 def register(sub) -> None:
     p = sub.add_parser("run", help="run every step of a pipeline for one session date, here")
     add_pipeline_args(p)
+    p.add_argument(
+        "--lock-timeout",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="wait this long for another run of the same pipeline and date to finish (default 0: exit 75 "
+        "at once)",
+    )
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("step", help="run one step (the command a Job's container runs)")
-    p.add_argument("name", choices=STEP_NAMES)
+    p.add_argument(
+        "name", metavar="STEP", type=step_name, help="a step of the graph: " + ", ".join(GRAPH.names())
+    )
     add_pipeline_args(p)
     p.add_argument(
         "--shard-index",
@@ -48,7 +67,6 @@ def register(sub) -> None:
     p = show.add_parser("summary", help="JSON: counts, metrics, timings, parameters of one date")
     add_pipeline_args(p, overrides=False)
     p.set_defaults(func=cmd_show_summary)
-    from batch.cli.quality import add_show_published
 
     add_show_published(show)  # reco show published: latest published date and model version
 
@@ -78,21 +96,6 @@ def register(sub) -> None:
 # -- running -------------------------------------------------------------------------------------------------
 
 
-def run_step(ctx_for_shard, name: str, shard_count: int, say=print) -> None:
-    step = get_step(name)
-    probe = ctx_for_shard(0)
-    if not step.enabled(probe):
-        say(f"  {name:<10} skipped (not in candidates.sources)")
-        return
-    shards = range(shard_count) if step.sharded else [0]
-    for index in shards:
-        ctx = ctx_for_shard(index) if step.sharded else probe
-        t = time.perf_counter()
-        step.run(ctx)
-        label = f"{name} [{index + 1}/{shard_count}]" if step.sharded else name
-        say(f"  {label:<16} done in {time.perf_counter() - t:6.1f}s")
-
-
 def run_all(args: argparse.Namespace, say=print) -> StepContext:
     run_id = new_run_id()
     base = context_from_args(args, run_id=run_id)
@@ -113,13 +116,18 @@ def run_all(args: argparse.Namespace, say=print) -> StepContext:
         f"reco run {base.name} {base.session_date} (env {base.env.name}, run {run_id})"
         + (f" overrides: {dict(base.overrides)}" if base.overrides else "")
     )
-    for name in STEP_NAMES:
-        run_step(ctx_for_shard, name, count, say)
+    run_date(ctx_for_shard, say)
     return base
 
 
 def cmd_run(args) -> int:
-    ctx = run_all(args, say=lambda m: print(m, file=sys.stderr))
+    env = load_environment(args.env)
+    dt = parse_date(args.date)
+    lock = RunLock(
+        run_lock_url(env.resolved_artifact_root(), args.pipeline, dt), what=f"reco run {args.pipeline} {dt}"
+    )
+    with lock.acquire(timeout_s=args.lock_timeout):
+        ctx = run_all(args, say=log.info)
     print(
         json.dumps(
             build_summary(ctx.store, ctx.name, ctx.session_date, ctx.shard_count), indent=2, default=str
@@ -129,19 +137,17 @@ def cmd_run(args) -> int:
 
 
 def cmd_step(args) -> int:
-    import os
-
     index = args.shard_index
     if index is None:
         index = int(os.environ.get("JOB_COMPLETION_INDEX", "0"))
+    step = GRAPH.step(args.name)
     ctx = context_from_args(args, shard_index=index, shard_count=args.shard_count, run_id=args.run_id)
-    step = get_step(args.name)
     if not step.sharded and (args.shard_count or 1) > 1:
         raise ConfigError(f"step {args.name} is not sharded: drop --shard-index/--shard-count")
-    if not step.enabled(ctx):
-        print(f"step {args.name} skipped: not in candidates.sources of {ctx.name}", file=sys.stderr)
+    if not step.is_enabled(ctx.pipeline):
+        print(f"step {args.name} skipped: not enabled for pipeline {ctx.name}", file=sys.stderr)
         return 0
-    result = step.run(ctx)
+    result = run_step(step, ctx)
     print(
         json.dumps(
             {
@@ -186,9 +192,10 @@ def cmd_show_recommendations(args) -> int:
     store, pipeline = _store(args)
     dt = parse_date(args.date)
     export = store.committed(pipeline.name, "export", dt, step="export")
-    if not export.metadata.get("publish_check", {}).get("passed", False):
+    if not any(r["dt"] == dt.isoformat() for r in store.publish_records(pipeline.name)):
         print(
-            f"warning: the export of {dt} did not pass its publish check; it is not published",
+            f"warning: the export of {dt} is not published (its publish check failed or it never reached "
+            "the publish step)",
             file=sys.stderr,
         )
     with export.open("recommendations.parquet") as f:
@@ -211,8 +218,11 @@ def cmd_show_recommendations(args) -> int:
                 )
             first = False
     if first and args.user is not None:
-        print(f"user {args.user!r} has no recommendations on {dt}", file=sys.stderr)
-        return 1
+        raise InputDataError(
+            f"user {args.user!r} has no recommendations in the export of {pipeline.name} {dt} "
+            f"({export.metadata.get('stats', {}).get('users', '?')} users)",
+            hint="check the id: users without any event in the lookback window get no recommendations",
+        )
     return 0
 
 
@@ -220,16 +230,12 @@ def cmd_show_recommendations(args) -> int:
 
 
 def _local_warehouse(args):
-    from batch.warehouse import open_warehouse
-
     env = load_environment(args.env)
     pipeline = load_pipeline(args.pipeline, args.env)
     return open_warehouse(env), pipeline
 
 
 def cmd_data_generate(args) -> int:
-    from batch.data import SyntheticSpec, generate, write_source
-
     wh, pipeline = _local_warehouse(args)
     spec = SyntheticSpec(
         users=args.users,
@@ -249,19 +255,9 @@ def cmd_data_generate(args) -> int:
 
 
 def cmd_data_import(args) -> int:
-    from batch.data import catalogue_from_events, read_movielens, write_source
-
     wh, pipeline = _local_warehouse(args)
-    events = read_movielens(args.path)
     with wh:
-        counts = write_source(
-            wh,
-            pipeline.source.events_table,
-            pipeline.source.items_table,
-            events,
-            catalogue_from_events(events),
-            append=True,
-        )
+        counts = import_movielens(wh, args.path, pipeline.source.events_table, pipeline.source.items_table)
     print(json.dumps({"pipeline": pipeline.name, "imported_from": args.path, **counts}))
     return 0
 
@@ -270,9 +266,6 @@ def cmd_data_import(args) -> int:
 
 
 def cmd_demo(args) -> int:
-    from batch.data import SyntheticSpec, generate, write_source
-    from batch.warehouse import open_warehouse
-
     env = load_environment("local")
     pipeline = load_pipeline(args.pipeline, "local")
     dt = parse_date(args.date)
@@ -284,8 +277,6 @@ def cmd_demo(args) -> int:
                 wh, pipeline.source.events_table, pipeline.source.items_table, events, items, append=False
             )
     # The same workflow Digdag runs in the cloud, through the local .dig runner (batch/digdag/local.py).
-    from batch.config import PROJECT_ROOT
-    from batch.digdag.local import run_workflow
 
     workflow = PROJECT_ROOT / "digdag" / f"{pipeline.name}.dig"
     if not workflow.exists():
@@ -317,7 +308,6 @@ def print_demo_summary(
     data, metrics = s.get("data", {}), s.get("metrics", {})
     model_m = metrics.get("model", {})
     base_m = metrics.get("popularity_baseline", {})
-    check = s.get("publish_check") or {}
     latest = s["published"]["latest"] or {}
     lines = [
         "",
@@ -330,7 +320,7 @@ def print_demo_summary(
         f"  users/items:      {data.get('users')} / {data.get('items')}  interactions: {data.get('interactions')}",
         f"  model:            {s.get('model', {}).get('version')}",
         f"  nDCG@10:          {_fmt(model_m.get('ndcg@10'))}  (popularity baseline {_fmt(base_m.get('ndcg@10'))})",
-        f"  publish check:    {'passed' if check.get('passed') else 'FAILED'}  rows: {check.get('stats', {}).get('rows')}",
+        f"  gates:            {gates_line(s)}  rows: {(s.get('export') or {}).get('stats', {}).get('rows')}",
         f"  report:           {s.get('report') or 'not written'}",
         f"  try:              reco show recommendations --pipeline {pipeline} --date {dt} --user u0000001",
         f"                    reco show summary --pipeline {pipeline} --date {dt}",

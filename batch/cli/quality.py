@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import json
 import sys
-from datetime import timedelta
+from datetime import date, timedelta
 
+from batch import metrics_store as ms
 from batch.config import ENVIRONMENTS, load_environment, load_pipeline, parse_date
 from batch.errors import ConfigError
+from batch.report import write_report
 from batch.storage import ArtifactStore
 
 
@@ -53,8 +55,6 @@ def add_show_published(show) -> None:
 
 
 def cmd_report(args) -> int:
-    from batch.report import write_report
-
     env = load_environment(args.env)
     pipeline = load_pipeline(args.pipeline, args.env)
     dt = parse_date(args.date)
@@ -69,8 +69,6 @@ def cmd_report(args) -> int:
 
 
 def cmd_show_published(args) -> int:
-    from batch.checks.model_gate import promoted_model
-
     env = load_environment(args.env)
     pipeline = load_pipeline(args.pipeline, args.env)
     store = ArtifactStore(env.resolved_artifact_root())
@@ -78,7 +76,7 @@ def cmd_show_published(args) -> int:
     if latest is None:
         print(f"{pipeline.name}: nothing published yet under {store.root_url}", file=sys.stderr)
         return 1
-    model = promoted_model(store, pipeline.name)
+    model = store.promoted_model(pipeline.name)
     if args.json:
         print(json.dumps({"latest": latest, "promoted_model": model}, indent=2, default=str))
         return 0
@@ -98,10 +96,6 @@ def cmd_show_published(args) -> int:
 
 
 def cmd_metrics(args) -> int:
-    from datetime import date
-
-    from batch import metrics_store as ms
-
     env = load_environment(args.env)
     pipeline = load_pipeline(args.pipeline, args.env)
     if args.until:

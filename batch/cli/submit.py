@@ -9,17 +9,19 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from batch.cli.common import add_pipeline_args
-from batch.config import load_environment, load_pipeline, parse_date, parse_set_options
+from batch.cli.common import add_pipeline_args, load_checked_pipeline, step_name
+from batch.config import load_environment, parse_date, parse_set_options
+from batch.graph import GRAPH
 from batch.runners import StepRun, get_runner
-from batch.steps import STEP_NAMES, get_step
 
 
 def register(sub) -> None:
     p = sub.add_parser(
         "submit", help="run one step through the environment's runner (local processes or GKE Jobs)"
     )
-    p.add_argument("name", choices=STEP_NAMES, metavar="STEP")
+    p.add_argument(
+        "name", metavar="STEP", type=step_name, help="a step of the graph: " + ", ".join(GRAPH.names())
+    )
     add_pipeline_args(p)
     p.add_argument(
         "--attempt",
@@ -32,15 +34,17 @@ def register(sub) -> None:
 
 def step_run_from_args(args) -> StepRun:
     overrides = parse_set_options(args.overrides)
-    pipeline = load_pipeline(args.pipeline, args.env, overrides)  # validates the config before any Job exists
-    step = get_step(args.name)
+    pipeline = load_checked_pipeline(
+        args.pipeline, args.env, overrides
+    )  # validates the config before any Job exists
+    step = GRAPH.step(args.name)
     return StepRun(
         pipeline=pipeline.name,
         step=step.name,
         session_date=parse_date(args.date).isoformat(),
         env=args.env,
         attempt=args.attempt or datetime.now(UTC).strftime("m%Y%m%d%H%M%S"),
-        resource_class=step.resource_class,
+        resource_class=step.resource_class(pipeline),
         sharded=step.sharded,
         shard_count=pipeline.candidates.shard_count if step.sharded else 1,
         overrides=overrides,

@@ -18,6 +18,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from batch.config import PROJECT_ROOT
+from batch.digdag.local import run_workflow
 from batch.digdag.workflow import BACKFILL_LIMIT, Schedule, load_workflow, parse_schedule
 from batch.errors import ConfigError
 
@@ -143,8 +144,6 @@ def local_backfill(
     workflow: Path, dates: list[date], *, runner: Callable | None = None, params: dict | None = None
 ):
     """Run each date oldest first; stop at the first failure. Returns [(date, AttemptResult)]."""
-    from batch.digdag.local import run_workflow
-
     run = runner or run_workflow
     results = []
     for d in sorted(dates):

@@ -29,6 +29,7 @@ from zoneinfo import ZoneInfo
 import requests
 import yaml
 
+from batch.digdag.workflow import _DigLoader, load_workflow
 from batch.errors import ConfigError, RecoError
 from batch.logs import redact
 
@@ -229,8 +230,6 @@ class Archive:
 
 def _with_env(text: str, env: str) -> str:
     """A workflow with ``env`` exported at its top: what makes the pushed copy run against its environment."""
-    from batch.digdag.workflow import _DigLoader
-
     data = yaml.load(text, Loader=_DigLoader)  # noqa: S506 - a SafeLoader subclass
     export = dict(data.get("_export") or {})
     export["env"] = env
@@ -250,8 +249,6 @@ def build_archive(project_dir: Path, *, env: str) -> Archive:
 
     Deterministic (sorted names, fixed mtimes), so the same workflows give the same bytes and revision.
     """
-    from batch.digdag.workflow import load_workflow
-
     project_dir = Path(project_dir).resolve()
     workflows = sorted(project_dir.glob("*.dig"))
     if not workflows:

@@ -6,6 +6,7 @@ rendered Job manifest (batch/runners/manifests.py) and report a failure as one l
 
 from __future__ import annotations
 
+import json
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -13,7 +14,7 @@ from typing import TYPE_CHECKING
 from batch.errors import EXIT_BAD_INPUT, EXIT_CHECK_FAILED, EXIT_FAILURE, RecoError
 
 if TYPE_CHECKING:
-    from batch.config import EnvironmentConfig
+    pass
 
 
 @dataclass(frozen=True)
@@ -57,16 +58,6 @@ class Runner(ABC):
     def run(self, run: StepRun) -> None: ...
 
 
-def get_runner(env: EnvironmentConfig) -> Runner:
-    if env.runner == "gke":
-        from batch.runners.gke import GkeRunner
-
-        return GkeRunner(env)
-    from batch.runners.local import LocalRunner
-
-    return LocalRunner(env)
-
-
 def one_line(text: str, limit: int = 600) -> str:
     """Collapse whitespace and newlines; cut long text."""
     flat = " ".join(text.split())
@@ -75,8 +66,6 @@ def one_line(text: str, limit: int = 600) -> str:
 
 def summarize_log_lines(lines: list[str], count: int = 5) -> str:
     """The last few non-empty log lines, JSON log records reduced to their severity and message."""
-    import json
-
     picked = []
     for raw in lines:
         line = raw.strip()

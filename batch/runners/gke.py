@@ -14,7 +14,9 @@ Status and pods are read as the API's JSON (camelCase dicts), so the diagnosis w
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import signal
 import sys
 import threading
@@ -24,6 +26,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from batch.config import EnvironmentConfig
+from batch.errors import ConfigError
 from batch.logs import redact
 from batch.runners import manifests
 from batch.runners.base import Runner, StepFailed, StepRun, one_line, summarize_log_lines
@@ -324,8 +327,6 @@ class GkeRunner(Runner):
 
     def api_client(self):
         if self._api_client is None:
-            import os
-
             from kubernetes import client, config
 
             if os.environ.get("KUBERNETES_SERVICE_HOST"):
@@ -334,8 +335,6 @@ class GkeRunner(Runner):
                 try:
                     config.load_kube_config(context=self.env.kubernetes.context)
                 except Exception as e:
-                    from batch.errors import ConfigError
-
                     raise ConfigError(
                         f"no Kubernetes credentials for env {self.env.name}: {e}",
                         hint="gcloud container clusters get-credentials CLUSTER",
@@ -523,8 +522,6 @@ class GkeRunner(Runner):
 
 
 def _api_message(e) -> str:
-    import json
-
     try:
         return json.loads(e.body).get("message", "")
     except (TypeError, ValueError, AttributeError):

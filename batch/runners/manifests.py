@@ -31,6 +31,7 @@ KUSTOMIZE_FLAGS = ("--load-restrictor", "LoadRestrictionsNone")
 
 TEMPLATE_LABEL = "reco.io/template"
 CLASS_LABEL = "reco.io/resource-class"
+COMPONENT_LABEL = "app.kubernetes.io/component"
 SHARDED_LABEL = "reco.io/sharded"
 CONTAINER = "reco"
 MAX_NAME = (
@@ -91,16 +92,43 @@ def job_templates(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     ]
 
 
+def step_templates(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The Job templates of the graph's steps (component "step"; the tuning workers have their own)."""
+    return [
+        j for j in job_templates(docs) if (j["metadata"].get("labels") or {}).get(COMPONENT_LABEL) == "step"
+    ]
+
+
+def resource_classes(docs: list[dict[str, Any]]) -> list[str]:
+    """The resource classes the rendered overlay has a Job template for (k8s/base/batch/classes/<class>/)."""
+    return sorted(
+        {(job["metadata"].get("labels") or {}).get(CLASS_LABEL, "") for job in step_templates(docs)} - {""}
+    )
+
+
 def select_template(docs: list[dict[str, Any]], resource_class: str, sharded: bool) -> dict[str, Any]:
-    """The Job template of a resource class; the Indexed one for sharded steps."""
+    """The Job template of a resource class; the Indexed one for sharded steps.
+
+    The known classes are those the overlay renders, so a class added under k8s/base/batch/classes/ is known
+    without any change here.
+    """
+    known = resource_classes(docs)
+    if resource_class not in known:
+        raise ConfigError(
+            f"unknown resource class {resource_class!r}: the rendered overlay has Job templates for "
+            f"{', '.join(map(repr, known)) or 'no class'} (k8s/base/batch/classes/<class>/, label {CLASS_LABEL})"
+        )
     matches = []
-    for job in job_templates(docs):
+    for job in step_templates(docs):
         labels = job["metadata"].get("labels") or {}
         if labels.get(CLASS_LABEL) == resource_class and (labels.get(SHARDED_LABEL) == "true") == sharded:
             matches.append(job)
     kind = f"{'sharded ' if sharded else ''}Job template of resource class {resource_class!r}"
     if not matches:
-        raise ConfigError(f"the rendered overlay has no {kind} (labels {TEMPLATE_LABEL}=true, {CLASS_LABEL})")
+        raise ConfigError(
+            f"the rendered overlay has no {kind} (labels {TEMPLATE_LABEL}=true, {CLASS_LABEL}"
+            f"{', ' + SHARDED_LABEL + '=true' if sharded else ''})"
+        )
     if len(matches) > 1:
         names = ", ".join(m["metadata"]["name"] for m in matches)
         raise ConfigError(f"the rendered overlay has more than one {kind}: {names}")
@@ -153,7 +181,11 @@ def step_args(run: StepRun) -> list[str]:
 
 
 def build_job(docs: list[dict[str, Any]], run: StepRun, namespace: str) -> dict[str, Any]:
-    """The Job of one run, from the rendered overlay's template for the step's resource class."""
+    """The Job of one run, from the rendered overlay's template for ``run.resource_class`` (sharded or not).
+
+    ``run.resource_class`` is whatever the caller chose (the step's default or the pipeline's ``resources:``
+    entry); an unknown class is a ConfigError that names it and the known ones.
+    """
     job = select_template(docs, run.resource_class, run.sharded)
     rendered_ns = job["metadata"].get("namespace")
     if rendered_ns and rendered_ns != namespace:

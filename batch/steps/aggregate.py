@@ -22,11 +22,13 @@ import pandas as pd
 import pyarrow as pa
 
 from batch.context import StepContext
+from batch.datasets import INTERACTIONS
 from batch.errors import NoEventsError
+from batch.graph import step
+from batch.metrics_store import timing_rows
 
 log = logging.getLogger(__name__)
 
-DATASET = "interactions"
 DROP_REASONS = ("null_id", "bad_timestamp", "unknown_event_type", "duplicate")
 
 
@@ -139,6 +141,36 @@ def build_interactions(
     return Aggregated(inter, users, items)
 
 
+STAT_METRICS = (
+    "rows_scanned",
+    "events_valid",
+    "users",
+    "users_with_history",
+    "items",
+    "items_available",
+    "interactions",
+    "holdout_interactions",
+)
+
+
+def metric_rows(result: dict) -> list:
+    stats = result.get("stats") or {}
+    rows: list = [(key, None, stats[key]) for key in STAT_METRICS if key in stats]
+    rows += [("dropped", {"reason": reason}, n) for reason, n in (stats.get("dropped") or {}).items()]
+    return rows + timing_rows(result.get("timings"))
+
+
+def summarize(meta: dict) -> dict:
+    return {"data": meta.get("stats", {})}
+
+
+@step(
+    name="aggregate",
+    writes=INTERACTIONS,
+    metrics=metric_rows,
+    summarize=summarize,
+    description="events -> weighted interactions, id maps, data stats",
+)
 def run(ctx: StepContext) -> dict:
     cfg = ctx.pipeline
     params = query_params(ctx)
@@ -189,7 +221,7 @@ def run(ctx: StepContext) -> dict:
             "holdout_interactions": int((agg.interactions["holdout_events"] > 0).sum()),
         }
     )
-    with ctx.store.writer(cfg.name, DATASET, ctx.session_date, run_id=ctx.run_id) as w:
+    with ctx.store.writer(cfg.name, INTERACTIONS, ctx.session_date, run_id=ctx.run_id) as w:
         w.write_parquet("interactions.parquet", pa.Table.from_pandas(agg.interactions, preserve_index=False))
         w.write_parquet("users.parquet", pa.Table.from_pandas(agg.users, preserve_index=False))
         w.write_parquet("items.parquet", pa.Table.from_pandas(agg.items, preserve_index=False))

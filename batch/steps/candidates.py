@@ -1,14 +1,14 @@
-"""candidates: the model -> exact top-N per user; related: the model -> similar items per item.
+"""candidates: the model -> exact top-N per user (candidate sources "personal", with the "popular" fallback).
 
-Users (and items, for related) are split into shards by a stable hash of their id, so that N shard processes
+Users are split into shards by a stable hash of their id (StepContext.mine), so that N shard processes
 (an Indexed Job's pods) together cover every user exactly once, whatever machine runs them. Users stream
 through in blocks of ``candidates.batch_size``: the scoring buffer is batch_size x n_items, whatever the number
 of users. Already-seen and unavailable items are never recommended. Users without history (or below the
 pipeline's min_user_events) get the popularity fallback, and so does the tail of a list the model could not
 fill; such rows say ``source = 'popular'``.
 
-Outputs: dataset ``candidates`` (users) and ``related`` (items), one partition per shard:
-``part.parquet`` with user_id, item_id, rank, score, source (resp. item_id, related_item_id, rank, score).
+Output: dataset ``candidates``, one partition per shard: ``part.parquet`` with user_id, item_id, rank, score,
+source; the export step writes them into ``recommendations.parquet``.
 """
 
 from __future__ import annotations
@@ -23,17 +23,16 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import scipy.sparse as sp
-from tqdm import tqdm
 
 import models
+from batch import datasets
 from batch.context import StepContext
-from batch.errors import CorruptArtifactError
-from batch.steps import aggregate, train
+from batch.datasets import CANDIDATES, INTERACTIONS, MODEL
+from batch.graph import Export, step
+from batch.progress import progress
 
 log = logging.getLogger(__name__)
 
-DATASET = "candidates"
-RELATED_DATASET = "related"
 CANDIDATE_SCHEMA = pa.schema(
     [
         ("user_id", pa.string()),
@@ -44,20 +43,6 @@ CANDIDATE_SCHEMA = pa.schema(
     ]
 )
 SOURCE_NAMES = pa.array(["personal", "popular"], pa.string())  # indexed by "came from the fallback"
-RELATED_SCHEMA = pa.schema(
-    [
-        ("item_id", pa.string()),
-        ("related_item_id", pa.string()),
-        ("rank", pa.int32()),
-        ("score", pa.float32()),
-    ]
-)
-
-
-def shard_of(ids: np.ndarray | pd.Series, shard_count: int) -> np.ndarray:
-    """Stable shard of each id: the same on every machine and Python process (no per-process hash seed)."""
-    hashed = pd.util.hash_pandas_object(pd.Series(ids, dtype="string"), index=False).to_numpy()
-    return (hashed % np.uint64(shard_count)).astype(np.int64)
 
 
 @dataclass
@@ -150,40 +135,39 @@ def recommend_block(
     return ids, scores, from_popular
 
 
-def _load_model(ctx: StepContext):
-    src = ctx.store.committed(ctx.name, train.DATASET, ctx.session_date, step="train")
-    try:
-        with src.open("model.npz") as f:
-            model = models.load_model(f)
-    except (ValueError, KeyError, OSError) as e:
-        raise CorruptArtifactError(
-            f"cannot load the model ({e})", path=src.path("model.npz"), step="train"
-        ) from None
-    return src, model
-
-
+@step(
+    name="candidates",
+    reads=(MODEL, INTERACTIONS),
+    writes=CANDIDATES,
+    sharded=True,
+    resources="compute",
+    source="personal",
+    exports=(Export("recommendations.parquet", ("user_id", "item_id", "rank", "score", "source")),),
+    description="model -> top-N per user (sharded)",
+)
 def run(ctx: StepContext) -> dict:
     """User candidates for this shard."""
     cfg = ctx.pipeline
     started = time.perf_counter()
-    model_src, model = _load_model(ctx)
-    inter_src = ctx.store.committed(ctx.name, aggregate.DATASET, ctx.session_date, step="aggregate")
-    items = model_src.read_parquet("items.parquet").to_pandas()
+    model_art = datasets.model(ctx)
+    model = model_art.load()
+    inter = datasets.interactions(ctx)
+    items = model_art.items()
     unavailable = items.loc[~items["available"], "item_idx"].to_numpy(np.int32)
     popular = popular_order(items)
     popular_scores = items.set_index("item_idx").loc[popular, "weight"].to_numpy(np.float32)
     n = cfg.candidates.n
-    model_version = model_src.metadata.get("model_version", model_src.run_id)
+    model_version = model_art.version
     counts = {"users": 0, "rows": 0, "users_fallback_only": 0, "rows_fallback": 0, "users_short": 0}
     item_id_col = pa.array(items["item_id"].to_numpy(), pa.string())
 
-    with ctx.store.writer(ctx.name, DATASET, ctx.session_date, shard=ctx.shard, run_id=ctx.run_id) as w:
-        with model_src.open("users.parquet") as uf, inter_src.open("interactions.parquet") as inf:
+    with ctx.store.writer(ctx.name, CANDIDATES, ctx.session_date, shard=ctx.shard, run_id=ctx.run_id) as w:
+        with model_art.open_users() as uf, inter.open_pairs() as inf:
             users_pf, inter_pf = pq.ParquetFile(uf), pq.ParquetFile(inf)
             total = users_pf.metadata.num_rows
             with (
                 w.parquet_writer("part.parquet", CANDIDATE_SCHEMA) as out,
-                tqdm(
+                progress(
                     total=total,
                     unit="user",
                     desc=f"candidates shard {ctx.shard_index}/{ctx.shard_count}",
@@ -192,7 +176,7 @@ def run(ctx: StepContext) -> dict:
             ):
                 for block in iter_user_blocks(users_pf, inter_pf, len(items), cfg.candidates.batch_size):
                     bar.update(len(block.user_idx))
-                    mine = shard_of(block.user_ids, ctx.shard_count) == ctx.shard_index
+                    mine = ctx.mine(block.user_ids)
                     if not mine.any():
                         continue
                     block = UserBlock(block.user_idx[mine], block.user_ids[mine], block.seen[mine])
@@ -236,59 +220,4 @@ def run(ctx: StepContext) -> dict:
         "candidates done",
         extra={"pipeline": ctx.name, "dt": str(ctx.session_date), "shard": ctx.shard_index, **counts},
     )
-    return {"counts": counts, "timings": timings}
-
-
-def run_related(ctx: StepContext) -> dict:
-    """Related items (item-to-item) for the available items of this shard."""
-    cfg = ctx.pipeline
-    started = time.perf_counter()
-    model_src, model = _load_model(ctx)
-    items = model_src.read_parquet("items.parquet").to_pandas()
-    unavailable = items.loc[~items["available"], "item_idx"].to_numpy(np.int32)
-    item_ids = items["item_id"].to_numpy()
-    targets = items[items["available"]]
-    targets = targets[shard_of(targets["item_id"].to_numpy(), ctx.shard_count) == ctx.shard_index]
-    target_idx = targets["item_idx"].to_numpy(np.int32)
-    n = cfg.candidates.related_n
-    rows = 0
-    with ctx.store.writer(
-        ctx.name, RELATED_DATASET, ctx.session_date, shard=ctx.shard, run_id=ctx.run_id
-    ) as w:
-        with w.parquet_writer("part.parquet", RELATED_SCHEMA) as out:
-            step = cfg.candidates.batch_size
-            for start in tqdm(
-                range(0, len(target_idx), step),
-                desc="related items",
-                unit="batch",
-                disable=None if ctx.show_progress else True,
-            ):
-                batch = target_idx[start : start + step]
-                ids, scores = model.similar_items(batch, n, filter_items=unavailable)
-                valid = ids >= 0
-                rank = np.broadcast_to(np.arange(1, n + 1, dtype=np.int32), ids.shape)
-                src_col = np.repeat(item_ids[batch], n).reshape(ids.shape)
-                out.write_table(
-                    pa.table(
-                        {
-                            "item_id": pa.array(src_col[valid], pa.string()),
-                            "related_item_id": pa.array(item_ids[ids[valid]], pa.string()),
-                            "rank": pa.array(rank[valid], pa.int32()),
-                            "score": pa.array(scores[valid], pa.float32()),
-                        },
-                        schema=RELATED_SCHEMA,
-                    )
-                )
-                rows += int(valid.sum())
-        timings = {"total_s": round(time.perf_counter() - started, 3)}
-        counts = {"items": int(len(target_idx)), "rows": rows}
-        w.metadata.update(
-            {
-                "run": ctx.run_record(),
-                "model_version": model_src.metadata.get("model_version"),
-                "counts": counts,
-                "timings": timings,
-                "shard": list(ctx.shard),
-            }
-        )
     return {"counts": counts, "timings": timings}

@@ -1,13 +1,13 @@
-"""export: candidate shards -> one recommendations table per pipeline and date, published only if it passes.
+"""export: the candidate sources' shards -> one staged export per pipeline and date, with its figures.
 
-1. Every shard of the session date must be committed and made from the same model (else: which shard to rerun).
-2. The shards are combined into ``recommendations.parquet`` (user_id, item_id, rank, score, source,
-   model_version, dt), and ``related.parquet`` when the pipeline has the related frame, in the ``export``
-   partition of the date: staged, always kept for inspection.
-3. The publish check (batch/checks/publish.py) runs over the staged files against the previous publish.
-4. Pass: the warehouse partition ``dt`` of the export table is replaced in one operation (DuckDB transaction;
-   BigQuery load job into ``table$YYYYMMDD`` with WRITE_TRUNCATE) and "latest" moves (forward only).
-   Fail: nothing is loaded, latest stays where it was, and the step raises with the reasons.
+1. Every shard of every enabled candidate source must be committed and made from the same model (else: which
+   shard to rerun).
+2. Each source's shards are combined into the file it declares (``recommendations.parquet``: user_id, item_id,
+   rank, score, source; ``related.parquet``: item_id, related_item_id, rank, score; plus model_version and dt) in
+   the ``export`` partition of the date: staged, always kept for inspection.
+3. The figures of the export (rows, users, duplicates, rank gaps, distinct items, coverage...) are computed in
+   the same DuckDB session and committed with it; the publish check (a gate on this step) judges them, and the
+   publish step loads and points at the export only when it passed.
 """
 
 from __future__ import annotations
@@ -18,46 +18,71 @@ import tempfile
 import time
 
 import duckdb
+import pyarrow.compute as pc
 
-from batch.checks import publish as publish_check
+from batch import datasets
 from batch.context import StepContext
-from batch.errors import ArtifactError, CheckFailedError
-from batch.steps import candidates, train
-from batch.storage import now_utc
+from batch.datasets import EXPORT, MODEL
+from batch.graph import GRAPH, step
 from batch.warehouse.duckdb import register_fsspec
 
 log = logging.getLogger(__name__)
 
-DATASET = "export"
+PRIMARY = "recommendations.parquet"  # the file the figures describe: what consumers of the frame read
+
+# Three passes over the export (per user, per item, overall), each a DuckDB scan of the Parquet files: memory
+# stays bounded whatever the row count. Besides the publish check's own figures it yields the ones the metric
+# store keeps (distinct items, top item share, personal share, median personal score), so nothing reads the
+# export again.
+STATS_SQL = """
+WITH t AS (SELECT user_id, item_id, rank, score, source FROM read_parquet($files)),
+per_user AS (
+  SELECT user_id, COUNT(*) AS n, MIN(rank) AS lo, MAX(rank) AS hi, COUNT(DISTINCT rank) AS ranks,
+         COUNT(DISTINCT item_id) AS items, COUNT(item_id) AS with_item
+  FROM t GROUP BY user_id),
+per_item AS (SELECT item_id, COUNT(*) AS c FROM t WHERE item_id IS NOT NULL GROUP BY item_id),
+overall AS (
+  SELECT COUNT(*) AS rows, COUNT(*) FILTER (WHERE user_id IS NULL OR item_id IS NULL) AS null_ids,
+         AVG(CASE WHEN source = 'personal' THEN 1.0 ELSE 0.0 END) AS personal_share,
+         MEDIAN(score) FILTER (WHERE source = 'personal') AS score_median_personal
+  FROM t)
+SELECT
+  overall.rows,
+  (SELECT COUNT(user_id) FROM per_user) AS users,
+  (SELECT COALESCE(SUM(with_item - items), 0) FROM per_user WHERE user_id IS NOT NULL) AS duplicate_pairs,
+  (SELECT COUNT(*) FROM per_user WHERE user_id IS NOT NULL AND (lo <> 1 OR hi <> n OR ranks <> n)) AS users_bad_ranks,
+  overall.null_ids,
+  (SELECT COUNT(*) FROM per_item) AS distinct_items,
+  (SELECT COALESCE(MAX(c), 0) FROM per_item) AS top_item_rows,
+  overall.personal_share,
+  overall.score_median_personal
+FROM overall
+"""
+COUNTS = (
+    "rows",
+    "users",
+    "duplicate_pairs",
+    "users_bad_ranks",
+    "null_ids",
+    "distinct_items",
+    "top_item_rows",
+)
 
 
-def related_table(table: str) -> str:
-    return f"{table}_related"
+def export_stats(con, files: list[str]) -> dict:
+    """The figures of an export, computed by DuckDB over its Parquet files.
 
-
-def shard_parts(ctx: StepContext, dataset: str, step: str, model_version: str) -> list[str]:
-    """URLs of every shard's part file; errors name the shard and how to rerun it."""
-    count = ctx.pipeline.candidates.shard_count
-    urls = []
-    for index in range(count):
-        rerun = (
-            f"reco step {step} --pipeline {ctx.name} --date {ctx.session_date} --env {ctx.env.name} "
-            f"--shard-index {index} --shard-count {count}"
-        )
-        part = ctx.store.committed(
-            ctx.name, dataset, ctx.session_date, step=step, shard=(index, count), rerun=rerun
-        )
-        made_from = part.metadata.get("model_version")
-        if made_from != model_version:
-            raise ArtifactError(
-                f"shard {index} of {count} was made from model {made_from}, but the committed model is "
-                f"{model_version}",
-                path=part.url,
-                step=step,
-                rerun=rerun,
-            )
-        urls.append(ctx.store.display(part.path("part.parquet")))
-    return urls
+    ``duplicate_pairs`` counts the rows beyond the first of each (user, item).
+    """
+    cursor = con.execute(STATS_SQL, {"files": files})
+    names = [d[0] for d in cursor.description]
+    row = dict(zip(names, cursor.fetchone(), strict=True))
+    out = {k: int(row[k] or 0) for k in COUNTS}
+    out["top_item_share"] = out["top_item_rows"] / out["rows"] if out["rows"] else 0.0
+    out["personal_share"] = float(row["personal_share"] or 0.0)
+    median = row["score_median_personal"]
+    out["score_median_personal"] = None if median is None else float(median)
+    return out
 
 
 def _combine(
@@ -70,90 +95,74 @@ def _combine(
     )
 
 
+def summarize(meta: dict) -> dict:
+    return {"export": {"stats": meta.get("stats", {}), "tables": meta.get("tables", {})}}
+
+
+@step(
+    name="export",
+    reads=(MODEL,),
+    reads_sources=True,
+    writes=EXPORT,
+    summarize=summarize,
+    description="shards -> staged export and its figures",
+)
 def run(ctx: StepContext) -> dict:
     cfg = ctx.pipeline
     started = time.perf_counter()
-    model_src = ctx.store.committed(ctx.name, train.DATASET, ctx.session_date, step="train")
-    model_version = model_src.metadata["model_version"]
-    expected_users = model_src.read_parquet("users.parquet", columns=["user_idx"]).num_rows
-    parts = shard_parts(ctx, candidates.DATASET, "candidates", model_version)
-    with_related = "related" in cfg.candidates.sources
-    related_parts = (
-        shard_parts(ctx, candidates.RELATED_DATASET, "related", model_version) if with_related else []
-    )
+    model = datasets.model(ctx)
+    model_version = model.version
+    expected_users = model.user_count()
+    available = model.src.read_parquet("items.parquet", columns=["available"]).column("available")
+    n_available = int(pc.sum(available).as_py() or 0)
+    outputs = {}
+    for producer, export in GRAPH.exports(cfg):
+        parts = datasets.shards(ctx, producer.writes, model_version)
+        urls = [ctx.store.display(p.path("part.parquet")) for p in parts]
+        outputs[export.file] = (urls, ", ".join(export.columns), cfg.export.table + export.table_suffix)
+    if PRIMARY not in outputs:
+        raise ValueError(f"pipeline {cfg.name}: no enabled candidate source exports {PRIMARY}")
 
     con = duckdb.connect()
-    register_fsspec(con, parts[0])
-    previous = ctx.store.previous_publish(ctx.name, ctx.session_date)
+    register_fsspec(con, outputs[PRIMARY][0][0])
+    timings: dict = {}
     with (
-        ctx.store.writer(ctx.name, DATASET, ctx.session_date, run_id=ctx.run_id) as w,
+        ctx.store.writer(ctx.name, EXPORT, ctx.session_date, run_id=ctx.run_id) as w,
         tempfile.TemporaryDirectory() as tmp,
     ):
-        outputs = {"recommendations.parquet": (parts, "user_id, item_id, rank, score, source")}
-        if with_related:
-            outputs["related.parquet"] = (related_parts, "item_id, related_item_id, rank, score")
-        for name, (urls, columns) in outputs.items():
+        t = time.perf_counter()
+        for name, (urls, columns, _table) in outputs.items():
             local = os.path.join(tmp, name)
             _combine(con, urls, columns, local, model_version, ctx.session_date)
             with open(local, "rb") as src, w.open(name) as dst:
                 while chunk := src.read(1 << 22):
                     dst.write(chunk)
-        stats = publish_check.export_stats(con, [os.path.join(tmp, "recommendations.parquet")])
-        failures = publish_check.evaluate(stats, expected_users, previous, cfg.checks.publish)
-        check = {
-            "passed": not failures,
-            "failures": failures,
-            "stats": stats,
-            "previous": previous and {"dt": previous["dt"], "stats": previous.get("stats")},
-        }
-        w.write_json("publish_check.json", check)
-        w.metadata.update({"run": ctx.run_record(), "model_version": model_version, "publish_check": check})
-        run_dir = w.run_dir
+        timings["write_s"] = round(time.perf_counter() - t, 3)
+        t = time.perf_counter()
+        stats = export_stats(con, [os.path.join(tmp, PRIMARY)])
+        stats["expected_users"] = expected_users
+        stats["user_coverage"] = round(stats["users"] / expected_users, 6) if expected_users else 0.0
+        stats["catalog_coverage"] = stats["distinct_items"] / n_available if n_available else 0.0
+        timings["stats_s"] = round(time.perf_counter() - t, 3)
+        timings["total_s"] = round(time.perf_counter() - started, 3)
+        tables = {name: table for name, (_urls, _cols, table) in outputs.items()}
+        w.metadata.update(
+            {
+                "run": ctx.run_record(),
+                "model_version": model_version,
+                "stats": stats,
+                "tables": tables,
+                "timings": timings,
+            }
+        )
     con.close()
-
-    if failures:
-        latest = ctx.store.latest(ctx.name)
-        kept = (
-            f"latest stays {latest['dt']} ({latest['model_version']})"
-            if latest
-            else "nothing is published yet"
-        )
-        raise CheckFailedError(
-            f"publish check failed for {ctx.name} {ctx.session_date}: " + "; ".join(failures) + f"; {kept}",
-            failures=failures,
-        )
-
-    loaded = {}
-    if "warehouse" in cfg.export.destinations:
-        with ctx.open_warehouse() as wh:
-            for name, table in (
-                ("recommendations.parquet", cfg.export.table),
-                ("related.parquet", related_table(cfg.export.table)),
-            ):
-                if name in outputs:
-                    url = ctx.store.display(f"{run_dir}/{name}")
-                    loaded[table] = wh.load_parquet(
-                        table, url, mode="replace_partition", partition=ctx.session_date
-                    )
-    record = {
-        "dt": ctx.session_date.isoformat(),
-        "model_version": model_version,
-        "run_dir": run_dir,
-        "files": {name: ctx.store.display(f"{run_dir}/{name}") for name in outputs},
-        "tables": loaded,
-        "stats": stats,
-        "published_at": now_utc(),
-        "run_id": ctx.run_id,
-    }
-    moved = ctx.store.publish(ctx.name, record)
-    timings = {"total_s": round(time.perf_counter() - started, 3)}
     log.info(
-        "export published",
+        "export staged",
         extra={
             "pipeline": ctx.name,
             "dt": str(ctx.session_date),
             "rows": stats["rows"],
-            "latest_moved": moved,
+            "users": stats["users"],
         },
     )
-    return {"published": True, "latest_moved": moved, "stats": stats, "tables": loaded, "timings": timings}
+    return {"model_version": model_version, "stats": stats, "tables": tables, "timings": timings}

@@ -21,28 +21,16 @@ from importlib import metadata as importlib_metadata
 
 import numpy as np
 import pandas as pd
-import scipy.sparse as sp
 
 import models
+from batch import datasets
 from batch.context import StepContext
-from batch.evaluation import ranking_metrics
-from batch.steps import aggregate
+from batch.datasets import INTERACTIONS, MODEL, to_csr
+from batch.evaluation import evaluate, holdout_split
+from batch.graph import step
+from batch.metrics_store import numbers, timing_rows
 
 log = logging.getLogger(__name__)
-
-DATASET = "model"
-
-
-def to_csr(inter: pd.DataFrame, column: str, n_users: int, n_items: int) -> sp.csr_matrix:
-    rows = inter[inter[column] > 0]
-    m = sp.csr_matrix(
-        (rows[column].to_numpy(np.float32), (rows["user_idx"].to_numpy(), rows["item_idx"].to_numpy())),
-        shape=(n_users, n_items),
-        dtype=np.float32,
-    )
-    m.sum_duplicates()
-    m.sort_indices()
-    return m
 
 
 def data_fingerprint(inter: pd.DataFrame) -> str:
@@ -62,51 +50,43 @@ def library_versions() -> dict:
     return out
 
 
-def holdout_split(inter: pd.DataFrame, n_users: int, n_items: int) -> tuple[sp.csr_matrix, sp.csr_matrix]:
-    """(train matrix, relevant matrix): relevant = holdout interactions with items new to the user."""
-    train = to_csr(inter, "weight_train", n_users, n_items)
-    new_in_holdout = inter[(inter["holdout_events"] > 0) & (inter["weight_train"] <= 0)]
-    relevant = sp.csr_matrix(
-        (
-            np.ones(len(new_in_holdout), np.float32),
-            (new_in_holdout["user_idx"].to_numpy(), new_in_holdout["item_idx"].to_numpy()),
-        ),
-        shape=(n_users, n_items),
-    )
-    return train, relevant
+def metric_rows(result: dict) -> list:
+    metrics = result.get("metrics") or {}
+    rows: list = [(k, None, v) for k, v in numbers(metrics.get("model") or {})]
+    rows += [
+        (k, {"model": "popularity_baseline"}, v) for k, v in numbers(metrics.get("popularity_baseline") or {})
+    ]
+    return rows + timing_rows(result.get("timings"))
 
 
-def evaluate(
-    model_type: str,
-    params: dict,
-    seed: int,
-    train: sp.csr_matrix,
-    relevant: sp.csr_matrix,
-    ks: list[int],
-    *,
-    show_progress: bool = False,
-) -> tuple[dict, models.Recommender]:
-    """Fit on the train matrix, recommend for users with relevant holdout items, score against them.
-
-    Returns the metrics and the fitted model (the served model may continue from it)."""
-    model = models.create_model(model_type, seed=seed, **params).fit(train, show_progress=show_progress)
-    users = np.flatnonzero(np.diff(relevant.indptr) > 0).astype(np.int32)
-    users = users[
-        np.diff(train.indptr)[users] > 0
-    ]  # users the model has seen; the cold ones are the fallback's
-    if len(users) == 0:
-        return {"users_evaluated": 0, "note": "no user has new items in the holdout days"}, model
-    ids, _ = model.recommend(users, train[users], max(ks), filter_already_liked_items=True)
-    return ranking_metrics(ids, relevant[users], ks=ks, n_catalog_items=train.shape[1]), model
+def summarize(meta: dict) -> dict:
+    return {
+        "model": {
+            "version": meta.get("model_version"),
+            "type": meta.get("model_type"),
+            "params": meta.get("params"),
+        },
+        "metrics": meta.get("metrics", {}),
+    }
 
 
+@step(
+    name="train",
+    reads=(INTERACTIONS,),
+    writes=MODEL,
+    resources="highmem",
+    metrics=metric_rows,
+    summarize=summarize,
+    description="interactions -> model + offline metrics",
+)
 def run(ctx: StepContext) -> dict:
     cfg = ctx.pipeline
     started = time.perf_counter()
-    src = ctx.store.committed(cfg.name, aggregate.DATASET, ctx.session_date, step="aggregate")
-    inter = src.read_parquet("interactions.parquet").to_pandas()
-    users = src.read_parquet("users.parquet")
-    items = src.read_parquet("items.parquet")
+    agg = datasets.interactions(ctx)
+    src = agg.src
+    inter = agg.frame()
+    users = agg.users()
+    items = agg.items()
     n_users, n_items = users.num_rows, items.num_rows
     read_s = time.perf_counter() - started
 
@@ -159,7 +139,7 @@ def run(ctx: StepContext) -> dict:
         "library_versions": library_versions(),
         "timings": timings,
     }
-    with ctx.store.writer(cfg.name, DATASET, ctx.session_date, run_id=ctx.run_id) as w:
+    with ctx.store.writer(cfg.name, MODEL, ctx.session_date, run_id=ctx.run_id) as w:
         with w.open("model.npz") as f:
             model.save(f)
         w.write_parquet("users.parquet", users)

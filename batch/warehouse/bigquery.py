@@ -10,6 +10,7 @@ import io
 from datetime import date, datetime
 from typing import Any
 
+import fsspec
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -154,8 +155,6 @@ class BigQueryWarehouse(Warehouse):
         if url.startswith("gs://"):  # BigQuery reads the bucket itself: nothing passes through this process
             job = self.client.load_table_from_uri(url, destination, job_config=config, location=self.location)
         else:
-            import fsspec
-
             with fsspec.open(url, "rb") as f:
                 job = self.client.load_table_from_file(
                     f, destination, job_config=config, location=self.location

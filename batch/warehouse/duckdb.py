@@ -1,24 +1,81 @@
-"""The embedded default: a DuckDB file. BigQuery SQL is transpiled with sqlglot, so the same files run here."""
+"""The embedded default: a DuckDB file. BigQuery SQL is transpiled with sqlglot, so the same files run here.
+
+DuckDB lets one process at a time open a file for writing. Opening waits for another process's lock (with
+jittered backoff) up to ``lock_timeout_s`` (default ``$RECO_WAREHOUSE_LOCK_TIMEOUT_S`` or 60 s), then fails with
+WarehouseLockedError (exit 75, try again later). A file that cannot be opened for another reason (read-only,
+not a DuckDB database) is a WarehouseError (exit 65) naming the path; a query on a table that does not exist is
+a MissingTableError (exit 65) with the command that loads data.
+"""
 
 from __future__ import annotations
 
+import logging
 import os
+import random
+import re
+import time
 from datetime import date
 from functools import lru_cache
 from typing import Any
 
 import duckdb
+import fsspec
 import pyarrow as pa
 import sqlglot
 
+from batch.errors import MissingTableError, WarehouseError, WarehouseLockedError
 from batch.warehouse.base import Warehouse, WriteMode, check_table_name
+
+log = logging.getLogger(__name__)
+
+DEFAULT_LOCK_TIMEOUT_S = 60.0
+_MISSING_TABLE = re.compile(r"Table with name (\S+) does not exist")
+
+
+def is_lock_error(e: Exception) -> bool:
+    text = str(e).lower()
+    return "lock" in text and ("could not set" in text or "conflicting" in text or "being used" in text)
+
+
+def default_lock_timeout() -> float:
+    try:
+        return float(os.environ.get("RECO_WAREHOUSE_LOCK_TIMEOUT_S", DEFAULT_LOCK_TIMEOUT_S))
+    except ValueError:
+        return DEFAULT_LOCK_TIMEOUT_S
+
+
+def connect(path: str, *, read_only: bool = False, lock_timeout_s: float | None = None):
+    """duckdb.connect, waiting for another process's lock; errors name the file."""
+    timeout = default_lock_timeout() if lock_timeout_s is None else lock_timeout_s
+    deadline = time.monotonic() + timeout
+    wait, announced = 0.05, False
+    while True:
+        try:
+            return duckdb.connect(path, read_only=read_only)
+        except duckdb.Error as e:
+            if not is_lock_error(e):
+                raise WarehouseError(
+                    f"cannot open the warehouse file {path}: {e}",
+                    hint="check the file's permissions and free space; a file that is not a DuckDB database "
+                    "(corrupt) must be moved away and its data loaded again (reco data generate or "
+                    "reco data import-movielens)",
+                ) from None
+            if time.monotonic() > deadline:
+                raise WarehouseLockedError(
+                    f"the warehouse file {path} stayed locked by another process for {timeout:g} s: {e}",
+                    hint="another reco command is writing to it; try again when it has finished "
+                    "(or raise $RECO_WAREHOUSE_LOCK_TIMEOUT_S)",
+                ) from None
+            if not announced:
+                log.info("waiting for the warehouse lock", extra={"path": path, "timeout_s": timeout})
+                announced = True
+            time.sleep(wait + random.random() * wait)
+            wait = min(wait * 2, 1.0)
 
 
 def register_fsspec(con: duckdb.DuckDBPyConnection, url: str) -> None:
     """Let DuckDB read ``gs://`` (or any fsspec URL) through fsspec; local paths need nothing."""
     if "://" in url and not url.startswith("file://"):
-        import fsspec
-
         fs = fsspec.filesystem(url.split("://", 1)[0])
         names = fs.protocol if isinstance(fs.protocol, (tuple, list)) else (fs.protocol,)
         if not set(names) & set(con.list_filesystems()):  # registering twice is an error in DuckDB
@@ -37,11 +94,14 @@ def transpile(sql: str) -> str:
 class DuckDBWarehouse(Warehouse):
     name = "duckdb"
 
-    def __init__(self, path: str, *, read_only: bool = False):
+    def __init__(self, path: str, *, read_only: bool = False, lock_timeout_s: float | None = None):
         self.path = path
         if path != ":memory:":
-            os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        self.con = duckdb.connect(path, read_only=read_only)
+            try:
+                os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+            except OSError as e:
+                raise WarehouseError(f"cannot create the warehouse directory for {path}: {e}") from None
+        self.con = connect(path, read_only=read_only, lock_timeout_s=lock_timeout_s)
         self.con.execute("SET TimeZone = 'UTC'")
 
     def table_ref(self, table: str) -> str:
@@ -56,7 +116,13 @@ class DuckDBWarehouse(Warehouse):
     ) -> pa.Table:
         text = transpile(self.render(sql, tables or {}))
         used = {k: v for k, v in (params or {}).items() if f"${k}" in text}
-        relation = self.con.sql(text, params=used or None)
+        try:
+            relation = self.con.sql(text, params=used or None)
+        except duckdb.CatalogException as e:
+            m = _MISSING_TABLE.search(str(e))
+            if m is None:
+                raise
+            raise MissingTableError(m.group(1), where=f"the warehouse {self.path}") from None
         if relation is None:  # a statement without a result
             return pa.table({})
         # duckdb 2 renamed fetch_arrow_table() to to_arrow_table()

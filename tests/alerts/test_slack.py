@@ -142,7 +142,8 @@ def test_success_message_key_figures():
         "data": {"users": 5000, "items": 2000, "interactions": 12345},
         "model": {"version": "als-20261121-abc"},
         "metrics": {"model": {"ndcg@10": 0.1234}, "popularity_baseline": {"ndcg@10": 0.05}},
-        "publish_check": {"passed": True, "stats": {"rows": 250000}},
+        "export": {"stats": {"rows": 250000}},
+        "gates": {"data checks": {"passed": True}, "publish check": {"passed": True}},
         "steps": {"candidates": {"shards_committed": 2, "shard_count": 2}},
         "published": {"this_date_published": True},
     }
@@ -151,7 +152,7 @@ def test_success_message_key_figures():
     )
     assert "Users / items: 5,000 / 2,000" in text
     assert "nDCG@10: 0.1234 (popularity 0.0500)" in text
-    assert "Publish check: passed, rows 250,000" in text
+    assert "Gates: data checks passed, publish check passed; rows 250,000" in text
     assert "Candidates: 2/2 shards" in text
     assert "succeeded" in text and "not published" not in text
 

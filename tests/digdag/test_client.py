@@ -32,7 +32,11 @@ def test_archive_holds_only_workflows_with_env_and_called_files():
     with tarfile.open(fileobj=io.BytesIO(archive.data)) as tar:
         names = tar.getnames()
         demo = tar.extractfile("demo.dig").read().decode()
-    assert names == ["demo.dig", "tasks/daily.dig"]
+    assert names == [
+        "demo.dig",
+        "tasks/daily.dig",
+        "tune_demo.dig",
+    ]  # tune_demo: weekly tuning (docs/tuning.md)
     assert "env: prod" in demo and "pipeline: demo" in demo
     assert build_archive(PROJECT_ROOT / "digdag", env="prod").data == archive.data  # deterministic
     assert build_archive(PROJECT_ROOT / "digdag", env="dev").revision != archive.revision

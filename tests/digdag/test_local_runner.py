@@ -334,7 +334,7 @@ def test_demo_workflow_end_to_end(reco_home, capsys):
     captured = capsys.readouterr()
     assert code == 0, captured.err[-3000:]
     assert "Demo pipeline 'demo' for 2026-11-21" in captured.out
-    assert "publish check:    passed" in captured.out
+    assert "publish check passed" in captured.out and "gates:" in captured.out
     record = read_attempt_record("1")
     names = [t["fullName"] for t in record["tasks"] if t["state"] == "success"]
     for step in (
@@ -343,6 +343,7 @@ def test_demo_workflow_end_to_end(reco_home, capsys):
         "candidates_and_related+candidates",
         "candidates_and_related+related",
         "export",
+        "publish",
         "report",
     ):
         assert f"+demo+daily^sub+{step}" in names

@@ -7,13 +7,16 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+import batch.steps  # noqa: F401
+from batch.cli import build_parser
 from batch.config import PROJECT_ROOT
 from batch.digdag.check import check_paths, reco_commands
 from batch.digdag.workflow import WorkflowError, load_workflow, parse_schedule
+from batch.graph import GRAPH
 
 
 def test_project_workflows_pass_check():
-    report = check_paths([PROJECT_ROOT / "digdag"])
+    report = check_paths([PROJECT_ROOT / "digdag"], parser=build_parser())
     assert report.ok, "\n".join(map(str, report.problems))
     assert any(p.endswith("demo.dig") for p in report.workflows)
     assert report.commands_checked >= 8  # five steps, failure, success, sla
@@ -34,11 +37,11 @@ def test_demo_workflow_shape():
     assert wf.root.export["pipeline"] == "demo"
     called = wf.root.children[0].children[0]
     steps = [c.name for c in called.children]
-    assert steps == ["+aggregate", "+train", "+candidates_and_related", "+export", "+report"]
+    assert steps == ["+aggregate", "+train", "+candidates_and_related", "+export", "+publish", "+report"]
     par = called.children[2]
     assert par.parallel and [c.name for c in par.children] == ["+candidates", "+related"]
     leaves = [t for t in wf.root.walk() if t.operator == "sh" and "reco submit" in t.command]
-    assert len(leaves) == 5 and all(t.retry is not None for t in leaves)
+    assert len(leaves) == len(GRAPH.steps()) and all(t.retry is not None for t in leaves)
     assert all(t.retry is None for t in wf.root.walk() if t.is_group)
     assert called.error is not None and "reco notify failure" in called.error.command
     for path in wf.files:  # secrets only by reference
@@ -135,7 +138,7 @@ def test_reco_commands_are_found_in_shell_lines():
 def _problems(write_dig, files: dict[str, str]) -> list[str]:
     for name, text in files.items():
         write_dig(name, text)
-    return [str(p) for p in check_paths([write_dig.dir]).problems]
+    return [str(p) for p in check_paths([write_dig.dir], parser=build_parser()).problems]
 
 
 def test_check_catches_a_missing_pipeline(write_dig):
@@ -170,11 +173,61 @@ _export:
 """
         },
     )
-    assert len(problems) == 4
-    assert "+w+a" in problems[0] and "invalid choice: 'aggregat'" in problems[0]
-    assert "+w+b" in problems[1] and "--date" in problems[1]
-    assert "+w+c" in problems[2] and "'moon'" in problems[2]
-    assert "+w+d" in problems[3] and "--colour" in problems[3]
+    in_tasks = [p for p in problems if "task +w+" in p]
+    assert len(in_tasks) == 4, problems
+    assert "+w+a" in in_tasks[0] and "unknown step 'aggregat'" in in_tasks[0] and "aggregate" in in_tasks[0]
+    assert "+w+b" in in_tasks[1] and "--date" in in_tasks[1]
+    assert "+w+c" in in_tasks[2] and "'moon'" in in_tasks[2]
+    assert "+w+d" in in_tasks[3] and "--colour" in in_tasks[3]
+
+
+DAILY = (PROJECT_ROOT / "digdag" / "tasks" / "daily.dig").read_text()
+
+
+def test_the_shipped_daily_workflow_runs_every_step_of_the_graph_in_order(write_dig):
+    assert (
+        _problems(
+            write_dig,
+            {
+                "tasks/daily.dig": DAILY,
+                "demo.dig": "_export:\n  pipeline: demo\n+daily:\n  call>: tasks/daily.dig\n",
+            },
+        )
+        == []
+    )
+
+
+def test_check_names_a_step_the_workflow_misses(write_dig):
+    daily = DAILY.replace("+publish:", "+publish_disabled:\n  echo>: skipped\n+unused:")
+    daily = daily.replace("reco submit publish", "echo publish")
+    problems = _problems(
+        write_dig,
+        {
+            "tasks/daily.dig": daily,
+            "demo.dig": "_export:\n  pipeline: demo\n+daily:\n  call>: tasks/daily.dig\n",
+        },
+    )
+    assert len(problems) == 1, problems
+    assert "demo.dig" in problems[0] and "no task runs step 'publish'" in problems[0]
+    assert "after the steps it reads from: export, train" in problems[0]
+
+
+def test_check_names_a_step_ordered_before_what_it_reads(write_dig):
+    # export inside the parallel group: it would run alongside the candidates it combines
+    daily = DAILY.replace(
+        "  +related:\n",
+        "  +export_too_early:\n    sh>: reco submit export --pipeline ${pipeline} --date ${session_date} --env ${env}\n  +related:\n",
+    )
+    problems = _problems(
+        write_dig,
+        {
+            "tasks/daily.dig": daily,
+            "demo.dig": "_export:\n  pipeline: demo\n+daily:\n  call>: tasks/daily.dig\n",
+        },
+    )
+    assert problems and all("+export_too_early" in p for p in problems), problems
+    assert any("step 'export' runs before or alongside step 'candidates'" in p for p in problems)
+    assert any("step 'export' runs before or alongside step 'related'" in p for p in problems)
 
 
 def test_check_catches_undefined_variables_and_group_retry(write_dig):

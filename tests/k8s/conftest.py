@@ -8,7 +8,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from k8s_helpers import OVERLAYS  # noqa: E402
+from k8s_helpers import OVERLAYS, built_jobs  # noqa: E402
 
 from batch.runners import manifests  # noqa: E402
 
@@ -21,8 +21,10 @@ def rendered() -> dict[str, list[dict]]:
 
 @pytest.fixture(scope="session")
 def rendered_dir(rendered, tmp_path_factory) -> Path:
-    """The rendered overlays as files, one per environment, for the command-line validators."""
+    """The rendered overlays as files, one per environment, for the command-line validators; with them the Jobs
+    `reco submit` builds from them for every resource class, plain and sharded (checkov scans those too)."""
     out = tmp_path_factory.mktemp("rendered")
     for env, docs in rendered.items():
         (out / f"{env}.yaml").write_text(yaml.safe_dump_all(docs, sort_keys=False))
+        (out / f"{env}-jobs.yaml").write_text(yaml.safe_dump_all(built_jobs(docs, env), sort_keys=False))
     return out

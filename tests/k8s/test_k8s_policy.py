@@ -6,11 +6,12 @@ import re
 
 import pytest
 import yaml
-from k8s_helpers import OVERLAYS, PROJECT_ROOT, by_kind, named, pod_specs
+from k8s_helpers import OVERLAYS, PROJECT_ROOT, by_kind, class_dirs, named, pod_specs
 
+import batch.steps  # noqa: F401
 from batch.config import load_environment
 from batch.errors import EXIT_BAD_INPUT, EXIT_CHECK_FAILED
-from batch.steps import STEP_NAMES, get_step
+from batch.graph import GRAPH
 
 
 def all_pods(docs):
@@ -46,17 +47,17 @@ def test_every_pod_is_locked_down(rendered, env):
             f"{where}: /tmp is not an emptyDir"
         )
         checked += 1
-    assert checked >= 6  # 4 Job templates + server + worker
+    # a plain and a sharded Job template per class, the Digdag server and worker
+    assert checked == 2 * len(class_dirs()) + 2 + 1  # the step templates, the Digdag pods, the tune worker
 
 
 @pytest.mark.parametrize("env", OVERLAYS)
 def test_job_templates_retry_sensibly(rendered, env):
     jobs = by_kind(rendered[env], "Job")
     assert {j["metadata"]["name"] for j in jobs} == {
-        "reco-step-standard",
-        "reco-step-highmem",
-        "reco-step-gpu",
-        "reco-step-sharded",
+        f"reco-step-{cls}{shape}" for cls in class_dirs() for shape in ("", "-sharded")
+    } | {
+        "reco-tune-worker",  # k8s/base/tuning: the `reco tune` workers (docs/tuning.md)
     }
     for job in jobs:
         spec = job["spec"]
@@ -80,14 +81,16 @@ def test_job_templates_retry_sensibly(rendered, env):
             assert spec["backoffLimitPerIndex"] >= 1 and spec["maxFailedIndexes"] >= 0
             assert spec["parallelism"] >= 1
         c = spec["template"]["spec"]["containers"][0]
-        assert c["name"] == "reco" and c["command"] == ["reco"] and c["args"][0] == "step"
+        assert c["name"] == "reco" and c["command"] == ["reco"]
+        assert c["args"][0] == ("tune" if name == "reco-tune-worker" else "step")
 
 
-PLACEMENT = {
-    "reco-step-standard": ("standard", set()),
-    "reco-step-sharded": ("standard", set()),
-    "reco-step-highmem": ("highmem", {("reco.io/highmem", "true")}),
-    "reco-step-gpu": ("gpu", {("nvidia.com/gpu", "present")}),
+PLACEMENT = {  # class: (node pool's reco.io/node-class, the pool's taint, extra nodeSelector)
+    "standard": ("standard", set(), {}),
+    "compute": ("standard", set(), {}),
+    "highmem": ("highmem", {("reco.io/highmem", "true")}, {}),
+    "gpu": ("gpu", {("nvidia.com/gpu", "present")}, {"cloud.google.com/gke-accelerator": "nvidia-l4"}),
+    "tuning": ("standard", set(), {}),  # the `reco tune` workers
 }
 
 
@@ -95,22 +98,22 @@ PLACEMENT = {
 def test_node_pools_and_tolerations_per_class(rendered, env):
     for job in by_kind(rendered[env], "Job"):
         pod = job["spec"]["template"]["spec"]
-        node_class, taints = PLACEMENT[job["metadata"]["name"]]
-        assert pod["nodeSelector"] == {"reco.io/node-class": node_class}
+        node_class, taints, selector = PLACEMENT[job["metadata"]["labels"]["reco.io/resource-class"]]
+        assert pod["nodeSelector"] == {"reco.io/node-class": node_class, **selector}
         tolerated = {(t["key"], t.get("value")) for t in pod["tolerations"] if t["effect"] == "NoSchedule"}
         assert tolerated == {("cloud.google.com/gke-spot", "true")} | taints
         if node_class == "gpu":
             assert pod["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "1"
 
 
-def test_every_step_has_a_template(rendered):
-    from batch.runners.manifests import select_template
+def test_every_step_has_a_template_of_every_class(rendered):
+    from batch.runners.manifests import resource_classes, select_template
 
     for env in OVERLAYS:
-        for name in STEP_NAMES:
-            step = get_step(name)
-            select_template(rendered[env], step.resource_class, step.sharded)
-        select_template(rendered[env], "gpu", False)
+        assert resource_classes(rendered[env]) == sorted(class_dirs())
+        for step in GRAPH.steps():
+            for cls in class_dirs():
+                select_template(rendered[env], cls, step.sharded)
 
 
 @pytest.mark.parametrize("env", OVERLAYS)
@@ -182,28 +185,51 @@ def test_no_project_id_in_base():
                 assert gsa == "PROJECT_ID", f"{path}: {gsa}"
 
 
-def test_pipeline_config_configmap_carries_every_config_file(rendered):
+def test_pipeline_config_configmaps_carry_every_config_file(rendered):
     pipelines = sorted(p.name for p in (PROJECT_ROOT / "config/pipelines").glob("*.yaml"))
     for env in OVERLAYS:
-        cm = named(rendered[env], "ConfigMap", "reco-config")
-        assert cm["data"]["environments.yaml"] == (PROJECT_ROOT / "config/environments.yaml").read_text()
+        config = named(rendered[env], "ConfigMap", "reco-config")
+        assert config["data"] == {
+            "environments.yaml": (PROJECT_ROOT / "config/environments.yaml").read_text()
+        }
+        cm = named(rendered[env], "ConfigMap", "reco-pipelines")
+        assert sorted(cm["data"]) == pipelines, (
+            "config/pipelines/*.yaml and configMapGenerator reco-pipelines in k8s/base/batch/kustomization.yaml "
+            f"differ: missing {sorted(set(pipelines) - set(cm['data']))}, extra {sorted(set(cm['data']) - set(pipelines))}"
+        )
         for name in pipelines:
-            assert cm["data"][f"pipeline.{name}"] == (PROJECT_ROOT / "config/pipelines" / name).read_text(), (
-                f"config/pipelines/{name} is missing from configMapGenerator reco-config in "
-                "k8s/base/batch/kustomization.yaml (or stale)"
-            )
-        for job in by_kind(rendered[env], "Job"):
-            volume = next(v for v in job["spec"]["template"]["spec"]["volumes"] if v["name"] == "config")
-            assert volume["configMap"]["name"] == cm["metadata"]["name"]
-            items = {i["key"]: i["path"] for i in volume["configMap"]["items"]}
-            assert items == {
-                "environments.yaml": "environments.yaml",
-                **{f"pipeline.{n}": f"pipelines/{n}" for n in pipelines},
-            }, f"{job['metadata']['name']}: the config volume's items do not map every pipeline file"
-            env_vars = {
-                e["name"]: e.get("value") for e in job["spec"]["template"]["spec"]["containers"][0]["env"]
-            }
-            assert env_vars["RECO_CONFIG_DIR"] == "/etc/reco/config"
+            assert cm["data"][name] == (PROJECT_ROOT / "config/pipelines" / name).read_text()
+
+
+@pytest.mark.parametrize("env", OVERLAYS)
+def test_jobs_mount_the_config_directory_without_a_per_pipeline_list(rendered, env):
+    """RECO_CONFIG_DIR holds environments.yaml and pipelines/: every key of reco-pipelines, no items list."""
+    names = {
+        base: named(rendered[env], "ConfigMap", base)["metadata"]["name"]
+        for base in ("reco-config", "reco-pipelines")
+    }
+    for job in by_kind(rendered[env], "Job"):
+        pod = job["spec"]["template"]["spec"]
+        volumes = {v["name"]: v for v in pod["volumes"]}
+        assert volumes["config"]["configMap"] == {"name": names["reco-config"]}
+        # no items: every key of the map is a file, so a new pipeline needs no change in the template
+        assert volumes["pipelines"]["configMap"] == {"name": names["reco-pipelines"]}
+        container = pod["containers"][0]
+        mounts = {m["name"]: m for m in container["volumeMounts"]}
+        env_vars = {e["name"]: e.get("value") for e in container["env"]}
+        config_dir = env_vars["RECO_CONFIG_DIR"]
+        assert config_dir == "/etc/reco/config"
+        assert mounts["config"] == {
+            "name": "config",
+            "mountPath": f"{config_dir}/environments.yaml",
+            "subPath": "environments.yaml",
+            "readOnly": True,
+        }
+        assert mounts["pipelines"] == {
+            "name": "pipelines",
+            "mountPath": f"{config_dir}/pipelines",
+            "readOnly": True,
+        }
 
 
 @pytest.mark.parametrize("env", OVERLAYS)
@@ -237,17 +263,31 @@ def test_prod_pins_images_by_digest_and_others_by_tag(rendered):
                 assert re.search(r":[A-Za-z0-9_.-]+$", image) and not image.endswith(":latest"), image
 
 
+def template(docs, cls, sharded=False):
+    from batch.runners.manifests import select_template
+
+    return select_template(docs, cls, sharded)
+
+
 def test_per_environment_sizes(rendered):
-    def sharded(env):
-        return named(rendered[env], "Job", "reco-step-sharded")["spec"]["parallelism"]
+    def parallelism(env):
+        return {template(rendered[env], cls, True)["spec"]["parallelism"] for cls in class_dirs()}
 
     def memory(env):
-        return named(rendered[env], "Job", "reco-step-highmem")["spec"]["template"]["spec"]["containers"][0][
-            "resources"
-        ]["limits"]["memory"]
+        return template(rendered[env], "highmem")["spec"]["template"]["spec"]["containers"][0]["resources"][
+            "limits"
+        ]["memory"]
 
-    assert (sharded("dev"), sharded("staging"), sharded("prod")) == (2, 4, 8)
+    def deadline(env):
+        return template(rendered[env], "highmem")["spec"]["activeDeadlineSeconds"]
+
+    assert (parallelism("dev"), parallelism("staging"), parallelism("prod")) == ({2}, {4}, {8})
     assert memory("dev") == "16Gi" and memory("prod") == "56Gi"
+    assert (deadline("staging"), deadline("prod")) == (14400, 21600)
+    dev_standard = template(rendered["dev"], "standard")["spec"]["template"]["spec"]["containers"][0][
+        "resources"
+    ]
+    assert dev_standard["limits"] == {"cpu": "1", "memory": "2Gi", "ephemeral-storage": "4Gi"}
 
 
 def test_overlays_are_small_patches_not_copies():

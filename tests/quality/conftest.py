@@ -14,13 +14,13 @@ import pytest
 def alerts(monkeypatch):
     """Every quality alert a run sends (instead of Slack)."""
     sent: list[dict] = []
-    from batch.checks import anomaly
+    from batch import execute
 
-    def capture(env_cfg, message):
+    def capture(ctx, message):
         sent.append(message)
         return True
 
-    monkeypatch.setattr(anomaly, "deliver", capture)
+    monkeypatch.setattr(execute, "deliver", capture)
     return sent
 
 

@@ -138,7 +138,7 @@ def test_every_step_records_metrics_and_an_anomaly_alerts_with_the_report(
             "aggregate",
             [("users", None, 5000 + 10 * (i % 3))],
         )
-    result = run_pipeline()
+    result = run_pipeline()["publish"]
     assert result["published"]
     df = ms.history(env, CFG.table, "demo", since=TODAY, until=TODAY)
     assert {"aggregate", "train", "candidates", "related", "export"} <= set(df["step"])

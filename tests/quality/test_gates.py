@@ -8,9 +8,9 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from batch.checks.model_gate import promoted_model
 from batch.errors import EXIT_CHECK_FAILED, CheckFailedError
-from batch.steps import STEP_NAMES, get_step
+from batch.execute import judge, run_step
+from batch.graph import GRAPH
 from batch.steps.candidates import CANDIDATE_SCHEMA
 from batch.storage import new_run_id
 
@@ -23,7 +23,7 @@ def _publish_day1(run_pipeline, make_ctx):
     store = make_ctx().store
     latest = store.latest("demo")
     assert latest["dt"] == str(DAY1)
-    model = promoted_model(store, "demo")
+    model = store.promoted_model("demo")
     assert model["model_version"] == latest["model_version"] and model["dt"] == str(DAY1)
     return latest, model
 
@@ -31,7 +31,7 @@ def _publish_day1(run_pipeline, make_ctx):
 def _assert_kept(make_ctx, latest, model):
     store = make_ctx().store
     assert store.latest("demo") == latest
-    assert promoted_model(store, "demo") == model
+    assert store.promoted_model("demo") == model
     assert not any(r["dt"] == str(SESSION) for r in store.publish_records("demo"))
 
 
@@ -64,7 +64,7 @@ def test_day_with_80_percent_of_events_missing_stops_at_the_volume_check(
     assert not store.exists("demo", "model", SESSION)  # nothing downstream ran
     # a manual rerun of the next step refuses the stopped input
     with pytest.raises(CheckFailedError, match="data checks failed for the committed 'interactions'"):
-        get_step("train").run(make_ctx())
+        run_step("train", make_ctx())
 
 
 def test_source_that_stopped_updating_stops_at_the_freshness_check(
@@ -75,7 +75,7 @@ def test_source_that_stopped_updating_stops_at_the_freshness_check(
     rewrite_source(faults.cut_after(events, SESSION - timedelta(days=2)), items)
     alerts.clear()
     with pytest.raises(CheckFailedError) as e:
-        get_step("aggregate").run(make_ctx())
+        run_step("aggregate", make_ctx())
     assert "freshness" in str(e.value) and "source looks stale" in str(e.value)
     _one_alert(alerts, faults, "data checks", "freshness", "stale")
     _assert_kept(make_ctx, latest, model)
@@ -115,11 +115,13 @@ def test_model_trained_on_shuffled_interactions_stops_at_the_model_gate(
 ):
     latest, model = _publish_day1(run_pipeline, make_ctx)
     alerts.clear()
-    get_step("aggregate").run(make_ctx())
+    run_step("aggregate", make_ctx())
     assert alerts == []
     _shuffle_interactions(make_ctx())
+    for gate in GRAPH.gates_on("aggregate"):  # the shuffle is a bug the data checks cannot see: they pass it
+        judge(gate, make_ctx(), {})
     with pytest.raises(CheckFailedError) as e:
-        get_step("train").run(make_ctx())
+        run_step("train", make_ctx())
     msg = str(e.value)
     assert "model gate failed" in msg and "recommendations shifted" in msg, msg
     _one_alert(alerts, faults, "model gate", "overlap", model["model_version"])
@@ -128,9 +130,9 @@ def test_model_trained_on_shuffled_interactions_stops_at_the_model_gate(
     gate = store.committed("demo", "quality_model", SESSION, step="quality_model").read_json("gate.json")
     assert gate["passed"] is False and gate["reference_model"] == model["model_version"]
     with pytest.raises(CheckFailedError, match="model gate failed for the committed 'model'"):
-        get_step("candidates").run(make_ctx(shard_index=0))
+        run_step("candidates", make_ctx(shard_index=0))
     with pytest.raises(CheckFailedError, match="model gate"):
-        get_step("export").run(make_ctx())
+        run_step("export", make_ctx())
     _assert_kept(make_ctx, latest, model)
 
 
@@ -138,11 +140,10 @@ def test_empty_candidate_set_stops_at_the_publish_check(small_data, make_ctx, ru
     latest, model = _publish_day1(run_pipeline, make_ctx)
     alerts.clear()
     run_id = new_run_id()
-    for name in STEP_NAMES[:-1]:
-        step = get_step(name)
+    for step in GRAPH.steps()[:-2]:  # everything before export and publish
         ctx = make_ctx(run_id=run_id)
         for i in range(ctx.shard_count) if step.sharded else [0]:
-            step.run(make_ctx(shard_index=i, run_id=run_id))
+            run_step(step, make_ctx(shard_index=i, run_id=run_id))
     store = make_ctx().store
     for i in range(make_ctx().shard_count):  # every shard comes out empty
         shard = (i, make_ctx().shard_count)
@@ -152,7 +153,7 @@ def test_empty_candidate_set_stops_at_the_publish_check(small_data, make_ctx, ru
             w.metadata.update({**part.metadata, "counts": {"users": 0, "rows": 0}})
     assert alerts == []
     with pytest.raises(CheckFailedError) as e:
-        get_step("export").run(make_ctx(run_id=run_id))
+        run_step("export", make_ctx(run_id=run_id))
     assert "export has 0 rows" in str(e.value)
     _one_alert(alerts, faults, "publish check", "0 rows")
     _assert_kept(make_ctx, latest, model)
@@ -160,10 +161,10 @@ def test_empty_candidate_set_stops_at_the_publish_check(small_data, make_ctx, ru
 
 def test_a_good_day_passes_every_gate_promotes_and_reports(small_data, make_ctx, run_pipeline, alerts):
     _publish_day1(run_pipeline, make_ctx)
-    result = run_pipeline()
+    result = run_pipeline()["publish"]
     assert result["published"]
     store = make_ctx().store
-    model = promoted_model(store, "demo")
+    model = store.promoted_model("demo")
     assert model["dt"] == str(SESSION) and model["model_version"] == store.latest("demo")["model_version"]
     gate = store.committed("demo", "quality_model", SESSION, step="quality_model").read_json("gate.json")
     by_name = {r["name"]: r for r in gate["results"]}
@@ -178,7 +179,7 @@ def test_a_backfill_compares_with_the_model_in_service_before_it(small_data, mak
     run_pipeline(session_date=SESSION)
     run_pipeline(session_date=SESSION - timedelta(days=2))  # a backfill: earlier date, after the fact
     store = make_ctx().store
-    assert promoted_model(store, "demo")["dt"] == str(SESSION)  # MODEL.json moves forward only
+    assert store.promoted_model("demo")["dt"] == str(SESSION)  # MODEL.json moves forward only
     run_pipeline(session_date=DAY1)
     gate = store.committed("demo", "quality_model", DAY1, step="quality_model").read_json("gate.json")
     assert gate["previous_publish"] == str(SESSION - timedelta(days=2))

@@ -8,8 +8,8 @@ import pytest
 from runner_helpers import step_run
 
 from batch.errors import ConfigError
-from batch.runners import manifests
-from batch.runners.base import StepRun, get_runner, summarize_log_lines
+from batch.runners import get_runner, manifests
+from batch.runners.base import StepRun, summarize_log_lines
 from batch.runners.gke import GkeRunner
 from batch.runners.local import LocalRunner
 
@@ -89,7 +89,8 @@ def test_parallelism_never_exceeds_the_shard_count(build):
         ("aggregate", "standard", "reco-step-standard"),
         ("train", "highmem", "reco-step-highmem"),
         ("export", "standard", "reco-step-standard"),
-        ("candidates", "standard", "reco-step-sharded"),
+        ("candidates", "standard", "reco-step-standard-sharded"),
+        ("related", "gpu", "reco-step-gpu-sharded"),
         ("train", "gpu", "reco-step-gpu"),
     ],
 )
@@ -98,12 +99,40 @@ def test_each_step_gets_its_resource_class_template(build, step, cls, template):
     assert job["metadata"]["annotations"]["reco.io/template"] == template
 
 
-def test_missing_template_is_one_clear_line(build):
+def test_unknown_resource_class_names_it_and_the_known_ones(build):
     with pytest.raises(ConfigError) as e:
         build(step_run("aggregate", resource_class="tpu"))
     assert str(e.value) == (
-        "the rendered overlay has no Job template of resource class 'tpu' "
-        "(labels reco.io/template=true, reco.io/resource-class)"
+        "unknown resource class 'tpu': the rendered overlay has Job templates for 'compute', 'gpu', 'highmem', 'standard' "
+        "(k8s/base/batch/classes/<class>/, label reco.io/resource-class)"
+    )
+    assert e.value.exit_code == 65  # bad input: not retried
+
+
+def test_the_resource_class_is_the_callers_choice_for_any_step(build):
+    """The class comes with the run (a pipeline's `resources:` entry), not from the step: any step, any class."""
+    for cls in ("standard", "highmem", "gpu"):
+        for step in ("aggregate", "candidates"):
+            job = build(step_run(step, resource_class=cls, shard_count=3))
+            pod = job["spec"]["template"]
+            assert job["metadata"]["labels"]["reco.io/resource-class"] == cls
+            assert pod["metadata"]["labels"]["reco.io/resource-class"] == cls
+            assert pod["spec"]["nodeSelector"]["reco.io/node-class"] == cls
+            assert (job["spec"].get("completionMode") == "Indexed") == (step == "candidates")
+            if step == "candidates":
+                assert job["spec"]["completions"] == 3
+
+
+def test_a_template_missing_from_the_render_is_one_clear_line(dev_docs):
+    """An overlay that dropped the sharded variants (say, a patch that deleted them) is named, not a KeyError."""
+    docs = [
+        d for d in dev_docs if (d.get("metadata", {}).get("labels") or {}).get("reco.io/sharded") != "true"
+    ]
+    with pytest.raises(ConfigError) as e:
+        manifests.build_job(docs, step_run("candidates", shard_count=2), "reco-batch")
+    assert str(e.value) == (
+        "the rendered overlay has no sharded Job template of resource class 'standard' "
+        "(labels reco.io/template=true, reco.io/resource-class, reco.io/sharded=true)"
     )
 
 

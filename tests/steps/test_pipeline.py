@@ -9,8 +9,9 @@ import pandas as pd
 import pytest
 
 from batch.config import load_environment
+from batch.context import shard_of
 from batch.errors import CheckFailedError, CorruptArtifactError, MissingArtifactError
-from batch.steps import candidates, get_step, train
+from batch.execute import run_step
 
 SESSION = pd.Timestamp("2026-11-21").date()
 
@@ -30,7 +31,7 @@ def _warehouse_rows(dt=None):
 
 
 def test_end_to_end_publishes_valid_recommendations(small_data, make_ctx, run_pipeline):
-    result = run_pipeline()
+    result = run_pipeline()["publish"]
     assert result["published"] and result["latest_moved"]
     ctx = make_ctx()
     recs = _export(ctx)
@@ -105,8 +106,8 @@ def test_shards_cover_every_user_exactly_once(small_data, make_ctx, run_pipeline
 
 def test_shard_assignment_is_stable_and_balanced():
     ids = np.array([f"u{i}" for i in range(30000)])
-    a = candidates.shard_of(ids, 7)
-    assert np.array_equal(a, candidates.shard_of(ids, 7))
+    a = shard_of(ids, 7)
+    assert np.array_equal(a, shard_of(ids, 7))
     counts = np.bincount(a, minlength=7)
     assert counts.min() > 0.9 * counts.mean()
 
@@ -140,34 +141,35 @@ def test_failed_publish_check_keeps_the_previous_publish(small_data, make_ctx, r
     assert store.latest("demo") == latest
     assert _warehouse_rows(SESSION) == 0 and _warehouse_rows(day1) > 0
     assert os.path.exists(os.path.join(latest["run_dir"], "recommendations.parquet"))
-    # the staged export is kept for inspection, marked as not passed
+    # the staged export is kept for inspection; the publish check's verdict on it says it did not pass
     staged = store.committed("demo", "export", SESSION, step="export")
-    assert staged.metadata["publish_check"]["passed"] is False
+    verdict = store.committed("demo", "quality_publish", SESSION, step="export")
+    assert verdict.metadata["passed"] is False and verdict.metadata["source_run_id"] == staged.run_id
 
 
 def test_missing_upstream_artifact_names_the_step_to_rerun(small_data, make_ctx):
     with pytest.raises(MissingArtifactError) as e:
-        get_step("train").run(make_ctx())
+        run_step("train", make_ctx())
     assert "rerun step 'aggregate'" in str(e.value) and "interactions" in str(e.value)
 
 
 def test_missing_shard_names_the_shard(small_data, make_ctx):
     for name in ("aggregate", "train"):
-        get_step(name).run(make_ctx())
-    get_step("candidates").run(make_ctx(shard_index=0))
+        run_step(name, make_ctx())
+    run_step("candidates", make_ctx(shard_index=0))
     with pytest.raises(MissingArtifactError) as e:
-        get_step("export").run(make_ctx())
+        run_step("export", make_ctx())
     assert "--shard-index 1 --shard-count 2" in str(e.value)
 
 
 def test_corrupt_model_names_the_train_step(small_data, make_ctx):
     for name in ("aggregate", "train"):
-        get_step(name).run(make_ctx())
-    model = make_ctx().store.committed("demo", train.DATASET, SESSION, step="train")
+        run_step(name, make_ctx())
+    model = make_ctx().store.committed("demo", "model", SESSION, step="train")
     with open(model.path("model.npz"), "wb") as f:
         f.write(b"garbage")
     with pytest.raises(CorruptArtifactError) as e:
-        get_step("candidates").run(make_ctx())
+        run_step("candidates", make_ctx())
     assert "model.npz" in str(e.value) and "rerun step 'train'" in str(e.value)
 
 
@@ -211,10 +213,10 @@ def test_als_beats_popularity_on_movielens(reco_home, movielens_dir, make_ctx):
                 session_date=pd.Timestamp(year=year, month=month, day=1).date(), overrides=overrides
             )
             try:
-                get_step("aggregate").run(ctx)
+                run_step("aggregate", ctx)
             except NoEventsError:
                 continue
-            metrics = get_step("train").run(ctx)["metrics"]
+            metrics = run_step("train", ctx)["metrics"]
             n = metrics["model"].get("users_evaluated", 0)
             users += n
             model_sum += n * metrics["model"].get("ndcg@10", 0.0)

@@ -7,7 +7,9 @@ from typing import Any
 
 import pytest
 import yaml
-from tf_helpers import K8S_BASE, REPO_ROOT, names_locals
+from tf_helpers import ENVS, K8S_BASE, REPO_ROOT, load_settings, names_locals
+
+from batch.runners.manifests import job_templates, render_overlay
 
 WI_ANNOTATION = "iam.gke.io/gcp-service-account"
 
@@ -222,7 +224,10 @@ def test_node_selectors_and_tolerations_match_node_pools() -> None:
     taints = {t["key"]: t for t in (names["highmem_taint"], names["gpu_taint"])}
     checked = 0
     problems = []
-    for path, doc in _k8s_documents():
+    # the Job templates get their placement from the class patches (k8s/base/batch/classes/), so the rendered
+    # base is checked too, not only the files
+    rendered = [(K8S_BASE / "(rendered)", doc) for doc in render_overlay(str(K8S_BASE))]
+    for path, doc in [*_k8s_documents(), *rendered]:
         for spec in _pod_specs(doc):
             selector = spec.get("nodeSelector") or {}
             if label in selector:
@@ -248,3 +253,34 @@ def test_node_selectors_and_tolerations_match_node_pools() -> None:
             "no nodeSelector on reco.io/node-class nor tolerations of the batch taints under k8s/base yet"
         )
     assert not problems, "\n".join(problems)
+
+
+GPU_ACCELERATOR_LABEL = "cloud.google.com/gke-accelerator"  # set by GKE on the nodes of a GPU pool
+
+
+def test_gpu_jobs_ask_for_the_gpu_pools_accelerator() -> None:
+    """The gpu class selects the accelerator type the GPU pool of every environment has (settings.gpu_type)."""
+    names = names_locals()
+    gpu_types = {load_settings(env)["gpu_type"] for env in ENVS}
+    assert len(gpu_types) == 1, (
+        f"GPU pools differ per environment ({gpu_types}): patch the gpu class per overlay"
+    )
+    [gpu_type] = gpu_types
+    jobs = [
+        j
+        for j in job_templates(render_overlay(str(K8S_BASE)))
+        if j["metadata"]["labels"]["reco.io/resource-class"] == names["node_classes"]["gpu"]
+    ]
+    assert len(jobs) == 2  # plain and sharded
+    for job in jobs:
+        pod = job["spec"]["template"]["spec"]
+        assert pod["nodeSelector"] == {
+            names["node_class_label"]: names["node_classes"]["gpu"],
+            GPU_ACCELERATOR_LABEL: gpu_type,
+        }
+        gpu = names["gpu_taint"]
+        assert {"key": gpu["key"], "operator": "Equal", "value": gpu["value"], "effect": "NoSchedule"} in pod[
+            "tolerations"
+        ]
+        resources = pod["containers"][0]["resources"]
+        assert resources["limits"]["nvidia.com/gpu"] == resources["requests"]["nvidia.com/gpu"] == "1"

@@ -69,4 +69,5 @@ locals {
 
   slack_webhook_secret_id = "slack-webhook-url"
   digdag_database         = "digdag"
+  tuning_database         = "reco_tuning" # Optuna studies of `reco tune` (k8s/base/tuning's RECO_TUNING_STORAGE)
 }

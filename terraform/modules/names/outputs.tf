@@ -62,3 +62,8 @@ output "digdag_database" {
   description = "PostgreSQL database name used by Digdag."
   value       = local.digdag_database
 }
+
+output "tuning_database" {
+  description = "PostgreSQL database holding the Optuna studies of reco tune."
+  value       = local.tuning_database
+}

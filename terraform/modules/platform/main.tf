@@ -143,6 +143,15 @@ module "cloudsql" {
   labels                              = local.labels
 }
 
+module "tuning" {
+  source = "../tuning"
+
+  project_id            = module.project.project_id
+  instance_name         = module.cloudsql.instance_name
+  database_name         = module.names.tuning_database
+  service_account_email = module.iam.service_account_emails["reco_batch"]
+}
+
 module "iap" {
   source = "../iap"
 

@@ -1,0 +1,347 @@
+"""Run locks: one run of a pipeline and session date at a time, on local files and on ``gs://``.
+
+A lock is one small JSON object at ``<artifact root>/<pipeline>/_locks/dt=<YYYY-MM-DD>.lock`` holding who holds it
+(owner id, host, pid, since) and until when (``expires_at``, Unix seconds). Taking it is one atomic create that
+fails when the object exists:
+
+* local files: ``open(O_CREAT | O_EXCL)``;
+* GCS: an upload with the precondition ``ifGenerationMatch=0`` (google-cloud-storage), which GCS refuses with
+  412 when any generation of the object exists. Refreshing and deleting carry ``ifGenerationMatch=<ours>``, so a
+  holder never overwrites or deletes a lock that someone else has taken over.
+* any other fsspec URL (memory://, tests): exists-then-write, atomic only inside one process.
+
+While held, a heartbeat thread pushes ``expires_at`` forward every ``ttl_s / 3`` seconds. A holder that died
+(kill -9, a preempted node) stops the heartbeat, so its lock expires ``ttl_s`` after the last beat and the next
+run takes it over. On the same host a lock whose pid is gone is taken over at once. Clocks: expiry compares the
+holder's clock with the reader's; keep ``ttl_s`` well above any clock skew (default 300 s).
+
+Taking over an expired lock is itself guarded: locally the stale file is renamed away (only one renamer wins)
+and checked to be the one that was judged stale; on GCS it is deleted with ``ifGenerationMatch`` of the stale
+generation.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import posixpath
+import socket
+import threading
+import time
+import uuid
+from datetime import UTC, date, datetime
+
+import fsspec
+
+from batch.errors import AlreadyRunningError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TTL_S = 300.0
+
+
+def run_lock_url(artifact_root: str, pipeline: str, dt: date) -> str:
+    return posixpath.join(artifact_root.rstrip("/"), pipeline, "_locks", f"dt={dt.isoformat()}.lock")
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True
+    return True
+
+
+def _iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+# -- backends: create-if-absent, read with a version token, conditional replace and delete ----------------------
+
+
+class _LocalBackend:
+    def __init__(self, path: str):
+        self.path = os.path.abspath(path)
+
+    def create(self, data: bytes):
+        os.makedirs(os.path.dirname(self.path), exist_ok=True)
+        try:
+            fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            return None
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        return self._token()
+
+    def _token(self):
+        st = os.stat(self.path)
+        return (st.st_ino, st.st_mtime_ns, st.st_size)
+
+    def read(self):
+        try:
+            with open(self.path, "rb") as f:
+                data = f.read()
+            return data, self._token()
+        except FileNotFoundError:
+            return None, None
+
+    def replace(self, data: bytes, token):
+        """Rewrite our own lock in place (same inode: a concurrent O_EXCL still sees it)."""
+        try:
+            if self._token()[0] != token[0]:
+                return None
+            with open(self.path, "r+b") as f:
+                f.truncate(0)
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            return self._token()
+        except FileNotFoundError:
+            return None
+
+    def delete(self, token) -> bool:
+        aside = f"{self.path}.gone-{uuid.uuid4().hex[:8]}"
+        try:
+            os.rename(self.path, aside)  # atomic: of two breakers only one gets the file
+        except FileNotFoundError:
+            return False
+        st = os.stat(aside)
+        if st.st_ino != token[0]:  # not the lock we judged: someone took it meanwhile; put it back
+            try:
+                os.link(aside, self.path)
+            except FileExistsError:
+                log.warning("run lock %s changed hands while being cleared", self.path)
+            os.unlink(aside)
+            return False
+        os.unlink(aside)
+        return True
+
+
+class _GCSBackend:
+    def __init__(self, url: str):
+        from google.api_core import exceptions  # heavy, and only for gs:// artifact roots
+        from google.cloud import storage
+
+        bucket, _, name = url.removeprefix("gs://").partition("/")
+        self._exceptions = exceptions
+        self.blob = storage.Client().bucket(bucket).blob(name)
+
+    def create(self, data: bytes):
+        try:
+            self.blob.upload_from_string(data, content_type="application/json", if_generation_match=0)
+        except self._exceptions.PreconditionFailed:
+            return None
+        return self.blob.generation
+
+    def read(self):
+        try:
+            self.blob.reload()
+            data = self.blob.download_as_bytes(if_generation_match=self.blob.generation)
+        except (self._exceptions.NotFound, self._exceptions.PreconditionFailed):
+            return None, None
+        return data, self.blob.generation
+
+    def replace(self, data: bytes, token):
+        try:
+            self.blob.upload_from_string(data, content_type="application/json", if_generation_match=token)
+        except (self._exceptions.PreconditionFailed, self._exceptions.NotFound):
+            return None
+        return self.blob.generation
+
+    def delete(self, token) -> bool:
+        try:
+            self.blob.delete(if_generation_match=token)
+        except (self._exceptions.PreconditionFailed, self._exceptions.NotFound):
+            return False
+        return True
+
+
+class _FsspecBackend:
+    """Best effort for other filesystems (memory:// in tests): not atomic across processes."""
+
+    def __init__(self, url: str):
+        self.fs, self.path = fsspec.core.url_to_fs(url)
+        self._lock = threading.Lock()
+
+    def create(self, data: bytes):
+        with self._lock:
+            if self.fs.exists(self.path):
+                return None
+            self.fs.pipe_file(self.path, data)
+            return data
+
+    def read(self):
+        try:
+            data = self.fs.cat_file(self.path)
+        except FileNotFoundError:
+            return None, None
+        return data, data
+
+    def replace(self, data: bytes, token):
+        with self._lock:
+            current, _ = self.read()
+            if current != token:
+                return None
+            self.fs.pipe_file(self.path, data)
+            return data
+
+    def delete(self, token) -> bool:
+        with self._lock:
+            current, _ = self.read()
+            if current != token:
+                return False
+            self.fs.rm(self.path)
+            return True
+
+
+def _backend(url: str):
+    if url.startswith("gs://"):
+        return _GCSBackend(url)
+    if "://" not in url or url.startswith("file://"):
+        return _LocalBackend(url.removeprefix("file://"))
+    return _FsspecBackend(url)
+
+
+# -- the lock ----------------------------------------------------------------------------------------------------
+
+
+class RunLock:
+    """A lock object with an expiry and a heartbeat. ``with RunLock(url).acquire(timeout_s=60): ...``"""
+
+    def __init__(self, url: str, *, ttl_s: float = DEFAULT_TTL_S, what: str | None = None):
+        self.url = url
+        self.ttl_s = float(ttl_s)
+        self.what = what or url
+        self.owner = uuid.uuid4().hex
+        self.info: dict = {}
+        self._backend = _backend(url)
+        self._token = None
+        self._stop = threading.Event()
+        self._beat: threading.Thread | None = None
+        self.lost = False
+
+    def _payload(self, since: str) -> bytes:
+        self.info = {
+            "owner": self.owner,
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "since": since,
+            "expires_at": time.time() + self.ttl_s,
+            "what": self.what,
+        }
+        return json.dumps(self.info, sort_keys=True).encode()
+
+    def holder(self) -> dict | None:
+        """What the lock object says now (None when free or unreadable)."""
+        data, _ = self._backend.read()
+        if data is None:
+            return None
+        try:
+            return json.loads(data)
+        except ValueError:
+            return {}
+
+    def _stale(self, info: dict) -> bool:
+        if not info:  # unreadable (a writer died between create and write): judge by age alone
+            return False
+        if time.time() > float(info.get("expires_at", 0)):
+            return True
+        return info.get("host") == socket.gethostname() and not _pid_alive(int(info.get("pid", -1)))
+
+    def try_acquire(self) -> bool:
+        token = self._backend.create(self._payload(_iso(time.time())))
+        if token is not None:
+            self._token = token
+            self._start_heartbeat()
+            return True
+        data, token = self._backend.read()
+        if data is None:  # released between our create and read: try again at once
+            return self.try_acquire_once_more()
+        try:
+            info = json.loads(data)
+        except ValueError:
+            info = {}
+        if self._stale(info):
+            log.warning(
+                "taking over an expired run lock",
+                extra={"lock": self.url, "holder": info.get("owner"), "host": info.get("host")},
+            )
+            self._backend.delete(token)
+            return self.try_acquire_once_more()
+        return False
+
+    def try_acquire_once_more(self) -> bool:
+        token = self._backend.create(self._payload(_iso(time.time())))
+        if token is None:
+            return False
+        self._token = token
+        self._start_heartbeat()
+        return True
+
+    def acquire(self, timeout_s: float = 0.0, poll_s: float = 1.0) -> RunLock:
+        """Take the lock, waiting up to ``timeout_s``; AlreadyRunningError (exit 75) when it stays taken."""
+        deadline = time.monotonic() + max(timeout_s, 0.0)
+        announced = False
+        while True:
+            if self.try_acquire():
+                return self
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise self._already_running()
+            if not announced:
+                log.info("waiting for the run lock", extra={"lock": self.url, "timeout_s": timeout_s})
+                announced = True
+            time.sleep(min(poll_s, remaining))
+
+    def _already_running(self) -> AlreadyRunningError:
+        info = self.holder() or {}
+        who = (
+            f"held by pid {info.get('pid')} on {info.get('host')} since {info.get('since')}, "
+            f"expires {_iso(float(info['expires_at']))} unless renewed"
+            if "expires_at" in info
+            else "held"
+        )
+        return AlreadyRunningError(
+            f"{self.what} is already running: lock {self.url} {who}",
+            hint="wait for it to finish, or pass --lock-timeout SECONDS to wait; a crashed run's lock "
+            "expires by itself",
+        )
+
+    def _start_heartbeat(self) -> None:
+        self._stop.clear()
+        self._beat = threading.Thread(target=self._heartbeat, name="run-lock-heartbeat", daemon=True)
+        self._beat.start()
+
+    def _heartbeat(self) -> None:
+        since = self.info.get("since", _iso(time.time()))
+        while not self._stop.wait(self.ttl_s / 3):
+            token = self._backend.replace(self._payload(since), self._token)
+            if token is None:
+                self.lost = True
+                log.error("lost the run lock (taken over after it expired)", extra={"lock": self.url})
+                return
+            self._token = token
+
+    def release(self) -> None:
+        self._stop.set()
+        if self._beat is not None:
+            self._beat.join(timeout=5)
+            self._beat = None
+        if self._token is not None and not self.lost:
+            with contextlib.suppress(Exception):  # an expired lock is released by its expiry anyway
+                self._backend.delete(self._token)
+        self._token = None
+
+    def __enter__(self) -> RunLock:
+        if self._token is None:
+            self.acquire()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
