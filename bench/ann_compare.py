@@ -17,6 +17,7 @@ MIPS->L2 transform (one extra coordinate, Bachrach et al. 2014), hnswlib and use
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import json
 import os
 import sys
@@ -119,7 +120,7 @@ def run_one(name: str, items: np.ndarray, queries: np.ndarray, truth: np.ndarray
             max_elements=len(data), M=build["m"], ef_construction=build["ef_construction"], random_seed=1
         )
         idx.add_items(data, num_threads=threads)
-        out["version"] = f"hnswlib {getattr(hnswlib, '__version__', '0.8.0')}"
+        out["version"] = f"hnswlib {importlib.metadata.version('hnswlib')}"
 
         def search(s):
             idx.set_ef(max(s["ef"], N))
@@ -157,7 +158,7 @@ def run_one(name: str, items: np.ndarray, queries: np.ndarray, truth: np.ndarray
             .reorder(200)
             .build()
         )
-        out["version"] = f"scann {getattr(scann, '__version__', '?')}"
+        out["version"] = f"scann {importlib.metadata.version('scann')}"
 
         def search(s):
             return searcher.search_batched_parallel(queries, leaves_to_search=s["leaves_to_search"])[
