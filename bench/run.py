@@ -5,9 +5,12 @@ For each size: seeded synthetic data (generation not timed), then in ONE run
 2. the whole `reco run` (as configured, with its offline evaluation; and with evaluation disabled) against the
    hand-written implicit batch (bench/handwritten.py) and Spark MLlib ALS (bench/spark_als.py), times and
    nDCG@10 on one temporal holdout (bench/evaluate.py);
-3. candidates scoring against implicit's recommend on the same model (bench/candidates.py);
-4. the dashboard's page timings, p95 over 200 requests vs the 300 ms target (bench/dashboard.py; --no-dashboard,
-   --dashboard-only).
+3. candidates scoring against implicit's recommend on the same model (bench/candidates.py).
+Then, once (not per size): 4. the dashboard's page timings, p95 over 200 requests vs the 300 ms target
+(bench/dashboard.py; --no-dashboard, --dashboard-only); 5. ANN candidates against our exact scoring on 1M
+structured items x 100k users (bench/ann_candidates.py) and the per-unit costs of the capacity plan
+(bench/calibrate.py, which rewrites batch/calibration.json; --no-ann skips both). The ANN library comparison is
+bench/ann_compare.py (docs/ann.md).
 Prints the figures side by side; writes bench/results/bench-<stamp>.json and .md (and latest.*).
 Method and latest figures: docs/benchmarks.md.
 """
@@ -515,6 +518,31 @@ def report(results: list[dict], meta: dict) -> str:
     return "\n".join(L) + "\n"
 
 
+def ann_section(args) -> str:
+    """4. ANN vs exact candidates, and the calibration of the capacity plan (each its own child process)."""
+    L = ["\n## 4. ANN candidates vs exact scoring, and the capacity plan's calibration\n"]
+    small = ["--items", "200000", "--users", "20000"] if args.quick else ["--exact-users", "5000"]
+    m = run_measured([sys.executable, "-m", "bench.ann_candidates", *small], cwd=str(ROOT))
+    if m.ok:
+        a = json.loads(m.stdout.strip().splitlines()[-1])
+        L.append(
+            f"{a['items']:,} items x {a['factors']} factors, {a['users']:,} users, N={a['n']}, {a['cores']} cores: "
+            f"ANN ({a['index']['kind']}, {json.dumps(a['index']['params'].get('nlist'))} cells, nprobe "
+            f"{a['index']['params'].get('nprobe')}) {a['ann_users_per_s']:,.0f} users/s vs exact "
+            f"{a['exact_users_per_s']:,.0f} users/s ({a['exact_users_timed']:,} users timed): **{a['speedup']:.1f}x** "
+            f"(target >= 10x) at recall@{a['n']} **{a['recall_at_n']:.3f}** (target >= 0.95); build "
+            f"{a['build_s']:.0f} s (target < 300 s), build process peak {a['build_peak_mb']:,} MB."
+        )
+    else:
+        L.append(f"ANN candidates bench failed: {m.stderr_tail[-400:]}")
+    cmd = [sys.executable, "-m", "bench.calibrate"] + (["--quick"] if args.quick else [])
+    m = run_measured(cmd, cwd=str(ROOT))
+    L.append(
+        f"\nCalibration ({'ok' if m.ok else 'FAILED'}, {m.wall_s:.0f} s): batch/calibration.json rewritten."
+    )
+    return "\n".join(L) + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.split("\n")[0])
     p.add_argument("--sizes", default=None, help="events per dataset, e.g. 1M,10M (default; --quick: 100k)")
@@ -535,6 +563,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--spark-timeout", type=float, default=None, help="seconds (default 900; --quick 300)")
     p.add_argument("--no-spark", action="store_true")
+    p.add_argument("--no-ann", action="store_true", help="skip the ANN candidates bench and the calibration")
     p.add_argument("--workdir", default=None, help="where datasets go (default: a temp dir, removed after)")
     p.add_argument("--keep", action="store_true", help="keep the work dir")
     p.add_argument(
@@ -581,6 +610,8 @@ def main(argv: list[str] | None = None) -> int:
         if not args.keep and not args.workdir:
             shutil.rmtree(work, ignore_errors=True)
     md = report(results, meta)
+    if not args.no_ann:
+        md += ann_section(args)
     (RESULTS / f"bench-{stamp}.md").write_text(md)
     shutil.copyfile(RESULTS / f"bench-{stamp}.json", RESULTS / "latest.json")
     (RESULTS / "latest.md").write_text(md)

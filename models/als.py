@@ -25,7 +25,11 @@ class ALSRecommender(FactorRecommender):
     ``weighting`` ("none") turns the interaction weights into the matrix ALS fits on: "none" uses them as they
     are, "log" uses ``log1p(weight)`` (damps heavy users' repeated events), "bm25" the BM25 weighting of
     ``implicit.nearest_neighbours.bm25_weight`` over items x users with ``bm25_k1`` (100) and ``bm25_b``
-    (0.8), as in implicit's own examples. Fitting is deterministic for a given seed.
+    (0.8), as in implicit's own examples. ``device`` ("cpu"; "gpu" fits with ``implicit.gpu``'s CUDA ALS,
+    which needs implicit built with CUDA and ``rmm``; it always uses conjugate gradient on the GPU, so
+    ``use_cg``/``num_threads`` do not apply). Fitting is deterministic for a given seed on the CPU. The fitted
+    factors are copied back to the host, so scoring, saving and loading are the same whichever device trained
+    the model.
     """
 
     model_type = "als"
@@ -37,6 +41,7 @@ class ALSRecommender(FactorRecommender):
         "seed": SEED,
         "num_threads": NUM_THREADS,
         "use_cg": Param(True, (bool,)),
+        "device": Param("cpu", (str,), lambda v: v in ("cpu", "gpu"), "device must be 'cpu' or 'gpu'"),
         "weighting": Param("none", (str,), lambda v: v in WEIGHTINGS, f"one of {', '.join(WEIGHTINGS)}"),
         "bm25_k1": non_negative_float(100.0),
         "bm25_b": Param(0.8, (float,), lambda v: 0.0 <= v <= 1.0, "must be in [0, 1]"),
@@ -58,8 +63,10 @@ class ALSRecommender(FactorRecommender):
             return out
         return user_items
 
-    def _make_implicit(self) -> Any:
+    def _make_implicit(self, device: str | None = None) -> Any:
         p = self._params
+        if (device or p["device"]) == "gpu":
+            return self._make_gpu()
         return AlternatingLeastSquares(
             factors=p["factors"],
             regularization=p["regularization"],
@@ -69,3 +76,29 @@ class ALSRecommender(FactorRecommender):
             num_threads=p["num_threads"],
             random_state=p["seed"],
         )
+
+    def _make_gpu(self) -> Any:
+        import implicit.gpu
+
+        if not implicit.gpu.HAS_CUDA:
+            raise RuntimeError(
+                "model param device='gpu' needs implicit built with CUDA, rmm and a visible CUDA device "
+                "(the GPU node pool's image); this machine has none"
+            )
+        from implicit.gpu.als import AlternatingLeastSquares as GpuALS
+
+        p = self._params
+        return GpuALS(
+            factors=p["factors"],
+            regularization=p["regularization"],
+            alpha=p["alpha"],
+            iterations=p["iterations"],
+            random_state=p["seed"],
+        )
+
+    def _device_factors(self, array: np.ndarray) -> Any:
+        if self._params["device"] != "gpu":
+            return array.copy()
+        import implicit.gpu
+
+        return implicit.gpu.Matrix(np.ascontiguousarray(array, dtype=np.float32))

@@ -31,7 +31,7 @@ class BPRRecommender(FactorRecommender):
         "num_threads": NUM_THREADS,
     }
 
-    def _make_implicit(self) -> Any:
+    def _make_implicit(self, device: str | None = None) -> Any:
         p = self._params
         return BayesianPersonalizedRanking(
             factors=p["factors"],

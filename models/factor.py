@@ -59,8 +59,12 @@ class FactorRecommender(Recommender):
         self._item_unit: np.ndarray | None = None  # cached normalised item factors
 
     @abstractmethod
-    def _make_implicit(self) -> Any:
-        """The unfitted ``implicit`` model for the current params (CPU)."""
+    def _make_implicit(self, device: str | None = None) -> Any:
+        """The unfitted ``implicit`` model for the current params (on ``device``; default: the params')."""
+
+    def _device_factors(self, array: np.ndarray) -> Any:
+        """Factors in the form the implicit model of ``_make_implicit`` takes (a host copy on CPU)."""
+        return array.copy()
 
     @property
     def user_factors(self) -> np.ndarray | None:
@@ -117,8 +121,8 @@ class FactorRecommender(Recommender):
             model = self._make_implicit()
             model.iterations = iterations
             # implicit initialises factors only when they are unset, so fit() continues from these
-            model.user_factors = self._user_factors.copy()
-            model.item_factors = self._item_factors.copy()
+            model.user_factors = self._device_factors(self._user_factors)
+            model.item_factors = self._device_factors(self._item_factors)
             model.fit(
                 self._confidence(user_items),
                 show_progress=show_progress,
@@ -199,7 +203,7 @@ class FactorRecommender(Recommender):
         """An ``implicit`` CPU model carrying these factors (e.g. to use its other features)."""
         self._check_fitted()
         with threadpool_limits(1, "blas"):
-            model = self._make_implicit()
+            model = self._make_implicit(device="cpu")
         model.user_factors = self._user_factors.copy()
         model.item_factors = self._item_factors.copy()
         return model

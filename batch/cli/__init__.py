@@ -23,6 +23,7 @@ COMMAND_MODULES = [
     "batch.cli.digdag",
     "batch.cli.notify",
     "batch.cli.quality",
+    "batch.cli.plan",
     "batch.cli.tune",
     "batch.cli.rollback",
     "batch.cli.dashboard",

@@ -1,0 +1,69 @@
+"""reco plan: what a daily run of a pipeline would need at a given size, per step, for exact and ANN candidates.
+
+    reco plan --pipeline P --users U --items I [--interactions NNZ] [--factors D] [--json]
+
+Sizes accept plain integers or 10M / 1.3B style suffixes. N, related N, ALS iterations and the batch size come
+from the pipeline's config; --factors defaults to the pipeline's model factors. The per-unit costs come from
+batch/calibration.json (``make bench``); see batch/capacity.py for the formulas.
+"""
+
+from __future__ import annotations
+
+import json
+
+from batch.capacity import PlanInput, choose_method, format_plan, load_calibration, plan, totals
+from batch.config import ENVIRONMENTS, load_pipeline
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "plan", help="capacity plan per step (memory, resource class, shards, wall time, node-hours)"
+    )
+    p.add_argument("--pipeline", required=True)
+    p.add_argument("--env", default="local", choices=ENVIRONMENTS)
+    p.add_argument("--users", required=True, help="users to score, e.g. 100M")
+    p.add_argument("--items", required=True, help="available items, e.g. 10M")
+    p.add_argument(
+        "--interactions", default=None, help="(user, item) pairs in the window (default 20 per user)"
+    )
+    p.add_argument("--factors", default=None, help="model factors (default: the pipeline's)")
+    p.add_argument(
+        "--gpu-train", action="store_true", help="train with implicit's GPU ALS (resources: {train: gpu})"
+    )
+    p.add_argument("--calibration", default=None, help="calibration file (default: batch/calibration.json)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_plan)
+
+
+def cmd_plan(args) -> int:
+    pipeline = load_pipeline(args.pipeline, args.env)
+    params = pipeline.model.params
+    cal = load_calibration(args.calibration)
+    p = PlanInput.create(
+        args.users,
+        args.items,
+        args.interactions,
+        args.factors if args.factors is not None else params.get("factors", 64),
+        n=pipeline.candidates.n,
+        related_n=pipeline.candidates.related_n,
+        iterations=params.get("iterations", 15),
+        batch_size=pipeline.candidates.batch_size,
+        gpu_train=args.gpu_train,
+    )
+    steps = plan(p, cal)
+    if args.json:
+        choice = choose_method(p.users, p.items, p.factors, p.n, "sharded", cal)
+        print(
+            json.dumps(
+                {
+                    "input": p.__dict__,
+                    "steps": [s.to_dict() for s in steps],
+                    "totals": [totals(steps, "exact"), totals(steps, "ann")],
+                    "auto": {"method": choice.method, "reason": choice.reason},
+                },
+                indent=1,
+            )
+        )
+    else:
+        print(format_plan(p, steps, cal))
+    return 0

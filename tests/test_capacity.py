@@ -1,0 +1,94 @@
+"""batch/capacity.py and `reco plan`: the automatic exact/ANN choice, the plan, bad sizes."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from batch.capacity import PlanInput, choose_method, load_calibration, plan, totals
+from batch.cli import main
+from batch.errors import ConfigError
+
+
+@pytest.fixture(scope="module")
+def cal():
+    return load_calibration()
+
+
+def test_small_catalogue_stays_exact(cal):
+    c = choose_method(25_000, 5_000, 64, 50, "sharded", cal)
+    assert c.method == "exact" and "below" in c.reason
+
+
+def test_large_catalogue_goes_ann_with_figures(cal):
+    c = choose_method(100_000_000, 10_000_000, 128, 50, "sharded", cal)
+    assert c.method == "ann" and c.exact_seconds > 2 * c.ann_seconds
+    assert "exact" in c.reason and "ANN" in c.reason
+
+
+def test_few_users_do_not_pay_for_a_build(cal):
+    # one user against a large catalogue: building the index costs more than scoring once
+    assert choose_method(1, 2_000_000, 64, 50, "sharded", cal).method == "exact"
+
+
+def test_gpu_class_is_labelled_published(cal):
+    c = choose_method(1_000_000, 1_000_000, 64, 50, "gpu", cal)
+    assert "not measured here" in c.reason
+
+
+def test_choice_rejects_bad_sizes(cal):
+    with pytest.raises(ConfigError, match="items must be a positive integer"):
+        choose_method(10, 0, 64, 50, "sharded", cal)
+    with pytest.raises(ConfigError, match="unknown resource class"):
+        choose_method(10, 10, 64, 50, "huge", cal)
+
+
+def test_plan_covers_every_step_for_both_methods(cal):
+    steps = plan(PlanInput.create("100M", "10M", factors=128), cal)
+    names = {(s.step, s.method) for s in steps}
+    assert {("aggregate", "-"), ("train", "-"), ("export", "-")} <= names
+    for step in ("index", "candidates", "related"):
+        assert {(step, "exact"), (step, "ann")} <= names
+    cand = {s.method: s for s in steps if s.step == "candidates"}
+    assert cand["exact"].node_hours > cand["ann"].node_hours
+    assert all(s.memory_bytes <= 8 * 2**30 for s in steps if s.step == "candidates" and s.method == "ann")
+    train = next(s for s in steps if s.step == "train")
+    assert any("fold the other users in" in n for n in train.notes)  # 100M users do not fit one highmem pod
+    assert totals(steps, "exact")["node_hours"] > totals(steps, "ann")["node_hours"]
+
+
+def test_gpu_train_is_published(cal):
+    steps = plan(PlanInput.create(1_000_000, 100_000, 20_000_000, 64, gpu_train=True), cal)
+    train = next(s for s in steps if s.step == "train")
+    assert train.resource_class == "gpu" and train.source == "published"
+
+
+def test_reco_plan_prints_the_table(reco_home, capsys):
+    assert main(["plan", "--pipeline", "demo", "--users", "100M", "--items", "10M", "--factors", "128"]) == 0
+    out = capsys.readouterr().out
+    for step in ("aggregate", "train", "index", "candidates", "related", "export"):
+        assert step in out
+    assert "node-h" in out and "total with exact" in out and "total with ann" in out
+
+
+def test_reco_plan_json(reco_home, capsys):
+    assert main(["plan", "--pipeline", "demo", "--users", "250000", "--items", "50000", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["input"]["factors"] == 64  # the pipeline's model factors
+    assert out["auto"]["method"] in ("exact", "ann") and len(out["steps"]) == 9
+
+
+@pytest.mark.parametrize(
+    "args, field",
+    [
+        (["--users", "0", "--items", "10"], "users"),
+        (["--users", "10", "--items", "-5"], "items"),
+        (["--users", "10", "--items", "2.5"], "items"),
+        (["--users", "10", "--items", "10", "--interactions", "many"], "interactions"),
+        (["--users", "10", "--items", "10", "--factors", "0"], "factors"),
+    ],
+)
+def test_reco_plan_bad_sizes_name_the_field(reco_home, capsys, args, field):
+    assert main(["plan", "--pipeline", "demo", *args]) == 65
+    assert f"{field} must be a positive integer" in capsys.readouterr().err
