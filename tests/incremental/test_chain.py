@@ -1,0 +1,154 @@
+"""Incremental chains through the real steps: a full day then an incremental day, and every full-fit trigger."""
+
+import os
+import shutil
+from datetime import date, timedelta
+
+import pytest
+
+from batch import incremental
+from batch.config import load_environment, load_pipeline
+from batch.context import StepContext
+from batch.data import SyntheticSpec, generate, write_source
+from batch.execute import run_step
+from batch.graph import GRAPH
+from batch.storage import new_run_id
+from batch.summary import build_summary
+from batch.warehouse import open_warehouse
+
+D = date(2026, 11, 21)
+INC = {"incremental.enabled": "true"}
+
+
+def _model_meta(ctx, dt):
+    return ctx.store.committed("demo", "model", dt, step="train").metadata
+
+
+@pytest.fixture(scope="module")
+def chain_home(tmp_path_factory):
+    """Small demo data; D-1 (the first run: full) and D (incremental), both published. Built once per module."""
+    home = tmp_path_factory.mktemp("chain") / "var"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("RECO_HOME", str(home))
+        mp.setenv("RECO_LOG_FORMAT", "text")
+        mp.delenv("SLACK_WEBHOOK_URL", raising=False)
+        pipeline = load_pipeline("demo")
+        events, items = generate(
+            SyntheticSpec(users=600, items=300, days=35, end_date=D, seed=3, events_per_user=25)
+        )
+        with open_warehouse(load_environment("local")) as wh:
+            write_source(wh, pipeline.source.events_table, pipeline.source.items_table, events, items, append=False)
+        results = [run_dates(dt) for dt in (D - timedelta(days=1), D)]
+    return home, results
+
+
+def run_dates(dt, overrides=INC):
+    run_id = new_run_id()
+    base = {"model.params.iterations": "3", "model.params.factors": "16", **overrides}
+    pipeline = load_pipeline("demo", "local", base)
+    env = load_environment("local")
+    results = {}
+    for spec in GRAPH.enabled_steps(pipeline):
+        for i in range(pipeline.candidates.shard_count) if spec.sharded else [0]:
+            ctx = StepContext(pipeline=pipeline, env=env, session_date=dt, shard_index=i,
+                              shard_count=pipeline.candidates.shard_count, overrides=base,
+                              show_progress=False, run_id=run_id)
+            results[spec.name] = run_step(spec, ctx)
+    return results
+
+
+@pytest.fixture
+def two_days(chain_home, reco_home):
+    """A private copy of the module's chain (publish records hold absolute paths: rewritten to the copy)."""
+    home, results = chain_home
+    shutil.copytree(home, reco_home)
+    for path in reco_home.rglob("*.json"):
+        text = path.read_text()
+        if str(home) in text:
+            path.write_text(text.replace(str(home), str(reco_home)))
+    return results
+
+
+def test_a_full_day_then_an_incremental_day(two_days, make_ctx):
+    first, second = two_days
+    assert first["publish"]["published"] and second["publish"]["published"]
+    ctx = make_ctx(D, INC)
+    day1 = _model_meta(ctx, D - timedelta(days=1))["incremental"]
+    day2 = _model_meta(ctx, D)["incremental"]
+    assert day1["kind"] == "full" and day1["reason"].startswith("first run")
+    assert day2["kind"] == "incremental"
+    assert day2["parent"] == {"model_version": _model_meta(ctx, D - timedelta(days=1))["model_version"],
+                              "dt": (D - timedelta(days=1)).isoformat()}
+    assert day2["last_full_dt"] == (D - timedelta(days=1)).isoformat()
+    assert [link["kind"] for link in day2["chain"]] == ["full", "incremental"]
+    guard = day2["drift_guard"]
+    assert guard["triggered"] is False and guard["warm_start"]["users_matched"] > 0
+    # the summary shows the chain; the promoted model is today's
+    summary = build_summary(ctx.store, "demo", D, ctx.pipeline.candidates.shard_count)
+    assert summary["incremental"]["kind"] == "incremental" and len(summary["incremental"]["chain"]) == 2
+    assert ctx.store.promoted_model("demo")["dt"] == D.isoformat()
+
+
+def test_full_fit_triggers(two_days, make_ctx):
+    nxt = D + timedelta(days=1)
+    # schedule: the last full fit was D-1
+    plan = incremental.plan_fit(make_ctx(nxt, {**INC, "incremental.full_every_days": "2"}))
+    assert plan.kind == "full" and plan.reason.startswith("scheduled")
+    assert incremental.plan_fit(make_ctx(nxt, {**INC, "incremental.full_every_days": "3"})).incremental
+    # backfill of an earlier date while a later model is in service
+    plan = incremental.plan_fit(make_ctx(D - timedelta(days=3), INC))
+    assert plan.kind == "full" and plan.reason.startswith("backfill")
+    # parent older than the window
+    plan = incremental.plan_fit(make_ctx(D + timedelta(days=5), {**INC, "aggregate.lookback_days": "4"}))
+    assert plan.kind == "full" and "older than the 4-day window" in plan.reason
+    # off
+    assert incremental.plan_fit(make_ctx(nxt)).reason.startswith("incremental runs are off")
+
+
+def test_a_refused_model_restarts_the_chain(two_days, make_ctx):
+    ctx = make_ctx(D, INC)
+    parent = ctx.store.promoted_model("demo")
+    run_id = os.path.basename(parent["run_dir"]).removeprefix("run=")
+
+    def refuse(dt, source_run_id):
+        with ctx.store.writer("demo", "quality_model", dt) as w:
+            w.write_json("gate.json", {})
+            w.metadata.update({"passed": False, "failures": ["overlap"], "source_run_id": source_run_id})
+
+    # a model of a later date than the parent was refused: no chaining past it
+    refuse(D + timedelta(days=1), "some-run")
+    plan = incremental.plan_fit(make_ctx(D + timedelta(days=2), INC))
+    assert plan.kind == "full" and f"the model of {D + timedelta(days=1)} was refused" in plan.reason
+    # the parent itself refused (e.g. judged again after promotion)
+    refuse(D, run_id)
+    plan = incremental.plan_fit(make_ctx(D + timedelta(days=1), INC))
+    assert plan.kind == "full" and plan.reason.startswith("the parent model was refused")
+
+
+def test_a_missing_or_corrupt_parent_is_a_full_fit_with_a_warning(two_days, make_ctx):
+    ctx = make_ctx(D + timedelta(days=1), INC)
+    parent = ctx.store.promoted_model("demo")
+    path = os.path.join(parent["run_dir"], "model.npz")
+    with open(path, "r+b") as f:
+        f.write(b"garbage")
+    plan = incremental.plan_fit(ctx)
+    assert plan.kind == "full" and "cannot be read" in plan.reason and plan.warnings
+    os.remove(path)
+    plan = incremental.plan_fit(ctx)
+    assert plan.kind == "full" and "cannot be read" in plan.reason
+
+
+def test_drift_guard_refits_fully_in_the_same_run(two_days, make_ctx):
+    nxt = D + timedelta(days=1)
+    # the data end on D: run the next date on the same events with a floor no warm start can reach
+    overrides = {**INC, "incremental.drift.min_overlap": "1.0", "incremental.drift.min_users": "1",
+                 "checks.data.freshness.enabled": "false", "checks.data.volume.enabled": "false"}
+    ctx = make_ctx(nxt, overrides)
+    run_step("aggregate", ctx)
+    run_step("train", ctx)
+    meta = _model_meta(ctx, nxt)["incremental"]
+    assert meta["kind"] == "full" and meta["reason"].startswith("drift guard")
+    assert meta["drift_guard"]["triggered"] and meta["drift_guard"]["overlap"]["mean"] < 1.0
+    verdict = ctx.store.committed("demo", "quality_model", nxt, step="train").read_json("gate.json")
+    warn = [r for r in verdict["results"] if r["name"] == "incremental"]
+    assert warn and warn[0]["status"] == "warn" and "drift guard" in warn[0]["message"]
