@@ -20,6 +20,12 @@ D = date(2026, 11, 21)
 INC = {"incremental.enabled": "true"}
 
 
+def _recs(ctx, dt):
+    c = ctx.store.committed("demo", "export", dt, step="export")
+    df = c.read_parquet("recommendations.parquet").to_pandas().sort_values(["user_id", "rank"])
+    return df.groupby("user_id")["item_id"].agg(list).to_dict()
+
+
 def _model_meta(ctx, dt):
     return ctx.store.committed("demo", "model", dt, step="train").metadata
 
@@ -87,6 +93,21 @@ def test_a_full_day_then_an_incremental_day(two_days, make_ctx):
     summary = build_summary(ctx.store, "demo", D, ctx.pipeline.candidates.shard_count)
     assert summary["incremental"]["kind"] == "incremental" and len(summary["incremental"]["chain"]) == 2
     assert ctx.store.promoted_model("demo")["dt"] == D.isoformat()
+    # candidates: the full day recomputed everyone; the incremental day only users with new events
+    full_counts = build_summary(ctx.store, "demo", D - timedelta(days=1), 2)["steps"]["candidates"]["counts"]
+    assert full_counts["users_carried"] == 0 and full_counts["users_recomputed"] == full_counts["users"]
+    counts = summary["steps"]["candidates"]["counts"]
+    assert counts["users_carried"] > 0 and counts["users_recomputed"] > 0
+    assert counts["users_carried"] + counts["users_recomputed"] == counts["users"]
+    # a carried user's list is the parent publish's (no item of theirs became unavailable)
+    today, before = _recs(ctx, D), _recs(ctx, D - timedelta(days=1))
+    changes = ctx.store.committed("demo", "interactions", D, step="aggregate").read_parquet("user_changes.parquet")
+    last_run = dict(zip(changes["user_id"].to_pylist(), changes["changed_run"].to_pylist(), strict=True))
+    parent_run = os.path.basename(ctx.store.reference_model("demo", D)["run_dir"]).removeprefix("run=")
+    quiet = sorted(u for u, r in last_run.items() if r <= parent_run)[:20]
+    assert quiet
+    for u in quiet:
+        assert today[u] == before[u]
 
 
 def test_full_fit_triggers(two_days, make_ctx):
