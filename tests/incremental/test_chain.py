@@ -18,6 +18,8 @@ from batch.warehouse import open_warehouse
 
 D = date(2026, 11, 21)
 INC = {"incremental.enabled": "true"}
+# the chain's runs: some users below min_user_events get fallback-only lists (source "popular")
+RUN = {**INC, "aggregate.min_user_events": "4"}
 
 
 def _recs(ctx, dt):
@@ -48,7 +50,7 @@ def chain_home(tmp_path_factory):
     return home, results
 
 
-def run_dates(dt, overrides=INC):
+def run_dates(dt, overrides=RUN):
     run_id = new_run_id()
     base = {"model.params.iterations": "3", "model.params.factors": "16", **overrides}
     pipeline = load_pipeline("demo", "local", base)
@@ -173,3 +175,52 @@ def test_drift_guard_refits_fully_in_the_same_run(two_days, make_ctx):
     verdict = ctx.store.committed("demo", "quality_model", nxt, step="train").read_json("gate.json")
     warn = [r for r in verdict["results"] if r["name"] == "incremental"]
     assert warn and warn[0]["status"] == "warn" and "drift guard" in warn[0]["message"]
+
+
+def test_carried_lists_lose_unavailable_items_and_are_refilled(two_days, make_ctx):
+    ctx = make_ctx(D, INC)
+    c = ctx.store.committed("demo", "export", D, step="export")
+    recs = c.read_parquet("recommendations.parquet").to_pandas()
+    n = ctx.pipeline.candidates.n
+    popular_rows = recs[recs["source"] == "popular"]
+    personal_rows = recs[recs["source"] == "personal"]
+    # an item some users got only from the fallback, and an item in someone's personal list
+    gone_popular = popular_rows["item_id"].value_counts().index[0]
+    gone_personal = personal_rows.loc[personal_rows["item_id"] != gone_popular, "item_id"].iloc[0]
+    holders = set(personal_rows.loc[personal_rows["item_id"] == gone_personal, "user_id"])
+    fallback_holders = (
+        set(popular_rows.loc[popular_rows["item_id"] == gone_popular, "user_id"])
+        - holders
+        - set(personal_rows.loc[personal_rows["item_id"] == gone_popular, "user_id"])
+    )
+    # both leave sale before the next day
+    with open_warehouse(load_environment("local")) as wh:
+        wh.execute(
+            "UPDATE demo_items SET available_until = TIMESTAMPTZ '2026-11-21 15:00:00+00' WHERE item_id IN (?, ?)",
+            [gone_popular, gone_personal],
+        )
+    nxt = D + timedelta(days=1)
+    # the data end early on D+1 (Tokyo time): a short day, so freshness and volume checks are off
+    run_dates(nxt, {**RUN, "checks.data.freshness.enabled": "false", "checks.data.volume.enabled": "false"})
+    before, after = _recs(ctx, D), _recs(ctx, nxt)
+    assert not {gone_popular, gone_personal} & {i for items in after.values() for i in items}
+    # users with events the parent run did not see
+    changes = ctx.store.committed("demo", "interactions", nxt, step="aggregate").read_parquet("user_changes.parquet")
+    parent_run = os.path.basename(ctx.store.reference_model("demo", nxt)["run_dir"]).removeprefix("run=")
+    changed = {u for u, r in zip(changes["user_id"].to_pylist(), changes["changed_run"].to_pylist(), strict=True)
+               if r > parent_run}
+    assert changed
+    items = ctx.store.committed("demo", "model", nxt, step="train").read_parquet("items.parquet").to_pandas()
+    on_sale = set(items.loc[items["available"], "item_id"])
+    stale = set(personal_rows.loc[~personal_rows["item_id"].isin(on_sale), "user_id"])
+    assert holders <= stale
+    # a carried user keeps the parent's order without the items no longer on sale (the withdrawn one, and any the
+    # catalogue retired that day), refilled to N at the tail
+    carried_user = sorted(fallback_holders - stale - changed)[0]
+    kept = [i for i in before[carried_user] if i in on_sale]
+    assert gone_popular in before[carried_user] and gone_popular not in kept
+    assert after[carried_user][: len(kept)] == kept and len(after[carried_user]) == n
+    counts = build_summary(ctx.store, "demo", nxt, 2)["steps"]["candidates"]["counts"]
+    # recomputed: users with new events, and users whose personal list held an item no longer on sale
+    assert counts["users_recomputed"] == len((stale | changed) & set(after))
+    assert counts["users_carried"] == counts["users"] - counts["users_recomputed"] > 0
