@@ -23,12 +23,12 @@ import pandas as pd
 import scipy.sparse as sp
 
 import models
-from models.factor import FactorRecommender
 from batch.context import StepContext
 from batch.datasets import MODEL
 from batch.errors import ArtifactError
 from batch.graph import GRAPH
 from batch.storage import Committed
+from models.factor import FactorRecommender
 
 log = logging.getLogger(__name__)
 
@@ -97,8 +97,16 @@ def load_parent(ctx: StepContext, record: dict) -> Parent:
     src = _model_partition(ctx, record)
     with src.open("model.npz") as f:
         model = models.load_model(f)
-    users = src.read_parquet("users.parquet", columns=["user_id"]).column("user_id").to_numpy(zero_copy_only=False)
-    items = src.read_parquet("items.parquet", columns=["item_id"]).column("item_id").to_numpy(zero_copy_only=False)
+    users = (
+        src.read_parquet("users.parquet", columns=["user_id"])
+        .column("user_id")
+        .to_numpy(zero_copy_only=False)
+    )
+    items = (
+        src.read_parquet("items.parquet", columns=["item_id"])
+        .column("item_id")
+        .to_numpy(zero_copy_only=False)
+    )
     try:
         meta = src.read_json("metadata.json")
     except ArtifactError:
@@ -175,14 +183,20 @@ def plan_fit(ctx: StepContext) -> FitPlan:
             f"the parent model {ref.get('model_version')} of {parent_dt} cannot be read "
             f"({type(e).__name__}: {e}); full fit"
         )
-        log.warning("incremental: parent unreadable", extra={"parent": ref.get("model_version"), "error": str(e)})
+        log.warning(
+            "incremental: parent unreadable", extra={"parent": ref.get("model_version"), "error": str(e)}
+        )
         return full(message, ref, warnings=[message])
     if parent.model.model_type != cfg.model.type or not isinstance(parent.model, FactorRecommender):
-        return full(f"the parent is a {parent.model.model_type!r} model; warm starts need {cfg.model.type!r} factors", ref)
+        return full(
+            f"the parent is a {parent.model.model_type!r} model; warm starts need {cfg.model.type!r} factors",
+            ref,
+        )
     want = models.create_model(cfg.model.type, seed=cfg.model.seed, **cfg.model.params).params
     if parent.model.params.get("factors") != want.get("factors"):
         return full(
-            f"model.params.factors changed ({parent.model.params.get('factors')} -> {want.get('factors')})", ref
+            f"model.params.factors changed ({parent.model.params.get('factors')} -> {want.get('factors')})",
+            ref,
         )
     chain = parent.metadata.get("incremental") or {}
     last_full = chain.get("last_full_dt") or (ref["dt"] if chain.get("kind", FULL) == FULL else None)
@@ -191,7 +205,8 @@ def plan_fit(ctx: StepContext) -> FitPlan:
     last_full_dt = date.fromisoformat(last_full)
     if (ctx.session_date - last_full_dt).days >= inc.full_every_days:
         return full(
-            f"scheduled: the last full fit was {last_full_dt}, one is due every {inc.full_every_days} days", ref
+            f"scheduled: the last full fit was {last_full_dt}, one is due every {inc.full_every_days} days",
+            ref,
         )
     return FitPlan(
         INCREMENTAL,
@@ -281,10 +296,12 @@ def overlap_with_parent(
     if len(candidates) > sample_users:
         candidates = np.sort(rng.choice(candidates, sample_users, replace=False))
     rows = seen[candidates]
-    new_ids, _ = new_model.recommend(candidates, rows, k, filter_already_liked_items=True, filter_items=unavailable)
+    new_ids, _ = new_model.recommend(
+        candidates, rows, k, filter_already_liked_items=True, filter_items=unavailable
+    )
     parent_filter = np.union1d(unavailable, np.flatnonzero(~known_item)).astype(np.int32)
-    old_ids, _ = aligned.recommend(candidates, rows, k, filter_already_liked_items=True, filter_items=parent_filter)
-    overlaps = [
-        len(set(a[a >= 0]) & set(b[b >= 0])) / k for a, b in zip(new_ids, old_ids, strict=True)
-    ]
+    old_ids, _ = aligned.recommend(
+        candidates, rows, k, filter_already_liked_items=True, filter_items=parent_filter
+    )
+    overlaps = [len(set(a[a >= 0]) & set(b[b >= 0])) / k for a, b in zip(new_ids, old_ids, strict=True)]
     return float(np.mean(overlaps)), len(candidates)

@@ -101,7 +101,8 @@ def _census(wh: Warehouse, ctx: StepContext, tables: dict) -> dict[date, dict]:
         tables=tables,
     ).to_pylist()
     return {
-        _as_date(r["day"]): {"n_rows": int(r["n_rows"]), "ts_checksum": int(r["ts_checksum"] or 0)} for r in rows
+        _as_date(r["day"]): {"n_rows": int(r["n_rows"]), "ts_checksum": int(r["ts_checksum"] or 0)}
+        for r in rows
     }
 
 
@@ -167,7 +168,11 @@ def build_window(ctx: StepContext, wh: Warehouse, base_params: dict, tables: dic
         if first is None:  # nothing to recompute: only the undated rows, which every stats query counts
             p = {**base_params, "window_start": ctx.window.end, "window_end": ctx.window.end}
         else:
-            p = {**base_params, "window_start": day_start(first, tz), "window_end": day_start(last + timedelta(days=1), tz)}
+            p = {
+                **base_params,
+                "window_start": day_start(first, tz),
+                "window_end": day_start(last + timedelta(days=1), tz),
+            }
         st = wh.query_file(STATS_SQL, p, tables=tables).to_pandas()
         st_day = st["day"].map(_as_date)
         inside = st_day.map(lambda x, a=first, b=last: a is not None and x is not None and a <= x <= b)
@@ -257,7 +262,9 @@ def build_window(ctx: StepContext, wh: Warehouse, base_params: dict, tables: dic
         )
         user_changes = pd.concat(changes).groupby("user_id", as_index=False)["changed_run"].max()
     else:
-        pairs = pd.DataFrame({c: [] for c in ("user_id", "item_id", "weight", "weight_train", "holdout_events")})
+        pairs = pd.DataFrame(
+            {c: [] for c in ("user_id", "item_id", "weight", "weight_train", "holdout_events")}
+        )
         user_changes = pd.DataFrame({"user_id": [], "changed_run": []})
     stats_rows = pd.concat([*stats_parts, outside if outside is not None else stats_parts[0].iloc[:0]])
     info = {

@@ -115,12 +115,16 @@ class FactorRecommender(Recommender):
         index: ids come and go between days). Ids the parent does not know start from the seeded
         initialisation. Call ``fit_more`` afterwards. Returns how many users and items were matched and new."""
         if type(parent) is not type(self):
-            raise ValueError(f"cannot warm-start a {self.model_type!r} model from a {parent.model_type!r} model")
+            raise ValueError(
+                f"cannot warm-start a {self.model_type!r} model from a {parent.model_type!r} model"
+            )
         if parent.user_factors is None or parent.item_factors is None:
             raise ValueError("the parent model is not fitted")
         width = parent.item_factors.shape[1]
         if parent.user_factors.shape[1] != width:
-            raise ValueError(f"parent factor widths differ: {parent.user_factors.shape}, {parent.item_factors.shape}")
+            raise ValueError(
+                f"parent factor widths differ: {parent.user_factors.shape}, {parent.item_factors.shape}"
+            )
         if len(parent_user_ids) != parent.n_users or len(parent_item_ids) != parent.n_items:
             raise ValueError(
                 f"parent id maps ({len(parent_user_ids)} users, {len(parent_item_ids)} items) do not match its "

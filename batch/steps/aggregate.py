@@ -159,7 +159,11 @@ def metric_rows(result: dict) -> list:
     rows: list = [(key, None, stats[key]) for key in STAT_METRICS if key in stats]
     rows += [("dropped", {"reason": reason}, n) for reason, n in (stats.get("dropped") or {}).items()]
     read = result.get("events_read") or {}
-    rows += [(f"events_read_{k}", None, read[k]) for k in ("rows_read", "bytes_processed", "days_reused") if k in read]
+    rows += [
+        (f"events_read_{k}", None, read[k])
+        for k in ("rows_read", "bytes_processed", "days_reused")
+        if k in read
+    ]
     return rows + timing_rows(result.get("timings"))
 
 
@@ -251,7 +255,8 @@ def run(ctx: StepContext) -> dict:
         if partial_window is not None:
             # which run last (re)computed a day of each user: candidates recompute users changed since the parent
             w.write_parquet(
-                "user_changes.parquet", pa.Table.from_pandas(partial_window.user_changes, preserve_index=False)
+                "user_changes.parquet",
+                pa.Table.from_pandas(partial_window.user_changes, preserve_index=False),
             )
         w.write_parquet("users.parquet", pa.Table.from_pandas(agg.users, preserve_index=False))
         w.write_parquet("items.parquet", pa.Table.from_pandas(agg.items, preserve_index=False))

@@ -145,7 +145,9 @@ class Carried:
     reason: str  # why lists are carried, or why none are
 
 
-def parent_lists(ctx: StepContext, model_art: datasets.Model, inter: datasets.Interactions, items: pd.DataFrame):
+def parent_lists(
+    ctx: StepContext, model_art: datasets.Model, inter: datasets.Interactions, items: pd.DataFrame
+):
     """Carried lists of an incremental day, or a reason why every user of the shard is recomputed.
 
     A user keeps the parent publish's list unless they have events the parent run did not see (a day of theirs
@@ -213,7 +215,11 @@ def carried_block(
     for out_row, row in enumerate(rows):
         got_ids, got_scores, got_pop = carried.lists[block.user_ids[row]]
         k = min(n, len(got_ids))
-        ids[out_row, :k], scores[out_row, :k], kept_pop[out_row, :k] = got_ids[:k], got_scores[:k], got_pop[:k]
+        ids[out_row, :k], scores[out_row, :k], kept_pop[out_row, :k] = (
+            got_ids[:k],
+            got_scores[:k],
+            got_pop[:k],
+        )
     from_popular = fill_with_popular(ids, scores, block.seen[rows], popular, popular_scores)
     return ids, scores, from_popular | kept_pop
 

@@ -65,9 +65,7 @@ def holdout_split(inter: pd.DataFrame, n_users: int, n_items: int) -> tuple[sp.c
     return train, relevant
 
 
-def score(
-    model: models.Recommender, train: sp.csr_matrix, relevant: sp.csr_matrix, ks: list[int]
-) -> dict:
+def score(model: models.Recommender, train: sp.csr_matrix, relevant: sp.csr_matrix, ks: list[int]) -> dict:
     """Recommend for users with relevant holdout items (and history in train), score against them."""
     users = np.flatnonzero(np.diff(relevant.indptr) > 0).astype(np.int32)
     users = users[
@@ -289,9 +287,16 @@ def fit_warm(
         metrics["holdout"] = {"days": cfg.evaluation.holdout_days, "relevant_pairs": int(relevant.nnz)}
         timings["evaluate_s"] = round(time.perf_counter() - t, 3)
     t = time.perf_counter()
-    model.fit_more(to_csr(inter, "weight", n_users, n_items), iterations=iterations, show_progress=ctx.show_progress)
+    model.fit_more(
+        to_csr(inter, "weight", n_users, n_items), iterations=iterations, show_progress=ctx.show_progress
+    )
     timings["fit_s"] = round(time.perf_counter() - t, 3)
-    return metrics, model, f"warm start from parent {plan.parent.version} by id, {iterations} iterations", warm
+    return (
+        metrics,
+        model,
+        f"warm start from parent {plan.parent.version} by id, {iterations} iterations",
+        warm,
+    )
 
 
 def drift_guard(
@@ -334,6 +339,8 @@ def drift_guard(
     )
     out["overlap"] = {"mean": overlap, "users": n, "k": guard.k, "floor": guard.min_overlap}
     if overlap is not None and n >= guard.min_users and overlap < guard.min_overlap:
-        out["reasons"].append(f"mean overlap@{guard.k} with the parent {overlap:.3f} < floor {guard.min_overlap:g}")
+        out["reasons"].append(
+            f"mean overlap@{guard.k} with the parent {overlap:.3f} < floor {guard.min_overlap:g}"
+        )
     out["triggered"] = bool(out["reasons"])
     return out

@@ -45,7 +45,9 @@ def chain_home(tmp_path_factory):
             SyntheticSpec(users=600, items=300, days=35, end_date=D, seed=3, events_per_user=25)
         )
         with open_warehouse(load_environment("local")) as wh:
-            write_source(wh, pipeline.source.events_table, pipeline.source.items_table, events, items, append=False)
+            write_source(
+                wh, pipeline.source.events_table, pipeline.source.items_table, events, items, append=False
+            )
         results = [run_dates(dt) for dt in (D - timedelta(days=1), D)]
     return home, results
 
@@ -58,9 +60,16 @@ def run_dates(dt, overrides=RUN):
     results = {}
     for spec in GRAPH.enabled_steps(pipeline):
         for i in range(pipeline.candidates.shard_count) if spec.sharded else [0]:
-            ctx = StepContext(pipeline=pipeline, env=env, session_date=dt, shard_index=i,
-                              shard_count=pipeline.candidates.shard_count, overrides=base,
-                              show_progress=False, run_id=run_id)
+            ctx = StepContext(
+                pipeline=pipeline,
+                env=env,
+                session_date=dt,
+                shard_index=i,
+                shard_count=pipeline.candidates.shard_count,
+                overrides=base,
+                show_progress=False,
+                run_id=run_id,
+            )
             results[spec.name] = run_step(spec, ctx)
     return results
 
@@ -85,8 +94,10 @@ def test_a_full_day_then_an_incremental_day(two_days, make_ctx):
     day2 = _model_meta(ctx, D)["incremental"]
     assert day1["kind"] == "full" and day1["reason"].startswith("first run")
     assert day2["kind"] == "incremental"
-    assert day2["parent"] == {"model_version": _model_meta(ctx, D - timedelta(days=1))["model_version"],
-                              "dt": (D - timedelta(days=1)).isoformat()}
+    assert day2["parent"] == {
+        "model_version": _model_meta(ctx, D - timedelta(days=1))["model_version"],
+        "dt": (D - timedelta(days=1)).isoformat(),
+    }
     assert day2["last_full_dt"] == (D - timedelta(days=1)).isoformat()
     assert [link["kind"] for link in day2["chain"]] == ["full", "incremental"]
     guard = day2["drift_guard"]
@@ -103,7 +114,9 @@ def test_a_full_day_then_an_incremental_day(two_days, make_ctx):
     assert counts["users_carried"] + counts["users_recomputed"] == counts["users"]
     # a carried user's list is the parent publish's (no item of theirs became unavailable)
     today, before = _recs(ctx, D), _recs(ctx, D - timedelta(days=1))
-    changes = ctx.store.committed("demo", "interactions", D, step="aggregate").read_parquet("user_changes.parquet")
+    changes = ctx.store.committed("demo", "interactions", D, step="aggregate").read_parquet(
+        "user_changes.parquet"
+    )
     last_run = dict(zip(changes["user_id"].to_pylist(), changes["changed_run"].to_pylist(), strict=True))
     parent_run = os.path.basename(ctx.store.reference_model("demo", D)["run_dir"]).removeprefix("run=")
     quiet = sorted(u for u, r in last_run.items() if r <= parent_run)[:20]
@@ -164,8 +177,13 @@ def test_a_missing_or_corrupt_parent_is_a_full_fit_with_a_warning(two_days, make
 def test_drift_guard_refits_fully_in_the_same_run(two_days, make_ctx):
     nxt = D + timedelta(days=1)
     # the data end on D: run the next date on the same events with a floor no warm start can reach
-    overrides = {**INC, "incremental.drift.min_overlap": "1.0", "incremental.drift.min_users": "1",
-                 "checks.data.freshness.enabled": "false", "checks.data.volume.enabled": "false"}
+    overrides = {
+        **INC,
+        "incremental.drift.min_overlap": "1.0",
+        "incremental.drift.min_users": "1",
+        "checks.data.freshness.enabled": "false",
+        "checks.data.volume.enabled": "false",
+    }
     ctx = make_ctx(nxt, overrides)
     run_step("aggregate", ctx)
     run_step("train", ctx)
@@ -205,10 +223,15 @@ def test_carried_lists_lose_unavailable_items_and_are_refilled(two_days, make_ct
     before, after = _recs(ctx, D), _recs(ctx, nxt)
     assert not {gone_popular, gone_personal} & {i for items in after.values() for i in items}
     # users with events the parent run did not see
-    changes = ctx.store.committed("demo", "interactions", nxt, step="aggregate").read_parquet("user_changes.parquet")
+    changes = ctx.store.committed("demo", "interactions", nxt, step="aggregate").read_parquet(
+        "user_changes.parquet"
+    )
     parent_run = os.path.basename(ctx.store.reference_model("demo", nxt)["run_dir"]).removeprefix("run=")
-    changed = {u for u, r in zip(changes["user_id"].to_pylist(), changes["changed_run"].to_pylist(), strict=True)
-               if r > parent_run}
+    changed = {
+        u
+        for u, r in zip(changes["user_id"].to_pylist(), changes["changed_run"].to_pylist(), strict=True)
+        if r > parent_run
+    }
     assert changed
     items = ctx.store.committed("demo", "model", nxt, step="train").read_parquet("items.parquet").to_pandas()
     on_sale = set(items.loc[items["available"], "item_id"])

@@ -43,7 +43,9 @@ def _aggregate(make_ctx, session=D, extra=None, now=NOW):
 def _append_events(rows):
     df = pd.DataFrame(rows, columns=["user_id", "item_id", "event_type", "ts"])
     with open_warehouse(load_environment("local")) as wh:
-        wh.write_table("demo_events", pa.Table.from_pandas(df, schema=EVENT_SCHEMA, preserve_index=False), mode="append")
+        wh.write_table(
+            "demo_events", pa.Table.from_pandas(df, schema=EVENT_SCHEMA, preserve_index=False), mode="append"
+        )
 
 
 def test_incremental_window_equals_full_scan_and_reuses_partials(small_data, make_ctx):

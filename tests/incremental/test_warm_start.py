@@ -35,7 +35,9 @@ def test_factors_follow_ids_and_new_ids_start_seeded(model_type):
         np.testing.assert_array_equal(child.item_factors[row], parent.item_factors[int(iid[1:])])
     # new ids: the seeded initialisation, the same every time, not a copy of anyone's factors
     again = models.create_model(model_type, factors=8, iterations=2, seed=1)
-    again.start_from(parent, parent_user_ids=parent_users, parent_item_ids=parent_items, user_ids=users, item_ids=items)
+    again.start_from(
+        parent, parent_user_ids=parent_users, parent_item_ids=parent_items, user_ids=users, item_ids=items
+    )
     np.testing.assert_array_equal(child.user_factors[0], again.user_factors[0])
     np.testing.assert_array_equal(child.item_factors[-1], again.item_factors[-1])
     assert np.abs(child.item_factors[-1]).max() < 0.6 and np.abs(child.item_factors[-1]).sum() > 0
