@@ -23,6 +23,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from bench import incremental as incremental_bench
 from bench.measure import Measured, run_measured
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -535,7 +536,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-spark", action="store_true")
     p.add_argument("--workdir", default=None, help="where datasets go (default: a temp dir, removed after)")
     p.add_argument("--keep", action="store_true", help="keep the work dir")
+    p.add_argument(
+        "--incremental",
+        action="store_true",
+        help="only the 7-day incremental-vs-full sequence (bench/incremental.py; its own --users/--items there)",
+    )
     args = p.parse_args(argv)
+    if args.incremental:
+        return incremental_bench.main([])
     sizes = [parse_size(s) for s in (args.sizes or ("100k" if args.quick else "1M,10M")).split(",")]
     args.spark_timeout = args.spark_timeout or (300.0 if args.quick else 900.0)
     if args.quick:
