@@ -7,6 +7,11 @@ of users. Already-seen and unavailable items are never recommended. Users withou
 pipeline's min_user_events) get the popularity fallback, and so does the tail of a list the model could not
 fill; such rows say ``source = 'popular'``.
 
+On an incremental day (docs/incremental.md) only users with new events since the parent run, users new to the
+model and users whose parent list holds a personal item no longer available are scored; the others keep the
+parent publish's list (unavailable fallback rows removed, the tail refilled from the fallback). The shard counts
+``users_recomputed`` and ``users_carried``.
+
 Output: dataset ``candidates``, one partition per shard: ``part.parquet`` with user_id, item_id, rank, score,
 source; the export step writes them into ``recommendations.parquet``.
 """

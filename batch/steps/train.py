@@ -7,6 +7,10 @@ metrics come with the bar it has to clear. The served model then continues from 
 ``evaluation.refit_iterations`` passes over the whole window (a warm start), or, with ``refit_iterations: null``
 or evaluation off, is fit from scratch on the whole window.
 
+With ``incremental.enabled`` the model may instead continue from its parent's factors (the model behind the
+last publish), matched by id, and a drift guard refits fully when it strays (batch/incremental.py,
+docs/incremental.md); the metadata records the kind of fit, its reason and the chain.
+
 Outputs (dataset ``model``): ``model.npz`` (the model's own format), ``users.parquet`` and ``items.parquet``
 (the id maps the factors are indexed by), ``metrics.json``, ``metadata.json``.
 """
