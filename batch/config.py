@@ -403,6 +403,30 @@ class TuningConfig(_Strict):
     grace_period_s: int = Field(30, ge=2)
 
 
+class DriftGuardConfig(_Strict):
+    """When a warm-started model drifts, the train step refits fully in the same run (before any publish)."""
+
+    enabled: bool = True
+    # the offline metric may not drop more than the model gate's checks.model.metric.max_relative_drop below the
+    # parent's (same metric and comparison as the gate); and the mean overlap@k of the warm-started model's top-k
+    # with the parent's over a seeded sample of returning users may not fall below this floor
+    min_overlap: float = Field(0.3, ge=0, le=1)
+    k: int = Field(10, ge=1, le=1000)
+    sample_users: int = Field(500, ge=1)
+    min_users: int = Field(20, ge=1)  # fewer returning users: the overlap is not judged
+
+
+class IncrementalConfig(_Strict):
+    """Incremental daily runs (docs/incremental.md): daily partial aggregates, warm start, carried-over lists."""
+
+    enabled: bool = False
+    iterations: int = Field(3, ge=1, le=1000)  # passes over the window from the parent's factors
+    full_every_days: int = Field(7, ge=1, le=3650)  # a full fit at least this often (days since the last one)
+    drift: DriftGuardConfig = Field(default_factory=DriftGuardConfig)
+    # BigQuery: also load each computed daily partial into this day-partitioned table (column `day`)
+    partials_table: TableName | None = None
+
+
 class PipelineConfig(_Strict):
     name: str
     description: str = ""
@@ -414,6 +438,7 @@ class PipelineConfig(_Strict):
     candidates: CandidatesConfig = Field(default_factory=CandidatesConfig)
     export: ExportConfig
     checks: ChecksConfig = Field(default_factory=ChecksConfig)
+    incremental: IncrementalConfig = Field(default_factory=IncrementalConfig)
     # step -> resource class (the Job template variant, k8s/base/batch), e.g. {train: gpu}; steps not named keep
     # the class their declaration gives
     resources: dict[str, Annotated[str, AfterValidator(_resource_class)]] = Field(default_factory=dict)

@@ -25,6 +25,9 @@ MODEL = "model"
 CANDIDATES = "candidates"
 RELATED = "related"
 EXPORT = "export"
+# Written by aggregate beside its output when incremental runs are on: one partition per *event day*
+# (dt=<day>), reused by every later session date whose window holds that day (batch/partials.py).
+INTERACTIONS_DAILY = "interactions_daily"
 
 
 def producer_name(dataset: str) -> str:
@@ -57,6 +60,14 @@ def committed_or_none(
 ) -> Committed | None:
     try:
         return committed(ctx, dataset, shard)
+    except ArtifactError:
+        return None
+
+
+def partial_or_none(ctx: StepContext, day) -> Committed | None:
+    """The committed daily partial of an event day, or None (missing or unreadable: it is recomputed)."""
+    try:
+        return ctx.store.committed(ctx.name, INTERACTIONS_DAILY, day, step="aggregate")
     except ArtifactError:
         return None
 

@@ -193,6 +193,18 @@ def holdout_split(inter: pd.DataFrame, n_users: int, n_items: int) -> tuple[sp.c
     return train, relevant
 
 
+def score(model: models.Recommender, train: sp.csr_matrix, relevant: sp.csr_matrix, ks: list[int]) -> dict:
+    """Recommend for users with relevant holdout items (and history in train), score against them."""
+    users = np.flatnonzero(np.diff(relevant.indptr) > 0).astype(np.int32)
+    users = users[
+        np.diff(train.indptr)[users] > 0
+    ]  # users the model has seen; the cold ones are the fallback's
+    if len(users) == 0:
+        return {"users_evaluated": 0, "note": "no user has new items in the holdout days"}
+    ids, _ = model.recommend(users, train[users], max(ks), filter_already_liked_items=True)
+    return ranking_metrics(ids, relevant[users], ks=ks, n_catalog_items=train.shape[1])
+
+
 def evaluate(
     model_type: str,
     params: dict,
@@ -207,11 +219,4 @@ def evaluate(
 
     Returns the metrics and the fitted model (the served model may continue from it)."""
     model = models.create_model(model_type, seed=seed, **params).fit(train, show_progress=show_progress)
-    users = np.flatnonzero(np.diff(relevant.indptr) > 0).astype(np.int32)
-    users = users[
-        np.diff(train.indptr)[users] > 0
-    ]  # users the model has seen; the cold ones are the fallback's
-    if len(users) == 0:
-        return {"users_evaluated": 0, "note": "no user has new items in the holdout days"}, model
-    ids, _ = model.recommend(users, train[users], max(ks), filter_already_liked_items=True)
-    return ranking_metrics(ids, relevant[users], ks=ks, n_catalog_items=train.shape[1]), model
+    return score(model, train, relevant, ks), model

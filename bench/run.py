@@ -28,6 +28,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from bench import incremental as incremental_bench
 from bench.measure import Measured, run_measured
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -570,7 +571,14 @@ def main(argv: list[str] | None = None) -> int:
         "--no-dashboard", action="store_true", help="skip the dashboard page timings (bench/dashboard.py)"
     )
     p.add_argument("--dashboard-only", action="store_true", help="only the dashboard page timings")
+    p.add_argument(
+        "--incremental",
+        action="store_true",
+        help="only the 7-day incremental-vs-full sequence (bench/incremental.py; its own --users/--items there)",
+    )
     args = p.parse_args(argv)
+    if args.incremental:
+        return incremental_bench.main([])
     if args.dashboard_only:
         from bench import dashboard
 

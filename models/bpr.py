@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 from implicit.cpu.bpr import BayesianPersonalizedRanking
 
 from .base import NUM_THREADS, SEED, non_negative_float, positive_float, positive_int, register
@@ -30,6 +31,16 @@ class BPRRecommender(FactorRecommender):
         "seed": SEED,
         "num_threads": NUM_THREADS,
     }
+
+    def _initial_factors(self, rng: np.random.Generator, n: int, width: int, side: str) -> np.ndarray:
+        """As implicit's BPR draws them: uniform [-0.5, 0.5) / factors; a user's last column (it multiplies the
+        item bias) is 1."""
+        out = (rng.random((n, width), dtype=np.float32) - np.float32(0.5)) / np.float32(
+            self._params["factors"]
+        )
+        if side == "user":
+            out[:, -1] = 1.0
+        return out
 
     def _make_implicit(self, device: str | None = None) -> Any:
         p = self._params

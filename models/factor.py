@@ -17,6 +17,7 @@ from contextvars import ContextVar
 from typing import Any, Self
 
 import numpy as np
+import pandas as pd
 import scipy.sparse as sp
 from threadpoolctl import threadpool_limits
 
@@ -45,6 +46,18 @@ def _as_factors(array: Any) -> np.ndarray:
     if hasattr(array, "to_numpy"):  # implicit.gpu.Matrix
         array = array.to_numpy()
     return np.ascontiguousarray(array, dtype=np.float32)
+
+
+def align_rows(factors: np.ndarray, known_ids: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(rows of ``factors`` re-indexed to ``ids``, mask of the ids found in ``known_ids``); unmatched rows are 0."""
+    known = pd.Index(np.asarray(known_ids, dtype=object))
+    if not known.is_unique:
+        raise ValueError("the parent's ids are not unique")
+    pos = known.get_indexer(np.asarray(ids, dtype=object))
+    matched = pos >= 0
+    out = np.zeros((len(ids), factors.shape[1]), dtype=np.float32)
+    out[matched] = factors[pos[matched]]
+    return out, matched
 
 
 class FactorRecommender(Recommender):
@@ -132,6 +145,53 @@ class FactorRecommender(Recommender):
             model = model.to_cpu()
         self._set_factors(_as_factors(model.user_factors), _as_factors(model.item_factors))
         return self
+
+    def _initial_factors(self, rng: np.random.Generator, n: int, width: int, side: str) -> np.ndarray:
+        """Seeded initial factors for ``n`` new rows, as implicit's ALS draws them (uniform [0, 0.01))."""
+        return rng.random((n, width), dtype=np.float32) * np.float32(0.01)
+
+    def start_from(
+        self,
+        parent: FactorRecommender,
+        *,
+        parent_user_ids: np.ndarray,
+        parent_item_ids: np.ndarray,
+        user_ids: np.ndarray,
+        item_ids: np.ndarray,
+    ) -> dict[str, int]:
+        """Take the parent's factors as this model's starting point, rows matched by user and item id (not by
+        index: ids come and go between days). Ids the parent does not know start from the seeded
+        initialisation. Call ``fit_more`` afterwards. Returns how many users and items were matched and new."""
+        if type(parent) is not type(self):
+            raise ValueError(
+                f"cannot warm-start a {self.model_type!r} model from a {parent.model_type!r} model"
+            )
+        if parent.user_factors is None or parent.item_factors is None:
+            raise ValueError("the parent model is not fitted")
+        width = parent.item_factors.shape[1]
+        if parent.user_factors.shape[1] != width:
+            raise ValueError(
+                f"parent factor widths differ: {parent.user_factors.shape}, {parent.item_factors.shape}"
+            )
+        if len(parent_user_ids) != parent.n_users or len(parent_item_ids) != parent.n_items:
+            raise ValueError(
+                f"parent id maps ({len(parent_user_ids)} users, {len(parent_item_ids)} items) do not match its "
+                f"factors ({parent.n_users} users, {parent.n_items} items)"
+            )
+        rng = np.random.default_rng(self._params.get("seed", 0))
+        users, users_matched = align_rows(parent.user_factors, parent_user_ids, user_ids)
+        items, items_matched = align_rows(parent.item_factors, parent_item_ids, item_ids)
+        # new rows drawn in a fixed order (users, then items) from the model's seed: the same run gives the same model
+        users[~users_matched] = self._initial_factors(rng, int((~users_matched).sum()), width, "user")
+        items[~items_matched] = self._initial_factors(rng, int((~items_matched).sum()), width, "item")
+        self._set_factors(users, items)
+        self._n_users, self._n_items = len(user_ids), len(item_ids)
+        return {
+            "users_matched": int(users_matched.sum()),
+            "users_new": int((~users_matched).sum()),
+            "items_matched": int(items_matched.sum()),
+            "items_new": int((~items_matched).sum()),
+        }
 
     def _set_factors(self, user_factors: np.ndarray, item_factors: np.ndarray) -> None:
         if user_factors.ndim != 2 or item_factors.ndim != 2 or user_factors.shape[1] != item_factors.shape[1]:

@@ -65,6 +65,11 @@ def model_checks(ctx: StepContext, result: dict) -> GateOutcome:
     results, info = model_gate.run_gate(
         cand, ctx.store, ctx.name, ctx.session_date, cfg.model, seed=ctx.pipeline.model.seed
     )
+    # an incremental run that fell back to a full fit (drift guard, unreadable parent) alerts as a warning
+    results += [
+        data.CheckResult("incremental", "warn", None, "", message, "warn")
+        for message in (model.metadata.get("incremental") or {}).get("warnings", [])
+    ]
     return GateOutcome(results, {"model_version": cand.model_version, **info}, source_run_id=model.src.run_id)
 
 

@@ -7,6 +7,11 @@ of users. Already-seen and unavailable items are never recommended. Users withou
 pipeline's min_user_events) get the popularity fallback, and so does the tail of a list the model could not
 fill; such rows say ``source = 'popular'``.
 
+On an incremental day (docs/incremental.md) only users with new events since the parent run, users new to the
+model and users whose parent list holds a personal item no longer available are scored; the others keep the
+parent publish's list (unavailable fallback rows removed, the tail refilled from the fallback). The shard counts
+``users_recomputed`` and ``users_carried``.
+
 Output: dataset ``candidates``, one partition per shard: ``part.parquet`` with user_id, item_id, rank, score,
 source; the export step writes them into ``recommendations.parquet``.
 """
@@ -14,10 +19,12 @@ source; the export step writes them into ``recommendations.parquet``.
 from __future__ import annotations
 
 import logging
+import posixpath
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+import fsspec
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -135,6 +142,93 @@ def recommend_block(
     return ids, scores, from_popular
 
 
+@dataclass
+class Carried:
+    """The parent publish's lists of this shard's users who need no recomputation (incremental days)."""
+
+    lists: dict  # user_id -> (item_idx int32 array, score float32 array, from_popular bool array), rank order
+    reason: str  # why lists are carried, or why none are
+
+
+def parent_lists(
+    ctx: StepContext, model_art: datasets.Model, inter: datasets.Interactions, items: pd.DataFrame
+):
+    """Carried lists of an incremental day, or a reason why every user of the shard is recomputed.
+
+    A user keeps the parent publish's list unless they have events the parent run did not see (a day of theirs
+    was computed after it: ``user_changes.parquet``), are new to it, or their parent list holds a personal item
+    that is no longer available (or no longer in the model). Kept lists lose unavailable rows (the popularity
+    fallback's) and are refilled from the fallback later."""
+    chain = model_art.metadata.get("incremental") or {}
+    if chain.get("kind") != "incremental" or not chain.get("parent"):
+        return Carried({}, f"every user recomputed: a {chain.get('kind', 'full')} fit")
+    parent = chain["parent"]
+    record = ctx.store.previous_publish(ctx.name, ctx.session_date)
+    model_ref = ctx.store.reference_model(ctx.name, ctx.session_date)
+    if (
+        record is None
+        or model_ref is None
+        or record.get("model_version") != parent["model_version"]
+        or model_ref.get("model_version") != parent["model_version"]
+    ):
+        return Carried({}, "every user recomputed: the previous publish is not the parent model's")
+    path = (record.get("files") or {}).get("recommendations.parquet")
+    if "user_changes.parquet" not in inter.src.marker.get("files", {}) or not path:
+        return Carried({}, "every user recomputed: no record of which users changed")
+    parent_run = posixpath.basename(model_ref["run_dir"].rstrip("/")).removeprefix("run=")
+    fs, p = (ctx.store.fs, path) if "://" not in path else fsspec.core.url_to_fs(path)
+    with fs.open(p, "rb") as f:
+        prev = pq.read_table(f, columns=["user_id", "item_id", "rank", "score", "source"]).to_pandas()
+    prev = prev[ctx.mine(prev["user_id"].to_numpy())]
+    changes = inter.src.read_parquet("user_changes.parquet").to_pandas()
+    changed = set(changes.loc[changes["changed_run"] > parent_run, "user_id"])
+    item_index = pd.Index(items["item_id"].to_numpy())
+    prev["item_idx"] = item_index.get_indexer(prev["item_id"].to_numpy())
+    available = items["available"].to_numpy()
+    ok = np.array(prev["item_idx"].to_numpy() >= 0)
+    ok[ok] = available[prev.loc[ok, "item_idx"].to_numpy()]
+    prev["ok"] = ok
+    personal_gone = prev.loc[~prev["ok"] & (prev["source"] == "personal"), "user_id"]
+    drop_users = changed | set(personal_gone)
+    keep = prev[~prev["user_id"].isin(drop_users) & prev["ok"]].sort_values(["user_id", "rank"])
+    lists = {
+        uid: (
+            g["item_idx"].to_numpy(np.int32),
+            g["score"].to_numpy(np.float32),
+            (g["source"] == "popular").to_numpy(),
+        )
+        for uid, g in keep.groupby("user_id", sort=False)
+    }
+    # users whose every row went (all unavailable fallback rows) are carried as empty lists, refilled below
+    for uid in set(prev["user_id"]) - drop_users - set(lists):
+        lists[uid] = (np.empty(0, np.int32), np.empty(0, np.float32), np.empty(0, bool))
+    return Carried(lists, f"lists carried from the publish of {record['dt']} ({parent['model_version']})")
+
+
+def carried_block(
+    block: UserBlock,
+    rows: np.ndarray,
+    carried: Carried,
+    n: int,
+    popular: np.ndarray,
+    popular_scores: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(ids, scores, from_popular) of carried users: the parent's order, gaps closed, tail refilled."""
+    ids = np.full((len(rows), n), -1, np.int32)
+    scores = np.full((len(rows), n), -np.inf, np.float32)
+    kept_pop = np.zeros((len(rows), n), dtype=bool)
+    for out_row, row in enumerate(rows):
+        got_ids, got_scores, got_pop = carried.lists[block.user_ids[row]]
+        k = min(n, len(got_ids))
+        ids[out_row, :k], scores[out_row, :k], kept_pop[out_row, :k] = (
+            got_ids[:k],
+            got_scores[:k],
+            got_pop[:k],
+        )
+    from_popular = fill_with_popular(ids, scores, block.seen[rows], popular, popular_scores)
+    return ids, scores, from_popular | kept_pop
+
+
 @step(
     name="candidates",
     reads=(MODEL, INTERACTIONS),
@@ -159,6 +253,8 @@ def run(ctx: StepContext) -> dict:
     n = cfg.candidates.n
     model_version = model_art.version
     counts = {"users": 0, "rows": 0, "users_fallback_only": 0, "rows_fallback": 0, "users_short": 0}
+    counts.update({"users_recomputed": 0, "users_carried": 0})
+    carried = parent_lists(ctx, model_art, inter, items) if cfg.incremental.enabled else Carried({}, "")
     item_id_col = pa.array(items["item_id"].to_numpy(), pa.string())
 
     with ctx.store.writer(ctx.name, CANDIDATES, ctx.session_date, shard=ctx.shard, run_id=ctx.run_id) as w:
@@ -180,9 +276,23 @@ def run(ctx: StepContext) -> dict:
                     if not mine.any():
                         continue
                     block = UserBlock(block.user_idx[mine], block.user_ids[mine], block.seen[mine])
-                    ids, scores, from_pop = recommend_block(
-                        model, block, n, unavailable, popular, popular_scores
-                    )
+                    carry = np.array([u in carried.lists for u in block.user_ids], dtype=bool)
+                    ids = np.empty((len(block.user_idx), n), np.int32)
+                    scores = np.empty((len(block.user_idx), n), np.float32)
+                    from_pop = np.empty((len(block.user_idx), n), bool)
+                    fresh = np.flatnonzero(~carry)
+                    if len(fresh):
+                        sub = UserBlock(block.user_idx[fresh], block.user_ids[fresh], block.seen[fresh])
+                        ids[fresh], scores[fresh], from_pop[fresh] = recommend_block(
+                            model, sub, n, unavailable, popular, popular_scores
+                        )
+                    kept = np.flatnonzero(carry)
+                    if len(kept):
+                        ids[kept], scores[kept], from_pop[kept] = carried_block(
+                            block, kept, carried, n, popular, popular_scores
+                        )
+                    counts["users_recomputed"] += len(fresh)
+                    counts["users_carried"] += len(kept)
                     valid = ids >= 0
                     counts["users"] += len(block.user_idx)
                     counts["users_fallback_only"] += int((from_pop | ~valid).all(axis=1).sum())
@@ -214,6 +324,7 @@ def run(ctx: StepContext) -> dict:
                 "counts": counts,
                 "timings": timings,
                 "shard": list(ctx.shard),
+                "carried": carried.reason,
             }
         )
     log.info(

@@ -7,6 +7,10 @@ metrics come with the bar it has to clear. The served model then continues from 
 ``evaluation.refit_iterations`` passes over the whole window (a warm start), or, with ``refit_iterations: null``
 or evaluation off, is fit from scratch on the whole window.
 
+With ``incremental.enabled`` the model may instead continue from its parent's factors (the model behind the
+last publish), matched by id, and a drift guard refits fully when it strays (batch/incremental.py,
+docs/incremental.md); the metadata records the kind of fit, its reason and the chain.
+
 Outputs (dataset ``model``): ``model.npz`` (the model's own format), ``users.parquet`` and ``items.parquet``
 (the id maps the factors are indexed by), ``metrics.json``, ``metadata.json``.
 """
@@ -23,10 +27,10 @@ import numpy as np
 import pandas as pd
 
 import models
-from batch import datasets
+from batch import datasets, incremental
 from batch.context import StepContext
 from batch.datasets import INTERACTIONS, MODEL, to_csr
-from batch.evaluation import evaluate, holdout_split
+from batch.evaluation import evaluate, holdout_split, score
 from batch.graph import step
 from batch.metrics_store import numbers, timing_rows
 
@@ -56,11 +60,13 @@ def metric_rows(result: dict) -> list:
     rows += [
         (k, {"model": "popularity_baseline"}, v) for k, v in numbers(metrics.get("popularity_baseline") or {})
     ]
+    if result.get("incremental"):
+        rows.append(("fit_incremental", None, float(result["incremental"]["kind"] == "incremental")))
     return rows + timing_rows(result.get("timings"))
 
 
 def summarize(meta: dict) -> dict:
-    return {
+    out = {
         "model": {
             "version": meta.get("model_version"),
             "type": meta.get("model_type"),
@@ -68,6 +74,9 @@ def summarize(meta: dict) -> dict:
         },
         "metrics": meta.get("metrics", {}),
     }
+    if meta.get("incremental"):
+        out["incremental"] = meta["incremental"]
+    return out
 
 
 @step(
@@ -90,8 +99,88 @@ def run(ctx: StepContext) -> dict:
     n_users, n_items = users.num_rows, items.num_rows
     read_s = time.perf_counter() - started
 
-    metrics: dict = {}
     timings = {"read_s": round(read_s, 3)}
+    plan = incremental.plan_fit(ctx)
+    timings["plan_s"] = round(time.perf_counter() - started - read_s, 3)
+    user_ids = users.column("user_id").to_numpy(zero_copy_only=False)
+    item_ids = items.column("item_id").to_numpy(zero_copy_only=False)
+    drift: dict | None = None
+    if plan.incremental:
+        metrics, model, fit_mode, warm = fit_warm(ctx, plan, inter, user_ids, item_ids, timings)
+        drift = drift_guard(ctx, plan, metrics, model, inter, user_ids, item_ids, items)
+        drift["warm_start"] = warm
+        if drift["triggered"]:
+            message = (
+                f"drift guard: the warm-started model drifted from its parent {plan.parent.version} "
+                f"({'; '.join(drift['reasons'])}); refit fully in the same run"
+            )
+            log.warning("incremental: drift guard refit", extra={"reasons": drift["reasons"]})
+            plan = incremental.full(message, plan.parent_ref, warnings=[*plan.warnings, message])
+    if not plan.incremental:
+        metrics, model, fit_mode = fit_full(ctx, inter, n_users, n_items, timings)
+    timings["total_s"] = round(time.perf_counter() - started, 3)
+
+    model_version = f"{cfg.name}-{ctx.session_date:%Y%m%d}-{ctx.run_id}"
+    meta = {
+        "model_version": model_version,
+        "fit_mode": fit_mode,
+        "incremental": {
+            **incremental.chain_record(
+                plan, ctx.session_date, model_version, plan.parent.metadata if plan.parent else None
+            ),
+            **({"drift_guard": drift} if drift is not None else {}),
+        },
+        "model_type": cfg.model.type,
+        "params": model.params,
+        "seed": cfg.model.seed,
+        "data_fingerprint": data_fingerprint(inter),
+        "source_run_id": src.run_id,
+        "n_users": n_users,
+        "n_items": n_items,
+        "n_interactions": int((inter["weight"] > 0).sum()),
+        "library_versions": library_versions(),
+        "timings": timings,
+    }
+    with ctx.store.writer(cfg.name, MODEL, ctx.session_date, run_id=ctx.run_id) as w:
+        with w.open("model.npz") as f:
+            model.save(f)
+        w.write_parquet("users.parquet", users)
+        w.write_parquet("items.parquet", items)
+        w.write_json("metrics.json", metrics)
+        w.write_json("metadata.json", meta)
+        w.metadata.update(
+            {
+                "run": ctx.run_record(),
+                "model_version": model_version,
+                "metrics": metrics,
+                "timings": timings,
+                "params": model.params,
+                "model_type": cfg.model.type,
+                "incremental": meta["incremental"],
+            }
+        )
+    log.info(
+        "train done",
+        extra={
+            "pipeline": cfg.name,
+            "dt": str(ctx.session_date),
+            "model_version": model_version,
+            **{f"timing_{k}": v for k, v in timings.items()},
+        },
+    )
+    return {
+        "model_version": model_version,
+        "metrics": metrics,
+        "timings": timings,
+        "incremental": {"kind": plan.kind, "reason": plan.reason},
+    }
+
+
+def fit_full(ctx: StepContext, inter: pd.DataFrame, n_users: int, n_items: int, timings: dict):
+    """(metrics, served model, fit mode): offline evaluation of a fresh fit, then the served model."""
+    cfg = ctx.pipeline
+    metrics: dict = {}
+    evaluated = None
     if cfg.evaluation.enabled:
         t = time.perf_counter()
         train_m, relevant = holdout_split(inter, n_users, n_items)
@@ -122,47 +211,96 @@ def run(ctx: StepContext) -> dict:
         model = models.create_model(cfg.model.type, seed=cfg.model.seed, **cfg.model.params)
         model.fit(full, show_progress=ctx.show_progress)
     timings["fit_s"] = round(time.perf_counter() - t, 3)
-    timings["total_s"] = round(time.perf_counter() - started, 3)
+    return metrics, model, fit_mode
 
-    model_version = f"{cfg.name}-{ctx.session_date:%Y%m%d}-{ctx.run_id}"
-    meta = {
-        "model_version": model_version,
-        "fit_mode": fit_mode,
-        "model_type": cfg.model.type,
-        "params": model.params,
-        "seed": cfg.model.seed,
-        "data_fingerprint": data_fingerprint(inter),
-        "source_run_id": src.run_id,
-        "n_users": n_users,
-        "n_items": n_items,
-        "n_interactions": int(full.nnz),
-        "library_versions": library_versions(),
-        "timings": timings,
-    }
-    with ctx.store.writer(cfg.name, MODEL, ctx.session_date, run_id=ctx.run_id) as w:
-        with w.open("model.npz") as f:
-            model.save(f)
-        w.write_parquet("users.parquet", users)
-        w.write_parquet("items.parquet", items)
-        w.write_json("metrics.json", metrics)
-        w.write_json("metadata.json", meta)
-        w.metadata.update(
-            {
-                "run": ctx.run_record(),
-                "model_version": model_version,
-                "metrics": metrics,
-                "timings": timings,
-                "params": model.params,
-                "model_type": cfg.model.type,
-            }
-        )
-    log.info(
-        "train done",
-        extra={
-            "pipeline": cfg.name,
-            "dt": str(ctx.session_date),
-            "model_version": model_version,
-            **{f"timing_{k}": v for k, v in timings.items()},
-        },
+
+def fit_warm(
+    ctx: StepContext,
+    plan: incremental.FitPlan,
+    inter: pd.DataFrame,
+    user_ids: np.ndarray,
+    item_ids: np.ndarray,
+    timings: dict,
+):
+    """(metrics, served model, fit mode, warm-start counts) of an incremental run: the parent's factors matched
+    by id, ``incremental.iterations`` passes over the window minus the holdout (evaluated, as a full run is), then
+    as many over the whole window (served)."""
+    cfg = ctx.pipeline
+    iterations = cfg.incremental.iterations
+    n_users, n_items = len(user_ids), len(item_ids)
+    metrics: dict = {}
+    t = time.perf_counter()
+    model = models.create_model(cfg.model.type, seed=cfg.model.seed, **cfg.model.params)
+    warm = model.start_from(
+        plan.parent.model,
+        parent_user_ids=plan.parent.user_ids,
+        parent_item_ids=plan.parent.item_ids,
+        user_ids=user_ids,
+        item_ids=item_ids,
     )
-    return {"model_version": model_version, "metrics": metrics, "timings": timings}
+    if cfg.evaluation.enabled:
+        train_m, relevant = holdout_split(inter, n_users, n_items)
+        ks = cfg.evaluation.ks
+        model.fit_more(train_m, iterations=iterations, show_progress=ctx.show_progress)
+        metrics["model"] = score(model, train_m, relevant, ks)
+        metrics["popularity_baseline"], _ = evaluate("popularity", {}, cfg.model.seed, train_m, relevant, ks)
+        metrics["holdout"] = {"days": cfg.evaluation.holdout_days, "relevant_pairs": int(relevant.nnz)}
+        timings["evaluate_s"] = round(time.perf_counter() - t, 3)
+    t = time.perf_counter()
+    model.fit_more(
+        to_csr(inter, "weight", n_users, n_items), iterations=iterations, show_progress=ctx.show_progress
+    )
+    timings["fit_s"] = round(time.perf_counter() - t, 3)
+    return (
+        metrics,
+        model,
+        f"warm start from parent {plan.parent.version} by id, {iterations} iterations",
+        warm,
+    )
+
+
+def drift_guard(
+    ctx: StepContext,
+    plan: incremental.FitPlan,
+    metrics: dict,
+    model: models.Recommender,
+    inter: pd.DataFrame,
+    user_ids: np.ndarray,
+    item_ids: np.ndarray,
+    items,
+) -> dict:
+    """Did the warm-started model drift from its parent? (offline metric beyond the model gate's tolerance,
+    overlap@k below ``incremental.drift.min_overlap``)"""
+    cfg = ctx.pipeline
+    guard = cfg.incremental.drift
+    out: dict = {"enabled": guard.enabled, "triggered": False, "reasons": []}
+    if not guard.enabled:
+        return out
+    gate_metric = cfg.checks.model.metric
+    if cfg.evaluation.enabled and gate_metric.enabled:
+        m = incremental.metric_drift(metrics, plan.parent.record.get("metrics") or {}, gate_metric)
+        out["metric"] = m
+        if m["status"] == "drop":
+            out["reasons"].append(
+                f"{m['metric']} ({m['compare']}) {m['value']:.4f} below {m['floor']:.4f} "
+                f"(parent {m['parent']:.4f}, tolerance {gate_metric.max_relative_drop:g})"
+            )
+    available = items.column("available").to_numpy(zero_copy_only=False)
+    overlap, n = incremental.overlap_with_parent(
+        model,
+        plan.parent,
+        user_ids,
+        item_ids,
+        to_csr(inter, "weight", len(user_ids), len(item_ids)),
+        np.flatnonzero(~available).astype(np.int32),
+        k=guard.k,
+        sample_users=guard.sample_users,
+        seed=cfg.model.seed,
+    )
+    out["overlap"] = {"mean": overlap, "users": n, "k": guard.k, "floor": guard.min_overlap}
+    if overlap is not None and n >= guard.min_users and overlap < guard.min_overlap:
+        out["reasons"].append(
+            f"mean overlap@{guard.k} with the parent {overlap:.3f} < floor {guard.min_overlap:g}"
+        )
+    out["triggered"] = bool(out["reasons"])
+    return out

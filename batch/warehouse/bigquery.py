@@ -75,6 +75,7 @@ class BigQueryWarehouse(Warehouse):
         self.dataset = dataset
         self.location = location
         self.client = client or bigquery.Client(project=project, location=location)
+        self.bytes_processed = 0
 
     def _qualified(self, table: str) -> str:
         parts = check_table_name(table).split(".")
@@ -94,7 +95,10 @@ class BigQueryWarehouse(Warehouse):
 
         config = bigquery.QueryJobConfig(query_parameters=query_parameters(params or {}))
         job = self.client.query(self.render(sql, tables or {}), job_config=config, location=self.location)
-        return job.result().to_arrow()
+        result = job.result().to_arrow()
+        # bytes billed by the queries of this connection (the aggregate step reports them)
+        self.bytes_processed += int(getattr(job, "total_bytes_processed", None) or 0)
+        return result
 
     def table_exists(self, table: str) -> bool:
         from google.api_core.exceptions import NotFound
