@@ -25,9 +25,8 @@ from datetime import date, timedelta
 
 import numpy as np
 
+from batch.checks.expected import MAD_SCALE, Expected
 from batch.metrics_store import series
-
-MAD_SCALE = 1.4826
 
 
 @dataclass
@@ -41,17 +40,6 @@ class Anomaly:
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-@dataclass
-class Expected:
-    low: float | None
-    high: float | None
-    center: float | None
-    detector: str
-
-    def contains(self, value: float) -> bool:
-        return (self.low is None or value >= self.low) and (self.high is None or value <= self.high)
 
 
 def _mad(x: np.ndarray) -> float:

@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import norm
 
-from batch.checks.anomaly import MAD_SCALE, Expected
+from batch.checks.expected import MAD_SCALE, Expected
 
 DETECTOR = "forecast (ETS trend + weekly season)"
 SEASON = 7
