@@ -44,7 +44,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from batch.errors import InputDataError
+from batch.errors import ConfigError, InputDataError
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +80,19 @@ class SyntheticSpec:
     dirty_share: float = 0.002
     items_per_creator: float = 8.0  # mean; the number of items per creator follows a power law
     creator_focus: float = 0.9  # share of an item's creator drawn from the creators of the item's cluster
+
+    def __post_init__(self) -> None:
+        """Sizes the generator can honour; errors name the `reco data generate` option."""
+        if self.users < 1:
+            raise ConfigError(f"--users {self.users}: needs at least 1 user")
+        if self.items < self.clusters:
+            raise ConfigError(
+                f"--items {self.items}: needs at least {self.clusters} items (one per taste cluster)"
+            )
+        if self.days < 1:
+            raise ConfigError(f"--days {self.days}: needs at least 1 day")
+        if not self.events_per_user > 0:
+            raise ConfigError(f"--events-per-user {self.events_per_user}: must be > 0")
 
 
 def generate(spec: SyntheticSpec) -> tuple[pa.Table, pa.Table]:

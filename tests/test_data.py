@@ -86,3 +86,15 @@ def test_reads_the_movielens_sample(movielens_dir):
     events = read_movielens(str(movielens_dir / "ratings.csv"))
     assert events.num_rows == 100836
     assert set(events.column("event_type").to_pylist()) == {"view", "like", "bookmark"}
+
+
+@pytest.mark.parametrize(
+    "kwargs, option",
+    [({"items": 10}, "--items 10"), ({"users": 0}, "--users 0"), ({"days": 0}, "--days 0")],
+)
+def test_impossible_generator_sizes_name_the_option(kwargs, option):
+    from batch.data import SyntheticSpec
+    from batch.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=option):
+        SyntheticSpec(**kwargs)

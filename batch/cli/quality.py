@@ -15,7 +15,7 @@ from datetime import date, timedelta
 
 from batch import metrics_store as ms
 from batch.config import ENVIRONMENTS, load_environment, load_pipeline, parse_date
-from batch.errors import ConfigError
+from batch.errors import ConfigError, InputDataError
 from batch.report import write_report
 from batch.storage import ArtifactStore
 
@@ -74,8 +74,10 @@ def cmd_show_published(args) -> int:
     store = ArtifactStore(env.resolved_artifact_root())
     latest = store.latest(pipeline.name)
     if latest is None:
-        print(f"{pipeline.name}: nothing published yet under {store.root_url}", file=sys.stderr)
-        return 1
+        raise InputDataError(
+            f"{pipeline.name}: nothing published yet under {store.root_url}",
+            hint=f"reco run --pipeline {pipeline.name} --date YYYY-MM-DD --env {env.name}",
+        )
     model = store.promoted_model(pipeline.name)
     if args.json:
         print(

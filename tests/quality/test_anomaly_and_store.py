@@ -196,5 +196,6 @@ def test_report_is_self_contained_and_cli(small_data, make_ctx, run_pipeline, ca
 def test_show_published_before_anything_is_published(reco_home, capsys):
     from batch.cli import main
 
-    assert main(["show", "published", "--pipeline", "demo"]) == 1
-    assert "nothing published yet" in capsys.readouterr().err
+    assert main(["show", "published", "--pipeline", "demo"]) == 65  # bad input with the next command, not 1
+    err = capsys.readouterr().err
+    assert "nothing published yet" in err and "reco run --pipeline demo" in err
