@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from k8s_helpers import OVERLAYS, PROJECT_ROOT, named
+from k8s_helpers import OVERLAYS, PROJECT_ROOT, by_kind, named
 
 from batch.cli import build_parser
 
@@ -62,19 +62,17 @@ def test_the_dashboard_mounts_every_pipeline_config(rendered):
     pipelines = sorted(p.name for p in (PROJECT_ROOT / "config/pipelines").glob("*.yaml"))
     for env in OVERLAYS:
         d = dashboard(rendered[env])
-        for name in pipelines:
-            assert (
-                d["config"]["data"][f"pipeline.{name}"]
-                == (PROJECT_ROOT / "config/pipelines" / name).read_text()
-            ), (
-                f"config/pipelines/{name} is missing from reco-dashboard-config in k8s/base/dashboard/kustomization.yaml"
-            )
-        volume = next(
-            v for v in d["deployment"]["spec"]["template"]["spec"]["volumes"] if v["name"] == "config"
+        pipelines_map = named(
+            [m for m in by_kind(rendered[env], "ConfigMap") if m["metadata"].get("namespace") == "digdag"],
+            "ConfigMap",
+            "reco-dashboard-pipelines",
         )
-        assert volume["configMap"]["name"] == d["config"]["metadata"]["name"]
-        items = {i["key"]: i["path"] for i in volume["configMap"]["items"]}
-        assert items == {
-            "environments.yaml": "environments.yaml",
-            **{f"pipeline.{n}": f"pipelines/{n}" for n in pipelines},
-        }
+        files = pipelines_map["data"]
+        for name in pipelines:
+            assert files.get(name) == (PROJECT_ROOT / "config/pipelines" / name).read_text(), (
+                f"config/pipelines/{name} is missing from reco-dashboard-pipelines in "
+                "k8s/base/dashboard/kustomization.yaml"
+            )
+        volumes = {v["name"]: v for v in d["deployment"]["spec"]["template"]["spec"]["volumes"]}
+        assert volumes["config"]["configMap"] == {"name": d["config"]["metadata"]["name"]}  # no items list
+        assert volumes["pipelines"]["configMap"] == {"name": pipelines_map["metadata"]["name"]}

@@ -48,7 +48,7 @@ def test_every_pod_is_locked_down(rendered, env):
         )
         checked += 1
     # a plain and a sharded Job template per class, the Digdag server and worker
-    assert checked == 2 * len(class_dirs()) + 2 + 1  # the step templates, the Digdag pods, the tune worker
+    assert checked == 2 * len(class_dirs()) + 2 + 1 + 1  # step templates, Digdag pods, tune worker, dashboard
 
 
 @pytest.mark.parametrize("env", OVERLAYS)
