@@ -81,7 +81,7 @@ def _model_partition(ctx: StepContext, record: dict) -> Committed:
     """The parent's files, checked against its commit marker when the marker still names the published run (a
     rerun of that date may have moved it on: the published run directory is kept, read it as recorded)."""
     dt = date.fromisoformat(record["dt"])
-    run_dir = record["run_dir"]
+    run_dir = ctx.store.resolve(record["run_dir"])  # records hold paths relative to the artifact root
     try:
         c = ctx.store.committed(ctx.name, MODEL, dt, step="train")
         if c.run_dir.rstrip("/") == run_dir.rstrip("/"):

@@ -504,9 +504,10 @@ class DashboardData:
         previous = self.store.previous_publish(name, dt) if current else None
 
         def sample(rec) -> np.ndarray:
-            url = (rec.get("files") or {}).get("recommendations.parquet") if rec else None
-            if not url:
+            path = (rec.get("files") or {}).get("recommendations.parquet") if rec else None
+            if not path:
                 return np.array([])
+            url = self.store.display(self.store.resolve(path))  # records hold paths relative to the root
             con = self._duckdb()
             try:
                 rows = con.execute(

@@ -24,7 +24,6 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-import fsspec
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -176,8 +175,7 @@ def parent_lists(
     if "user_changes.parquet" not in inter.src.marker.get("files", {}) or not path:
         return Carried({}, "every user recomputed: no record of which users changed")
     parent_run = posixpath.basename(model_ref["run_dir"].rstrip("/")).removeprefix("run=")
-    fs, p = (ctx.store.fs, path) if "://" not in path else fsspec.core.url_to_fs(path)
-    with fs.open(p, "rb") as f:
+    with ctx.store.fs.open(ctx.store.resolve(path), "rb") as f:
         prev = pq.read_table(f, columns=["user_id", "item_id", "rank", "score", "source"]).to_pandas()
     prev = prev[ctx.mine(prev["user_id"].to_numpy())]
     changes = inter.src.read_parquet("user_changes.parquet").to_pandas()

@@ -164,7 +164,7 @@ def test_a_refused_model_restarts_the_chain(two_days, make_ctx):
 def test_a_missing_or_corrupt_parent_is_a_full_fit_with_a_warning(two_days, make_ctx):
     ctx = make_ctx(D + timedelta(days=1), INC)
     parent = ctx.store.promoted_model("demo")
-    path = os.path.join(parent["run_dir"], "model.npz")
+    path = os.path.join(ctx.store.resolve(parent["run_dir"]), "model.npz")
     with open(path, "r+b") as f:
         f.write(b"garbage")
     plan = incremental.plan_fit(ctx)
