@@ -25,7 +25,6 @@ from datetime import date, timedelta
 
 import numpy as np
 import pandas as pd
-from scipy.stats import norm
 
 from batch.checks.expected import MAD_SCALE, Expected
 
@@ -141,6 +140,8 @@ def band(
     # the scale of one-step errors, robust to the anomalies the chart is meant to show
     errors = cleaned - fitted
     sd = MAD_SCALE * float(np.median(np.abs(errors - np.median(errors))))
+    from scipy.stats import norm  # ~0.6 s to import: only where a band is drawn
+
     z = float(norm.ppf(0.5 + interval / 2))
     out = {}
     known = {d for d, _ in pts}

@@ -14,6 +14,7 @@ from typing import Any
 from batch.config import EnvironmentConfig
 from batch.errors import ConfigError
 from batch.runners import manifests
+from batch.runners.gke import GkeRunner
 
 TEMPLATE = "reco-tune-worker"
 
@@ -53,6 +54,4 @@ def build_worker_job(
 
 
 def run_workers(env: EnvironmentConfig, job: dict[str, Any]) -> None:
-    from batch.runners.gke import GkeRunner  # loads the Kubernetes client: only where it is used
-
     GkeRunner(env).run_job(job)
