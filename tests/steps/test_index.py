@@ -161,3 +161,14 @@ def test_the_pipeline_publishes_with_ann_candidates(small_data, make_ctx, run_pi
     assert results["publish"]["published"]
     latest = make_ctx().store.latest("demo")
     assert latest["dt"] == SESSION.isoformat()
+
+
+def test_submitting_the_index_for_an_exact_pipeline_starts_no_job(reco_home, capsys, monkeypatch):
+    from batch.cli import main, submit
+
+    def no_runner(env):
+        raise AssertionError("a runner was asked to run a step the pipeline does not use")
+
+    monkeypatch.setattr(submit, "get_runner", no_runner)
+    assert main(["submit", "index", "--pipeline", "demo", "--date", SESSION.isoformat(), "--env", "local"]) == 0
+    assert "skipped: not enabled for pipeline demo" in capsys.readouterr().err
