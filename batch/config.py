@@ -35,8 +35,8 @@ from pydantic import (
 )
 
 import models  # the zoo validates its own parameters
-from models.ann import AnnParams
 from batch.errors import ConfigError
+from models.ann import AnnParams
 
 ENVIRONMENTS = ("local", "dev", "staging", "prod")
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -212,7 +212,9 @@ class CandidatesConfig(_Strict):
     # user candidates: exact scoring, an ANN index (the index step builds it, the index check gates it), or auto:
     # batch/capacity.choose_method decides per run from the model's size (recorded in the index step's summary)
     method: Literal["exact", "ann", "auto"] = "exact"
-    ann: dict[str, Any] = Field(default_factory=dict)  # models.ann.AnnParams fields; seed defaults to model.seed
+    ann: dict[str, Any] = Field(
+        default_factory=dict
+    )  # models.ann.AnnParams fields; seed defaults to model.seed
 
     @field_validator("ann")
     @classmethod

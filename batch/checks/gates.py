@@ -76,7 +76,9 @@ def index_check(ctx: StepContext, result: dict) -> GateOutcome:
     built = datasets.index(ctx)
     if built.method != "ann":
         reason = built.src.metadata.get("reason", "")
-        skipped = CheckResult("index_recall", "skipped", None, "-", f"no index: candidates are exact ({reason})")
+        skipped = CheckResult(
+            "index_recall", "skipped", None, "-", f"no index: candidates are exact ({reason})"
+        )
         return GateOutcome([skipped], {"method": built.method}, source_run_id=built.src.run_id)
     model_art = datasets.model(ctx)
     built.check_made_from(ctx, model_art.version)

@@ -122,6 +122,12 @@ def run(ctx: StepContext) -> dict:
         w.metadata.update({**meta, "counts": counts, "timings": timings})
     log.info(
         "index done",
-        extra={"pipeline": ctx.name, "dt": str(ctx.session_date), "method": method, "reason": reason, **counts},
+        extra={
+            "pipeline": ctx.name,
+            "dt": str(ctx.session_date),
+            "method": method,
+            "reason": reason,
+            **counts,
+        },
     )
     return {"method": method, "reason": reason, "counts": counts, "stats": stats, "timings": timings}

@@ -170,5 +170,7 @@ def test_submitting_the_index_for_an_exact_pipeline_starts_no_job(reco_home, cap
         raise AssertionError("a runner was asked to run a step the pipeline does not use")
 
     monkeypatch.setattr(submit, "get_runner", no_runner)
-    assert main(["submit", "index", "--pipeline", "demo", "--date", SESSION.isoformat(), "--env", "local"]) == 0
+    assert (
+        main(["submit", "index", "--pipeline", "demo", "--date", SESSION.isoformat(), "--env", "local"]) == 0
+    )
     assert "skipped: not enabled for pipeline demo" in capsys.readouterr().err
