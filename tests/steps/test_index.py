@@ -174,3 +174,27 @@ def test_submitting_the_index_for_an_exact_pipeline_starts_no_job(reco_home, cap
         main(["submit", "index", "--pipeline", "demo", "--date", SESSION.isoformat(), "--env", "local"]) == 0
     )
     assert "skipped: not enabled for pipeline demo" in capsys.readouterr().err
+
+
+def test_the_workflow_runs_the_index_before_the_candidates_of_an_ann_pipeline(tmp_path, monkeypatch):
+    import shutil
+
+    from batch.cli import build_parser
+    from batch.config import PROJECT_ROOT, config_dir
+    from batch.digdag.check import check_paths
+
+    conf = tmp_path / "config"
+    shutil.copytree(config_dir(), conf)
+    demo = conf / "pipelines" / "demo.yaml"
+    demo.write_text(demo.read_text().replace("  shard_count: 2\n", "  shard_count: 2\n  method: ann\n", 1))
+    monkeypatch.setenv("RECO_CONFIG_DIR", str(conf))
+    project = tmp_path / "digdag"
+    shutil.copytree(PROJECT_ROOT / "digdag", project)
+    assert not check_paths([project / "demo.dig"], parser=build_parser()).problems
+    # the index task moved after the candidates: named
+    daily = project / "tasks" / "daily.dig"
+    text = daily.read_text()
+    block = text[text.index("+index:") : text.index("# user candidates")]
+    daily.write_text(text.replace(block, "").replace("+export:", block + "+export:"))
+    problems = [str(p) for p in check_paths([project / "demo.dig"], parser=build_parser()).problems]
+    assert any("step 'candidates' runs before or alongside step 'index'" in p for p in problems), problems
