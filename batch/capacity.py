@@ -68,6 +68,16 @@ RESOURCE_CLASSES: dict[str, ResourceClass] = {
         gpu_memory_bytes=24 * GIB,
     ),
 }
+# The Job templates' class names (k8s/base/batch/classes) that are another name for one of the classes above.
+CLASS_ALIASES = {"compute": "sharded"}  # 4 cores, 8 GiB: the sharded steps' class
+
+
+def capacity_class(name: str) -> str:
+    """The class of RESOURCE_CLASSES a step's declared resource class costs as (unknown ones: 'sharded')."""
+    name = CLASS_ALIASES.get(name, name)
+    return name if name in RESOURCE_CLASSES else "sharded"
+
+
 # The largest general-purpose machine a highmem pool can be switched to before a step must be split (published).
 LARGEST_NODE = ResourceClass("largest", 96, 736 * GIB, "batch-highmem", "n2-highmem-96", 96, 768 * GIB)
 

@@ -36,6 +36,7 @@ from pydantic import (
 
 import models  # the zoo validates its own parameters
 from batch.errors import ConfigError
+from models.ann import AnnParams
 
 ENVIRONMENTS = ("local", "dev", "staging", "prod")
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -208,6 +209,18 @@ class CandidatesConfig(_Strict):
     related_n: int = Field(20, ge=1, le=1000)
     batch_size: int = Field(2048, ge=1, le=1_000_000)
     shard_count: int = Field(1, ge=1, le=10_000)
+    # user candidates: exact scoring, an ANN index (the index step builds it, the index check gates it), or auto:
+    # batch/capacity.choose_method decides per run from the model's size (recorded in the index step's summary)
+    method: Literal["exact", "ann", "auto"] = "exact"
+    ann: dict[str, Any] = Field(
+        default_factory=dict
+    )  # models.ann.AnnParams fields; seed defaults to model.seed
+
+    @field_validator("ann")
+    @classmethod
+    def _ann(cls, v: dict[str, Any]) -> dict[str, Any]:
+        AnnParams.from_dict(v)  # unknown or out-of-range fields are errors now, not at the index step
+        return v
 
 
 class ExportConfig(_Strict):
@@ -341,8 +354,15 @@ class AnomalyConfig(_Strict):
     forecast: ForecastConfig = Field(default_factory=ForecastConfig)
 
 
+class IndexCheckConfig(_Strict):
+    # recall@N (N = candidates.n) of the ANN index against exact scoring on a seeded sample of users
+    sample_users: int = Field(2000, ge=1)
+    min_recall: float = Field(0.95, ge=0, le=1)
+
+
 class ChecksConfig(_Strict):
     publish: PublishCheckConfig = Field(default_factory=PublishCheckConfig)
+    index: IndexCheckConfig = Field(default_factory=IndexCheckConfig)
     data: DataChecksConfig = Field(default_factory=DataChecksConfig)
     model: ModelGateConfig = Field(default_factory=ModelGateConfig)
     anomaly: AnomalyConfig = Field(default_factory=AnomalyConfig)

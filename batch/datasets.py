@@ -18,12 +18,15 @@ from batch.context import StepContext
 from batch.errors import ArtifactError, CorruptArtifactError
 from batch.graph import GRAPH
 from batch.storage import Committed
+from models.ann import AnnIndex, load_index
 
 # The datasets of the standard graph (a step may write others: the graph only needs the names to match).
 INTERACTIONS = "interactions"
 MODEL = "model"
 CANDIDATES = "candidates"
 RELATED = "related"
+INDEX = "index"
+INDEX_FILE = "index.npz"  # models.ann's own format: the serialised faiss index, the item map, the parameters
 EXPORT = "export"
 # Written by aggregate beside its output when incremental runs are on: one partition per *event day*
 # (dt=<day>), reused by every later session date whose window holds that day (batch/partials.py).
@@ -159,12 +162,51 @@ class Model:
         }
 
 
+@dataclass
+class Index:
+    """The index step's output: the method the candidates step uses (``exact`` or ``ann``, with the reason) and,
+    for ``ann``, ``index.npz`` built from one model version."""
+
+    src: Committed
+
+    @property
+    def method(self) -> str:
+        return self.src.metadata.get("method", "exact")
+
+    @property
+    def model_version(self) -> str | None:
+        return self.src.metadata.get("model_version")
+
+    def check_made_from(self, ctx: StepContext, model_version: str) -> None:
+        """An index built from another model than the committed one must not be searched with its factors."""
+        if self.model_version != model_version:
+            raise ArtifactError(
+                f"the index was built from model {self.model_version}, but the committed model is {model_version}",
+                path=self.src.url,
+                step=self.src.step,
+                rerun=rerun_command(ctx, self.src.step),
+            )
+
+    def load(self) -> AnnIndex:
+        try:
+            with self.src.open(INDEX_FILE) as f:
+                return load_index(f)
+        except (ValueError, KeyError, OSError, EOFError, RuntimeError) as e:
+            raise CorruptArtifactError(
+                f"cannot load the ANN index ({e})", path=self.src.path(INDEX_FILE), step=self.src.step
+            ) from None
+
+
 def interactions(ctx: StepContext) -> Interactions:
     return Interactions(committed(ctx, INTERACTIONS))
 
 
 def model(ctx: StepContext) -> Model:
     return Model(committed(ctx, MODEL))
+
+
+def index(ctx: StepContext) -> Index:
+    return Index(committed(ctx, INDEX))
 
 
 def shards(ctx: StepContext, dataset: str, model_version: str) -> list[Committed]:

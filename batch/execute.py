@@ -80,6 +80,10 @@ def write_report(ctx: StepContext) -> str | None:
 def refuse_stopped_inputs(spec: StepSpec, ctx: StepContext) -> None:
     """A blocking gate must have judged the committed output of each upstream step, and passed it."""
     for upstream in GRAPH.upstream(spec.name):
+        if not upstream.is_enabled(ctx.pipeline):
+            # e.g. the index with candidates.method exact: a failed index of an earlier ann run of the same date
+            # must not refuse the exact candidates, which never read it
+            continue
         for gate in GRAPH.gates_on(upstream.name):
             if not gate.blocking:
                 continue

@@ -146,10 +146,15 @@ class Graph:
             raise ValueError(f"the pipeline graph has a cycle: {' -> '.join(e.args[1])}") from None
         order: list[str] = []
         rank = {n: i for i, n in enumerate(names)}
+        ready: set[str] = set()
         while sorter.is_active():
-            ready = sorted(sorter.get_ready(), key=rank.__getitem__)
-            order.extend(ready)
-            sorter.done(*ready)
+            # one at a time, the earliest registered of those ready: a step that waits for an extra input (the
+            # candidates for the index) keeps its place before later-registered steps (related)
+            ready.update(sorter.get_ready())
+            first = min(ready, key=rank.__getitem__)
+            ready.remove(first)
+            order.append(first)
+            sorter.done(first)
         return [self._steps[n] for n in order]
 
     def names(self) -> list[str]:

@@ -1,7 +1,7 @@
 """The gates of the standard graph: which step's output each guards, and how it gets what it judges.
 
 Each gate reads the guarded output through batch.datasets (never through the step's module) and hands it to the
-pure checks of its module (data.py, model_gate.py, publish.py); batch.execute commits the verdict, records the
+pure checks of its module (data.py, model_gate.py, ann.py, publish.py); batch.execute commits the verdict, records the
 figures, alerts and, for a blocking gate that failed, stops the batch and refuses the output to later steps.
 Importing this module registers the gates.
 """
@@ -13,7 +13,8 @@ from datetime import timedelta
 import numpy as np
 
 from batch import datasets, metrics_store
-from batch.checks import data, model_gate, publish
+from batch.checks import ann, data, model_gate, publish
+from batch.checks.data import CheckResult
 from batch.context import StepContext
 from batch.datasets import to_csr
 from batch.graph import GateOutcome, gate
@@ -71,6 +72,39 @@ def model_checks(ctx: StepContext, result: dict) -> GateOutcome:
         for message in (model.metadata.get("incremental") or {}).get("warnings", [])
     ]
     return GateOutcome(results, {"model_version": cand.model_version, **info}, source_run_id=model.src.run_id)
+
+
+@gate(name="index check", guards="index", dataset="quality_index", file="index_check.json", blocking=True)
+def index_check(ctx: StepContext, result: dict) -> GateOutcome:
+    """Does the ANN index answer like exact scoring (recall@N on a seeded user sample), and is it complete?"""
+    cfg = ctx.pipeline
+    built = datasets.index(ctx)
+    if built.method != "ann":
+        reason = built.src.metadata.get("reason", "")
+        skipped = CheckResult(
+            "index_recall", "skipped", None, "-", f"no index: candidates are exact ({reason})"
+        )
+        return GateOutcome([skipped], {"method": built.method}, source_run_id=built.src.run_id)
+    model_art = datasets.model(ctx)
+    built.check_made_from(ctx, model_art.version)
+    model = model_art.load()
+    items = model_art.items(columns=["item_idx", "available"])
+    available = np.zeros(model.n_items, dtype=bool)
+    available[items.loc[items["available"], "item_idx"].to_numpy()] = True
+    results, figures = ann.validate_index(
+        built.load(),
+        model.user_factors,
+        model.item_factors,
+        available,
+        cfg.candidates.n,
+        sample=cfg.checks.index.sample_users,
+        seed=cfg.model.seed,
+        min_recall=cfg.checks.index.min_recall,
+    )
+    rows = [(k, None, float(v)) for k, v in figures.items() if isinstance(v, int | float) and k != "seed"]
+    return GateOutcome(
+        results, {"method": "ann", "figures": figures}, metrics=rows, source_run_id=built.src.run_id
+    )
 
 
 @gate(name="publish check", guards="export", dataset="quality_publish", file="publish_check.json")

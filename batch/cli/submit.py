@@ -10,6 +10,7 @@ are retried ``--retries`` times; 2, 3 and 65 never are (batch/runners/retry.py, 
 
 from __future__ import annotations
 
+import sys
 from datetime import UTC, datetime
 
 from batch.cli.common import add_pipeline_args, load_checked_pipeline, step_name
@@ -75,6 +76,11 @@ def step_run_from_args(args) -> StepRun:
 def cmd_submit(args) -> int:
     if args.retries < 0:
         raise ConfigError(f"--retries must be >= 0, got {args.retries}")
+    pipeline = load_checked_pipeline(args.pipeline, args.env, parse_set_options(args.overrides))
+    if not GRAPH.step(args.name).is_enabled(pipeline):
+        # the shared workflow names every step; one this pipeline does not use must not start a pod (or a node)
+        print(f"step {args.name} skipped: not enabled for pipeline {pipeline.name} (no Job)", file=sys.stderr)
+        return 0
     run = step_run_from_args(args)
     interval = args.retry_interval if args.retry_interval is not None else RetryPolicy.default_interval_s()
     policy = RetryPolicy(retries=args.retries, interval_s=max(0.0, interval))

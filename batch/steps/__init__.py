@@ -6,6 +6,14 @@ Importing this package registers every step; the graph orders them by what they 
 """
 
 from batch.graph import GRAPH
-from batch.steps import aggregate, candidates, export, publish, related, train  # noqa: F401  (registration)
+from batch.steps import (  # noqa: F401  (registration)
+    aggregate,
+    candidates,
+    export,
+    index,
+    publish,
+    related,
+    train,
+)
 
 __all__ = ["GRAPH"]

@@ -1,4 +1,7 @@
-"""candidates: the model -> exact top-N per user (candidate sources "personal", with the "popular" fallback).
+"""candidates: the model -> top-N per user (candidate sources "personal", with the "popular" fallback).
+
+Scored exactly, or through the ANN index (dataset ``index``) when ``candidates.method`` is ``ann``, or ``auto`` and
+the index step chose ann: the same output either way, the index only decides which items get scored.
 
 Users are split into shards by a stable hash of their id (StepContext.mine), so that N shard processes
 (an Indexed Job's pods) together cover every user exactly once, whatever machine runs them. Users stream
@@ -33,9 +36,10 @@ import scipy.sparse as sp
 import models
 from batch import datasets
 from batch.context import StepContext
-from batch.datasets import CANDIDATES, INTERACTIONS, MODEL
+from batch.datasets import CANDIDATES, INDEX, INTERACTIONS, MODEL
 from batch.graph import Export, step
 from batch.progress import progress
+from models.ann import AnnIndex
 
 log = logging.getLogger(__name__)
 
@@ -122,13 +126,25 @@ def recommend_block(
     unavailable: np.ndarray,
     popular: np.ndarray,
     popular_scores: np.ndarray,
+    ann: AnnIndex | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(ids, scores, from_popular) for one block of users: model where there is history, fallback elsewhere."""
+    """(ids, scores, from_popular) for one block of users: model where there is history, fallback elsewhere.
+
+    With ``ann`` the model's user factors query the index (same scores: inner products of the same factors),
+    seen items excluded, unavailable ones filtered; without it the model scores every item exactly."""
     ids = np.full((len(block.user_idx), n), -1, np.int32)
     scores = np.full((len(block.user_idx), n), -np.inf, np.float32)
     has_history = np.diff(block.seen.indptr) > 0
     rows = np.flatnonzero(has_history)
-    if len(rows):
+    if len(rows) and ann is not None:
+        got_ids, got_scores = ann.search(
+            model.user_factors[block.user_idx[rows]],
+            n,
+            exclude=block.seen[rows],
+            filter_items=unavailable,
+        )
+        ids[rows], scores[rows] = got_ids, got_scores
+    elif len(rows):
         got_ids, got_scores = model.recommend(
             block.user_idx[rows],
             block.seen[rows],
@@ -229,7 +245,8 @@ def carried_block(
 
 @step(
     name="candidates",
-    reads=(MODEL, INTERACTIONS),
+    # the index is read only when candidates.method is not exact (the index step is disabled otherwise)
+    reads=(MODEL, INTERACTIONS, INDEX),
     writes=CANDIDATES,
     sharded=True,
     resources="compute",
@@ -250,6 +267,12 @@ def run(ctx: StepContext) -> dict:
     popular_scores = items.set_index("item_idx").loc[popular, "weight"].to_numpy(np.float32)
     n = cfg.candidates.n
     model_version = model_art.version
+    method, ann = "exact", None
+    if cfg.candidates.method != "exact":
+        index_art = datasets.index(ctx)
+        index_art.check_made_from(ctx, model_version)
+        method = index_art.method
+        ann = index_art.load() if method == "ann" else None
     counts = {"users": 0, "rows": 0, "users_fallback_only": 0, "rows_fallback": 0, "users_short": 0}
     counts.update({"users_recomputed": 0, "users_carried": 0})
     carried = parent_lists(ctx, model_art, inter, items) if cfg.incremental.enabled else Carried({}, "")
@@ -282,7 +305,7 @@ def run(ctx: StepContext) -> dict:
                     if len(fresh):
                         sub = UserBlock(block.user_idx[fresh], block.user_ids[fresh], block.seen[fresh])
                         ids[fresh], scores[fresh], from_pop[fresh] = recommend_block(
-                            model, sub, n, unavailable, popular, popular_scores
+                            model, sub, n, unavailable, popular, popular_scores, ann
                         )
                     kept = np.flatnonzero(carry)
                     if len(kept):
@@ -319,6 +342,7 @@ def run(ctx: StepContext) -> dict:
             {
                 "run": ctx.run_record(),
                 "model_version": model_version,
+                "method": method,
                 "counts": counts,
                 "timings": timings,
                 "shard": list(ctx.shard),
@@ -327,6 +351,12 @@ def run(ctx: StepContext) -> dict:
         )
     log.info(
         "candidates done",
-        extra={"pipeline": ctx.name, "dt": str(ctx.session_date), "shard": ctx.shard_index, **counts},
+        extra={
+            "pipeline": ctx.name,
+            "dt": str(ctx.session_date),
+            "shard": ctx.shard_index,
+            "method": method,
+            **counts,
+        },
     )
-    return {"counts": counts, "timings": timings}
+    return {"method": method, "counts": counts, "timings": timings}

@@ -37,8 +37,16 @@ def test_demo_workflow_shape():
     assert wf.root.export["pipeline"] == "demo"
     called = wf.root.children[0].children[0]
     steps = [c.name for c in called.children]
-    assert steps == ["+aggregate", "+train", "+candidates_and_related", "+export", "+publish", "+report"]
-    par = called.children[2]
+    assert steps == [
+        "+aggregate",
+        "+train",
+        "+index",
+        "+candidates_and_related",
+        "+export",
+        "+publish",
+        "+report",
+    ]
+    par = called.children[3]
     assert par.parallel and [c.name for c in par.children] == ["+candidates", "+related"]
     leaves = [t for t in wf.root.walk() if t.operator == "sh" and "reco submit" in t.command]
     # no Digdag retry on a step: reco submit retries only what can succeed again (batch/runners/retry.py)
