@@ -41,8 +41,8 @@ def test_a_killed_worker_trial_is_failed_and_retried_once(aggregated, postgres_u
     name = f"kill-{uuid.uuid4().hex[:8]}"
     # one slow point (many iterations, scored at each): the production trial takes seconds
     slow = [
-        "--set", "model.iterations=300",
-        "--set", "tuning.search_space={als: {iterations: {type: int, low: 300, high: 300}}}",
+        "--set", "model.iterations=3000",
+        "--set", "tuning.search_space={als: {iterations: {type: int, low: 3000, high: 3000}}}",
         "--set", "tuning.heartbeat_interval_s=1",
         "--set", "tuning.grace_period_s=2",
         "--set", "tuning.pruner.enabled=false",
@@ -61,9 +61,9 @@ def test_a_killed_worker_trial_is_failed_and_retried_once(aggregated, postgres_u
     while not study.get_trials(states=(TrialState.RUNNING,)):
         assert worker.poll() is None and time.time() < deadline, "the worker never started a trial"
         time.sleep(0.2)
-    time.sleep(0.5)
-    worker.send_signal(signal.SIGKILL)
+    worker.send_signal(signal.SIGKILL)  # at once: on an idle machine the trial takes only a few seconds
     worker.wait()
+    assert not study.get_trials(states=(TrialState.COMPLETE,)), "the trial finished before the kill"
     time.sleep(3)  # past the grace period: the trial's heartbeat is stale
 
     # a second worker fails the dead worker's trial, runs its retry, and stops at the budget
