@@ -566,20 +566,6 @@ class ArtifactStore:
         blob = json.dumps(record, indent=2, default=str).encode()
         write_bytes_atomic(self.fs, self.record_path(pipeline, kind, record["dt"]), blob)
 
-    def advance(self, pipeline: str, kind: Pointer, record: dict) -> bool:
-        """Keep the record of its date and move that half of the serving record, forward only in time (a
-        backfill never rewinds consumers). Returns whether it moved. The publish step moves both halves in one
-        commit (batch.serving); this is for callers that hold only one record."""
-        self.write_record(pipeline, kind, record)
-        state = self.serving(pipeline) or {"publish": None, "model": None, "warehouse": None, "pinned": None}
-        key = "publish" if kind.current == PUBLISH.current else "model"
-        current = state.get(key)
-        if state.get("pinned") or (current is not None and record["dt"] < current["dt"]):
-            return False
-        state.pop("legacy", None)
-        self.commit_serving(pipeline, {**state, key: record})
-        return True
-
     # the two pointers every pipeline has
     def latest(self, pipeline: str) -> dict | None:
         return self.pointer(pipeline, PUBLISH)
@@ -591,10 +577,6 @@ class ArtifactStore:
     def previous_publish(self, pipeline: str, before: date) -> dict | None:
         return self.pointer_before(pipeline, PUBLISH, before)
 
-    def publish(self, pipeline: str, record: dict) -> bool:
-        """Record a passing publish; move the serving publish only forward in time. Returns whether it moved."""
-        return self.advance(pipeline, PUBLISH, record)
-
     def promoted_model(self, pipeline: str) -> dict | None:
         """The model in service now (the serving publish's), or None before the first promotion."""
         return self.pointer(pipeline, PROMOTED_MODEL)
@@ -602,10 +584,6 @@ class ArtifactStore:
     def reference_model(self, pipeline: str, before: date) -> dict | None:
         """The promotion record of the model in service for a session date."""
         return self.pointer_before(pipeline, PROMOTED_MODEL, before)
-
-    def promote(self, pipeline: str, record: dict) -> bool:
-        """Record a published model; move the serving model only forward in time. Returns whether it moved."""
-        return self.advance(pipeline, PROMOTED_MODEL, {**record, "promoted_at": now_utc()})
 
     # -- other locations -----------------------------------------------------------------------------------------
 

@@ -1,4 +1,3 @@
-import json
 import os
 from datetime import date
 
@@ -6,7 +5,7 @@ import pyarrow as pa
 import pytest
 
 from batch.errors import CorruptArtifactError, MissingArtifactError
-from batch.storage import MARKER, ArtifactStore
+from batch.storage import MARKER, PUBLISH, ArtifactStore
 
 D = date(2026, 11, 21)
 
@@ -54,7 +53,7 @@ def test_published_run_is_never_collected(tmp_path):
     with store.writer("p", "export", D) as w:
         w.write_json("v.json", 1)
     first = w.run_dir
-    store.publish("p", {"dt": D.isoformat(), "model_version": "m1", "run_dir": first})
+    store.write_record("p", PUBLISH, {"dt": D.isoformat(), "model_version": "m1", "run_dir": first})
     with store.writer("p", "export", D) as w:
         w.write_json("v.json", 2)
     assert os.path.isdir(first)
@@ -83,14 +82,12 @@ def test_corrupt_parquet_is_reported(tmp_path):
         store.committed("p", "ds", D, step="make").read_parquet("t.parquet")
 
 
-def test_latest_moves_only_forward(tmp_path):
+def test_publish_records_are_kept_per_date_oldest_first(tmp_path):
+    """What served when: one record per date (forward-only serving is batch.serving's, tested through the
+    pipeline in tests/quality/test_gates.py and tests/rollback)."""
     store = ArtifactStore(str(tmp_path))
-    assert store.publish("p", {"dt": "2026-11-20", "model_version": "a", "run_dir": "x"})
-    assert store.publish("p", {"dt": "2026-11-21", "model_version": "b", "run_dir": "y"})
-    # a backfill of an older date is recorded but does not rewind consumers
-    assert not store.publish("p", {"dt": "2026-11-01", "model_version": "c", "run_dir": "z"})
-    assert store.latest("p")["dt"] == "2026-11-21"
+    for dt, version in (("2026-11-21", "b"), ("2026-11-01", "c"), ("2026-11-20", "a")):
+        store.write_record("p", PUBLISH, {"dt": dt, "model_version": version, "run_dir": "x"})
     assert [r["dt"] for r in store.publish_records("p")] == ["2026-11-01", "2026-11-20", "2026-11-21"]
+    assert store.latest("p") is None  # records alone put nothing in service
     assert store.previous_publish("p", date(2026, 11, 21))["dt"] == "2026-11-20"
-    serving = json.loads((tmp_path / "p" / "published" / "SERVING.json").read_text())
-    assert serving["publish"]["model_version"] == "b"

@@ -281,27 +281,24 @@ class DashboardData:
 
     # -- artifact store -----------------------------------------------------------------------------------------
 
-    def latest(self, name: str) -> dict | None:
-        def read():
+    def _read_store(self, key: tuple, read):
+        """A cached artifact-store read; a store that cannot be read is StoreUnavailable (the page says so)."""
+
+        def guarded():
             try:
-                return self.store.latest(name)
+                return read()
             except Exception as e:
                 raise StoreUnavailable(
                     f"the artifact store could not be read: {type(e).__name__}: {e}"
                 ) from e
 
-        return self._cached(("latest", name), read)
+        return self._cached(key, guarded)
+
+    def latest(self, name: str) -> dict | None:
+        return self._read_store(("latest", name), lambda: self.store.latest(name))
 
     def publish_records(self, name: str) -> list[dict]:
-        def read():
-            try:
-                return self.store.publish_records(name)
-            except Exception as e:
-                raise StoreUnavailable(
-                    f"the artifact store could not be read: {type(e).__name__}: {e}"
-                ) from e
-
-        return self._cached(("publishes", name), read)
+        return self._read_store(("publishes", name), lambda: self.store.publish_records(name))
 
     def committed(self, name: str, dataset: str, dt: date):
         def read():

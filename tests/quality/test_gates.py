@@ -179,7 +179,11 @@ def test_a_backfill_compares_with_the_model_in_service_before_it(small_data, mak
     run_pipeline(session_date=SESSION)
     run_pipeline(session_date=SESSION - timedelta(days=2))  # a backfill: earlier date, after the fact
     store = make_ctx().store
-    assert store.promoted_model("demo")["dt"] == str(SESSION)  # MODEL.json moves forward only
+    assert store.promoted_model("demo")["dt"] == str(SESSION)  # the served model moves forward only
+    assert store.latest("demo")["dt"] == str(
+        SESSION
+    )  # the backfill is recorded but does not rewind consumers
+    assert str(SESSION - timedelta(days=2)) in [r["dt"] for r in store.publish_records("demo")]
     run_pipeline(session_date=DAY1)
     gate = store.committed("demo", "quality_model", DAY1, step="quality_model").read_json("gate.json")
     assert gate["previous_publish"] == str(SESSION - timedelta(days=2))
