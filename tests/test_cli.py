@@ -3,6 +3,8 @@
 import csv
 import io
 import json
+import subprocess
+import sys
 
 import pytest
 
@@ -135,3 +137,39 @@ def test_usage_errors_exit_2(argv, capsys):
     with pytest.raises(SystemExit) as e:
         main(argv)
     assert e.value.code == 2
+
+
+HEAVY = ("pandas", "duckdb", "implicit", "pyarrow", "batch.steps", "batch.graph")
+
+
+@pytest.mark.parametrize(
+    ("argv", "heavy_allowed"),
+    [
+        (["--help"], ()),
+        (["--version"], ()),
+        (["nosuchcommand"], ()),
+        (["--log-level", "debug", "plan", "--help"], ("pandas", "implicit", "pyarrow")),
+        (["step", "--help"], HEAVY),
+    ],
+)
+def test_only_the_invoked_command_is_imported(argv, heavy_allowed):
+    """`reco --help` and light commands start without importing the data stack; `reco step` does import it."""
+    code = (
+        "import sys\nfrom batch.cli import main\n"
+        f"try:\n    main({argv!r})\nexcept SystemExit:\n    pass\n"
+        f"print(sorted(m for m in {HEAVY!r} if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    loaded = json.loads(out.strip().splitlines()[-1].replace("'", '"'))
+    assert set(loaded) <= set(heavy_allowed), f"reco {' '.join(argv)} imported {loaded}"
+    if argv[0] == "step":
+        assert "batch.steps" in loaded  # the step's command does load the graph
+
+
+def test_help_lists_every_command(capsys):
+    from batch.cli import COMMANDS
+
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    out = capsys.readouterr().out
+    assert all(name in out for name in COMMANDS)

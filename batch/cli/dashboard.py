@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 
+from batch.cli import add_command
 from batch.config import ENVIRONMENTS, load_environment
 from batch.errors import ConfigError
 
@@ -12,9 +13,7 @@ log = logging.getLogger(__name__)
 
 
 def register(sub) -> None:
-    p = sub.add_parser(
-        "dashboard", help="serve the monitoring dashboard (overview, metrics, runs, models, recs)"
-    )
+    p = add_command(sub, "dashboard")
     p.add_argument("--env", default="local", choices=ENVIRONMENTS, help="environment (default: local)")
     p.add_argument(
         "--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; 0.0.0.0 in a pod)"

@@ -10,7 +10,7 @@ import os
 import sys
 from datetime import UTC, datetime
 
-from batch.cli import build_parser
+from batch.cli import add_command, build_parser
 from batch.config import ENVIRONMENTS, PROJECT_ROOT, load_environment, parse_date
 from batch.digdag.backfill import local_backfill, plan_dates, server_backfill
 from batch.digdag.check import check_paths
@@ -51,7 +51,7 @@ def _server_args(p, *, env_default: str = "dev") -> None:
 
 
 def register(sub) -> None:
-    dd = sub.add_parser("digdag", help="run and check .dig workflows here; drive the Digdag server")
+    dd = add_command(sub, "digdag")
     cmds = dd.add_subparsers(dest="digdag_command", required=True, metavar="COMMAND")
 
     p = cmds.add_parser("run", help="run a workflow here with the local runner (Digdag semantics)")
@@ -127,9 +127,7 @@ def register(sub) -> None:
     )
     p.set_defaults(func=cmd_schedules)
 
-    p = sub.add_parser(
-        "backfill", help="run a pipeline's workflow for a range of session dates, oldest first"
-    )
+    p = add_command(sub, "backfill")
     p.add_argument("--pipeline", required=True)
     p.add_argument("--from", dest="date_from", required=True, help="first session date, YYYY-MM-DD")
     p.add_argument("--to", dest="date_to", required=True, help="last session date (inclusive)")

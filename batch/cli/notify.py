@@ -14,6 +14,7 @@ import os
 
 from batch.alerts import sent
 from batch.alerts.slack import SlackNotifier, failure_message, sla_message, success_message
+from batch.cli import add_command
 from batch.config import ENVIRONMENTS, load_environment, load_pipeline, parse_date
 from batch.digdag.client import DigdagClient
 from batch.digdag.local import attempts_dir, read_attempt_record
@@ -25,9 +26,7 @@ log = logging.getLogger("reco.notify")
 
 
 def register(sub) -> None:
-    notify = sub.add_parser(
-        "notify", help="send a Slack message about a daily batch (used by the Digdag workflows)"
-    )
+    notify = add_command(sub, "notify")
     kinds = notify.add_subparsers(dest="kind", required=True, metavar="KIND")
     for kind, help_text in (
         ("success", "the day's key figures"),

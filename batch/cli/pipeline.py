@@ -12,6 +12,7 @@ from datetime import date
 
 import pyarrow.parquet as pq
 
+from batch.cli import add_command
 from batch.cli.common import add_pipeline_args, context_from_args, step_name
 from batch.cli.quality import add_show_published
 from batch.cli.rollback import add_show_history
@@ -31,7 +32,7 @@ log = logging.getLogger("reco.run")
 
 
 def register(sub) -> None:
-    p = sub.add_parser("run", help="run every step of a pipeline for one session date, here")
+    p = add_command(sub, "run")
     add_pipeline_args(p)
     p.add_argument(
         "--lock-timeout",
@@ -43,7 +44,7 @@ def register(sub) -> None:
     )
     p.set_defaults(func=cmd_run)
 
-    p = sub.add_parser("step", help="run one step (the command a Job's container runs)")
+    p = add_command(sub, "step")
     p.add_argument(
         "name", metavar="STEP", type=step_name, help="a step of the graph: " + ", ".join(GRAPH.names())
     )
@@ -58,9 +59,7 @@ def register(sub) -> None:
     p.add_argument("--run-id", default=None, help=argparse.SUPPRESS)
     p.set_defaults(func=cmd_step)
 
-    show = sub.add_parser("show", help="print outputs").add_subparsers(
-        dest="what", required=True, metavar="WHAT"
-    )
+    show = add_command(sub, "show").add_subparsers(dest="what", required=True, metavar="WHAT")
     p = show.add_parser(
         "recommendations",
         help="the publish in service, or a date's publish (all users, or one); says which run it shows",
@@ -82,9 +81,7 @@ def register(sub) -> None:
     add_show_published(show)  # reco show published: latest published date and model version
     add_show_history(show)  # reco show history: the ledger (batch/cli/rollback.py)
 
-    data = sub.add_parser("data", help="load input data into the local warehouse").add_subparsers(
-        dest="what", required=True, metavar="WHAT"
-    )
+    data = add_command(sub, "data").add_subparsers(dest="what", required=True, metavar="WHAT")
     p = data.add_parser("generate", help="seeded synthetic traffic (replaces the pipeline's source tables)")
     add_pipeline_args(p, date=False, overrides=False)
     p.add_argument("--users", type=int, default=5000)
@@ -99,7 +96,7 @@ def register(sub) -> None:
     add_pipeline_args(p, date=False, overrides=False)
     p.set_defaults(func=cmd_data_import)
 
-    p = sub.add_parser("demo", help="generate demo data if missing, run the demo pipeline, print a summary")
+    p = add_command(sub, "demo")
     p.add_argument("--date", default="2026-11-21")
     p.add_argument("--pipeline", default="demo")
     p.set_defaults(func=cmd_demo)

@@ -12,13 +12,12 @@ from __future__ import annotations
 import json
 
 from batch.capacity import PlanInput, choose_method, format_plan, load_calibration, plan, totals
+from batch.cli import add_command
 from batch.config import ENVIRONMENTS, load_pipeline
 
 
 def register(sub) -> None:
-    p = sub.add_parser(
-        "plan", help="capacity plan per step (memory, resource class, shards, wall time, node-hours)"
-    )
+    p = add_command(sub, "plan")
     p.add_argument("--pipeline", required=True)
     p.add_argument("--env", default="local", choices=ENVIRONMENTS)
     p.add_argument("--users", required=True, help="users to score, e.g. 100M")

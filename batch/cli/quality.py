@@ -14,6 +14,7 @@ import sys
 from datetime import date, timedelta
 
 from batch import metrics_store as ms
+from batch.cli import add_command
 from batch.config import ENVIRONMENTS, load_environment, load_pipeline, parse_date
 from batch.errors import ConfigError, InputDataError
 from batch.report import write_report
@@ -21,7 +22,7 @@ from batch.storage import ArtifactStore
 
 
 def register(sub) -> None:
-    p = sub.add_parser("report", help="write the run report of one date: one self-contained HTML file")
+    p = add_command(sub, "report")
     p.add_argument("--pipeline", required=True)
     p.add_argument("--date", required=True, help="session date, YYYY-MM-DD")
     p.add_argument("--env", default="local", choices=ENVIRONMENTS)
@@ -32,9 +33,7 @@ def register(sub) -> None:
     )
     p.set_defaults(func=cmd_report)
 
-    p = sub.add_parser(
-        "metrics", help="print the metric store's rows of a pipeline (latest run per date/step)"
-    )
+    p = add_command(sub, "metrics")
     p.add_argument("--pipeline", required=True)
     p.add_argument("--env", default="local", choices=ENVIRONMENTS)
     p.add_argument("--since", default=None, help="first date (default: 30 days before --until)")

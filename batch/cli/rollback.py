@@ -19,6 +19,7 @@ import sys
 
 from batch import ledger, serving
 from batch.alerts.slack import SlackNotifier, rollback_message
+from batch.cli import add_command
 from batch.cli.common import load_checked_pipeline
 from batch.config import ENVIRONMENTS, load_environment, parse_date
 from batch.errors import ConfigError
@@ -26,9 +27,7 @@ from batch.storage import ArtifactStore
 
 
 def register(sub) -> None:
-    p = sub.add_parser(
-        "rollback", help="put an earlier publish back in service (files, model, warehouse view together)"
-    )
+    p = add_command(sub, "rollback")
     p.add_argument("--pipeline", required=True, help="pipeline name (config/pipelines/NAME.yaml)")
     p.add_argument("--env", default="local", choices=ENVIRONMENTS, help="environment (default: local)")
     target = p.add_mutually_exclusive_group(required=True)

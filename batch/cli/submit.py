@@ -13,6 +13,7 @@ from __future__ import annotations
 import sys
 from datetime import UTC, datetime
 
+from batch.cli import add_command
 from batch.cli.common import add_pipeline_args, load_checked_pipeline, step_name
 from batch.config import load_environment, parse_date, parse_set_options
 from batch.errors import ConfigError
@@ -23,9 +24,7 @@ from batch.runners.retry import RetryPolicy, run_with_retries
 
 
 def register(sub) -> None:
-    p = sub.add_parser(
-        "submit", help="run one step through the environment's runner (local processes or GKE Jobs)"
-    )
+    p = add_command(sub, "submit")
     p.add_argument(
         "name", metavar="STEP", type=step_name, help="a step of the graph: " + ", ".join(GRAPH.names())
     )

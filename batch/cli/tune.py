@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import importlib
 
+from batch.cli import add_command
 from batch.cli.common import add_pipeline_args
 
 STAGES = ("all", "prepare", "work", "finish", "pod")  # the cloud workers' stages (batch/tuning/cloud.py)
@@ -23,7 +24,7 @@ def _run(args) -> int:
 
 
 def register(sub) -> None:
-    p = sub.add_parser("tune", help="tune a pipeline's model parameters (Optuna study, parallel workers)")
+    p = add_command(sub, "tune")
     add_pipeline_args(p, date=False)
     p.add_argument("--date", default=None, help="session date whose data is tuned on, YYYY-MM-DD")
     p.add_argument("--trials", type=int, default=None, help="trial budget (default: tuning.trials)")
