@@ -81,7 +81,10 @@ def _render(path: str) -> tuple[dict[str, Any], ...]:
     if proc.returncode != 0:
         reason = (proc.stderr.strip().splitlines() or ["no output"])[-1]
         raise ConfigError(f"{path}: kubectl kustomize failed: {reason}")
-    return tuple(d for d in yaml.safe_load_all(proc.stdout) if isinstance(d, dict))
+    # libyaml's loader where PyYAML has it: the rendered overlay is ~40 documents, 0.5 s in pure Python on every
+    # `reco submit`, 0.05 s in C
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    return tuple(d for d in yaml.load_all(proc.stdout, Loader=loader) if isinstance(d, dict))  # noqa: S506
 
 
 def job_templates(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
