@@ -9,7 +9,8 @@ For a step of the graph it:
    failures, and raises CheckFailedError (exit 3) when a blocking gate failed, so nothing downstream runs; a
    stopping alert that got through is recorded for the Digdag attempt (batch/alerts/sent.py), so the
    workflow's ``_error`` task does not send a second message for the same failure;
-5. after the last step of the graph, writes the run report and alerts on metric anomalies.
+5. after the last step of the graph, writes the run report and alerts on metric anomalies;
+6. times all of it by phase (batch.timings) and writes the step's timings record, also when the step fails.
 
 Neither steps nor gates import this module; it knows them only through the graph (batch.graph).
 """
@@ -19,11 +20,12 @@ from __future__ import annotations
 import logging
 import sys
 import time
+from contextlib import nullcontext
 from datetime import timedelta
 
 import batch.checks.gates  # noqa: F401  registers the gates
 import batch.steps  # noqa: F401  registers the steps
-from batch import datasets, ledger, metrics_store, report, summary
+from batch import datasets, ledger, metrics_store, report, summary, timings
 from batch.alerts import sent
 from batch.alerts.slack import SlackNotifier
 from batch.checks import anomaly
@@ -63,12 +65,13 @@ def in_service(ctx: StepContext) -> str:
     )
 
 
-def write_report(ctx: StepContext) -> str | None:
+def write_report(ctx: StepContext, phases: timings.Phases | None = None) -> str | None:
     """Write the run report (best effort); its location, or None."""
     if not ctx.pipeline.checks.report:
         return None
     try:
-        return report.write_report(ctx.pipeline, ctx.env, ctx.session_date)
+        with phases.phase("report_s") if phases else nullcontext():
+            return report.write_report(ctx.pipeline, ctx.env, ctx.session_date)
     except Exception as e:
         log.warning("run report not written", extra={"error": f"{type(e).__name__}: {e}"})
         return None
@@ -183,7 +186,7 @@ def judge(gate: GateSpec, ctx: StepContext, result: dict):
     return outcome
 
 
-def act_on(gate: GateSpec, ctx: StepContext, results: list) -> None:
+def act_on(gate: GateSpec, ctx: StepContext, results: list, phases: timings.Phases | None = None) -> None:
     """Alert on warnings and failures; stop the batch when a blocking gate failed."""
     failed = [r for r in results if r.status == "fail"]
     warned = [r for r in results if r.status == "warn"]
@@ -199,7 +202,7 @@ def act_on(gate: GateSpec, ctx: StepContext, results: list) -> None:
         gate=gate.name,
         stopped=stopped,
         lines=lines,
-        report=write_report(ctx) if stopped else None,
+        report=write_report(ctx, phases) if stopped else None,
         kept=kept,
     )
     if stopped:
@@ -251,14 +254,19 @@ def anomalies(ctx: StepContext, step: str | None = None) -> list:
 
 
 def alert_anomalies(
-    ctx: StepContext, location: str | None = None, *, step: str | None = None, failing: bool = False
+    ctx: StepContext,
+    location: str | None = None,
+    *,
+    step: str | None = None,
+    failing: bool = False,
+    phases: timings.Phases | None = None,
 ) -> None:
     """Send the anomalies found in the metric history to Slack; with ``failing``, stop the batch after."""
     found = anomalies(ctx, step)
     if not found:
         return
     if failing:
-        location = write_report(ctx)
+        location = write_report(ctx, phases)
     message = anomaly.anomaly_message(
         pipeline=ctx.name,
         session_date=ctx.session_date.isoformat(),
@@ -288,32 +296,71 @@ def is_last(spec: StepSpec, ctx: StepContext) -> bool:
     return bool(enabled) and enabled[-1].name == spec.name
 
 
-def run_step(spec: StepSpec | str, ctx: StepContext) -> dict:
-    """Run one step (one shard of a sharded step) with everything the graph declares around it."""
+def run_step(spec: StepSpec | str, ctx: StepContext, *, startup_s: float | None = None) -> dict:
+    """Run one step (one shard of a sharded step) with everything the graph declares around it.
+
+    ``startup_s``: how long the process took to get here (`reco step` passes it), for the timings record."""
     if isinstance(spec, str):
         spec = GRAPH.step(spec)
-    refuse_stopped_inputs(spec, ctx)
-    started = time.perf_counter()
-    result = spec.func(ctx)
-    if spec.sharded:
-        return result
+    phases = timings.Phases()
+    result: dict = {}
+    try:
+        with phases.phase("inputs_check_s"):
+            refuse_stopped_inputs(spec, ctx)
+        with phases.phase("work_s"):
+            result = spec.func(ctx)
+        if not spec.sharded:
+            judge_record_and_act(spec, ctx, result, phases)
+    finally:
+        write_timings(spec, ctx, startup_s, result, phases)
+    return result
+
+
+def judge_record_and_act(spec: StepSpec, ctx: StepContext, result: dict, phases: timings.Phases) -> None:
+    """What follows a non-sharded step: its gates, its metrics, alerts, and after the last step the report."""
     rows = list(spec.metrics(result)) if spec.metrics else metrics_store.result_rows(result)
     judged = []
     for gate in GRAPH.gates_on(spec.name):
-        outcome = judge(gate, ctx, result)
+        with phases.phase(f"gate_{gate.name.replace(' ', '_')}_s"):
+            outcome = judge(gate, ctx, result)
         rows += list(outcome.metrics) + gate_rows(outcome.results)
         judged.append((gate, outcome))
-    record_metrics(spec, ctx, rows)
+    with phases.phase("metric_store_s"):
+        record_metrics(spec, ctx, rows)
     for gate, outcome in judged:
-        act_on(gate, ctx, outcome.results)
+        with phases.phase("alerts_s"):
+            act_on(gate, ctx, outcome.results, phases)
     if ctx.pipeline.checks.anomaly.severity == "fail":
-        alert_anomalies(ctx, step=spec.name, failing=True)
+        with phases.phase("anomalies_s"):
+            alert_anomalies(ctx, step=spec.name, failing=True, phases=phases)
     if is_last(spec, ctx):
-        location = write_report(ctx)
-        result["report"] = location
-        alert_anomalies(ctx, location)
-    log.debug("step finished", extra={"step": spec.name, "seconds": round(time.perf_counter() - started, 3)})
-    return result
+        result["report"] = write_report(ctx, phases)
+        with phases.phase("anomalies_s"):
+            alert_anomalies(ctx, result["report"], phases=phases)
+
+
+def write_timings(
+    spec: StepSpec, ctx: StepContext, startup_s: float | None, result: dict, phases: timings.Phases
+) -> None:
+    """The step process's timings record (best effort: timings never fail a step)."""
+    rec = timings.record(
+        step=spec.name,
+        run_id=ctx.run_id,
+        shard=ctx.shard if spec.sharded else None,
+        startup_s=startup_s,
+        work=result.get("timings") or {},
+        phases=phases,
+    )
+    log.info(
+        "step timings",
+        extra={"step": spec.name, "total_s": rec["total_s"], "startup_s": startup_s, **rec["platform"]},
+    )
+    try:
+        ctx.store.write_timings(
+            ctx.name, ctx.session_date, spec.name, ctx.shard if spec.sharded else None, rec
+        )
+    except Exception as e:
+        log.warning("timings not written", extra={"error": f"{type(e).__name__}: {e}"})
 
 
 def run_date(ctx_for_shard, say=print) -> None:
@@ -322,6 +369,7 @@ def run_date(ctx_for_shard, say=print) -> None:
     ``ctx_for_shard(index)`` gives the context of shard ``index`` (the same run id for all)."""
     probe = ctx_for_shard(0)
     count = probe.pipeline.candidates.shard_count
+    startup_s = timings.process_age_s()  # the process's start-up is the first step's
     for spec in GRAPH.steps():
         if not spec.is_enabled(probe.pipeline):
             say(f"  {spec.name:<10} skipped (not enabled for this pipeline)")
@@ -329,6 +377,7 @@ def run_date(ctx_for_shard, say=print) -> None:
         for index in range(count) if spec.sharded else [0]:
             ctx = ctx_for_shard(index) if spec.sharded else probe
             t = time.perf_counter()
-            run_step(spec, ctx)
+            run_step(spec, ctx, startup_s=startup_s)
+            startup_s = None
             label = f"{spec.name} [{index + 1}/{count}]" if spec.sharded else spec.name
             say(f"  {label:<16} done in {time.perf_counter() - t:6.1f}s")

@@ -27,7 +27,7 @@ import fsspec
 import numpy as np
 import pandas as pd
 
-from batch import ledger
+from batch import ledger, timings
 from batch import metrics_store as ms
 from batch.checks import anomaly
 from batch.errors import ArtifactError
@@ -302,14 +302,16 @@ def build_html(pipeline_cfg, env_cfg, dt: date) -> str:
     for metric in cfg.metrics + ["train.timing_s"]:
         step, _, m = metric.partition(".")
         s = ms.series(hist, step, m, {"phase": "total_s"} if m == "timing_s" else None)
-        if len(s) >= 1:
+        if len(s) >= 2:  # one point is no history: its chart costs ~0.3 s and shows nothing
             pts = sorted((date.fromisoformat(d), v) for d, v in s.items())
             bands = expected_bands(pts, cfg) if m != "timing_s" else []
             parts.append(
                 history_chart(metric if m != "timing_s" else f"{step} total seconds", pts, dt, bands)
             )
             charted += 1
-    parts.append("</div>" if charted else "</div><p class='muted'>no history yet</p>")
+    parts.append(
+        "</div>" if charted else "</div><p class='muted'>no history yet: charts start with the second day</p>"
+    )
     charts, tables = _output_sections(store, name, dt, summary)
     parts += charts
 
@@ -336,6 +338,12 @@ def build_html(pipeline_cfg, env_cfg, dt: date) -> str:
         if doc.get("stats"):
             parts.append(_kv(sorted(doc["stats"].items())))
     parts += tables
+    parts.append(
+        "<h2>Where the time went</h2><p class='muted'>per step process: start-up (interpreter and imports), the "
+        "step's own work and its phases, then what the platform adds (input check, gates, metric store, alerts, "
+        "this report); the step writing this report records its own timings after it</p>"
+    )
+    parts.append(_table(timings.table_rows(summary.get("steps") or {}), timings.TABLE_COLUMNS))
 
     # 4. the long ones, collapsed
     today = hist[hist["dt"] == dt] if not hist.empty else hist

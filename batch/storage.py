@@ -590,3 +590,27 @@ class ArtifactStore:
     def report_location(self, pipeline: str, dt: date) -> str:
         """Where the run report of a session date lives."""
         return posixpath.join(self.root, "reports", pipeline, dt.isoformat(), "index.html")
+
+    def timings_location(
+        self, pipeline: str, dt: date, step: str, shard: tuple[int, int] | None = None
+    ) -> str:
+        """Where the timings record of one step process (batch.timings) lives: one per step, date and shard,
+        the latest run's (a rerun replaces it, like the metric store's latest record)."""
+        name = step if shard is None else f"{step}.shard-{shard[0]:05d}-of-{shard[1]:05d}"
+        return posixpath.join(self.root, pipeline, "_timings", f"dt={dt.isoformat()}", f"{name}.json")
+
+    def write_timings(
+        self, pipeline: str, dt: date, step: str, shard: tuple[int, int] | None, record: dict
+    ) -> None:
+        path = self.timings_location(pipeline, dt, step, shard)
+        self.fs.makedirs(posixpath.dirname(path), exist_ok=True)
+        write_bytes_atomic(self.fs, path, json.dumps(record, indent=2, default=str).encode())
+
+    def read_timings(
+        self, pipeline: str, dt: date, step: str, shard: tuple[int, int] | None = None
+    ) -> dict | None:
+        try:
+            doc = self._read_json(self.timings_location(pipeline, dt, step, shard))
+        except ValueError:  # a torn or foreign file: timings are for people, never a reason to fail
+            return None
+        return doc if isinstance(doc, dict) else None

@@ -1,6 +1,9 @@
 """A session date's summary, read back from the commit markers of the graph's steps and gates: counts, metrics,
 timings, parameters, verdicts.
 
+``steps[NAME]["phases"]`` is where the step's wall time went (batch.timings): start-up, its own work, each
+gate, the metric store, alerts and the report; for a sharded step, its slowest shard's.
+
 Used by `reco show summary`, the Slack success message and the run report, so they all tell the same story.
 Every step of the graph gets an entry under ``steps``; what a step adds at the top level (``data``, ``model``,
 ``metrics``, ``export``...) is what its declaration's ``summarize`` returns; every gate's verdict is under
@@ -13,6 +16,7 @@ from datetime import date
 
 import batch.checks.gates  # noqa: F401  registers the gates
 import batch.steps  # noqa: F401  registers the steps
+from batch import timings
 from batch.errors import ArtifactError
 from batch.graph import GRAPH
 from batch.storage import ArtifactStore, Committed
@@ -71,11 +75,19 @@ def build_summary(store: ArtifactStore, pipeline: str, dt: date, shard_count: in
             done = [s for s in shards if s]
             if done:
                 out["steps"][spec.name] = sharded_entry(done, shard_count)
+                out["steps"][spec.name]["phases"] = timings.combine_shards(
+                    [
+                        r
+                        for i in range(shard_count)
+                        if (r := store.read_timings(pipeline, dt, spec.name, (i, shard_count)))
+                    ]
+                )
             continue
         marker = _marker(store, pipeline, spec.writes, dt)
         if marker is None:
             continue
         out["steps"][spec.name] = _step_entry(marker)
+        out["steps"][spec.name]["phases"] = store.read_timings(pipeline, dt, spec.name) or {}
         if spec.summarize:
             out.update(spec.summarize(marker.metadata))
     for gate in GRAPH.gates():
