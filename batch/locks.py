@@ -18,6 +18,10 @@ holder's clock with the reader's; keep ``ttl_s`` well above any clock skew (defa
 Taking over an expired lock is itself guarded: locally the stale file is renamed away (only one renamer wins)
 and checked to be the one that was judged stale; on GCS it is deleted with ``ifGenerationMatch`` of the stale
 generation.
+
+A write whose answer was lost (the GCS client retries it, and the retry meets the object the first try wrote: 412)
+is recognised by the owner id in the object, so the run neither refuses itself nor drops its lock. Cloud Storage
+errors other than 404/412 are LockStorageError, naming the lock and the answer.
 """
 
 from __future__ import annotations
@@ -390,12 +394,10 @@ class RunLock:
     def _heartbeat(self) -> None:
         since = self.info.get("since", _iso(time.time()))
         while not self._stop.wait(self.ttl_s / 3):
+            # A renewal that fails leaves the lock held until it expires: try again at the next beat.
             try:
                 token = self._backend.replace(self._payload(since), self._token) or self._token_if_ours()
-            except (
-                LockStorageError,
-                OSError,
-            ) as e:  # the lock still holds until it expires: try the next beat
+            except (LockStorageError, OSError) as e:
                 log.warning("could not renew the run lock", extra={"lock": self.url, "error": str(e)})
                 continue
             if token is None:
