@@ -107,6 +107,11 @@ class WarehouseLockedError(LockedError):
     """Another process kept the warehouse file locked for longer than the lock timeout."""
 
 
+class LockStorageError(RecoError):
+    """A lock object could not be read or written (Cloud Storage answered an error); names the lock and the
+    answer. Exit 1: a retry can help when the storage was unavailable."""
+
+
 class CheckFailedError(RecoError):
     """A check refused to publish; the previous publish stays latest."""
 

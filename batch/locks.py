@@ -18,6 +18,10 @@ holder's clock with the reader's; keep ``ttl_s`` well above any clock skew (defa
 Taking over an expired lock is itself guarded: locally the stale file is renamed away (only one renamer wins)
 and checked to be the one that was judged stale; on GCS it is deleted with ``ifGenerationMatch`` of the stale
 generation.
+
+A write whose answer was lost (the GCS client retries it, and the retry meets the object the first try wrote: 412)
+is recognised by the owner id in the object, so the run neither refuses itself nor drops its lock. Cloud Storage
+errors other than 404/412 are LockStorageError, naming the lock and the answer.
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ from datetime import UTC, date, datetime
 
 import fsspec
 
-from batch.errors import AlreadyRunningError
+from batch.errors import AlreadyRunningError, LockStorageError
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +58,15 @@ def _pid_alive(pid: int) -> bool:
     except (PermissionError, OSError):
         return True
     return True
+
+
+def _parse(data: bytes) -> dict:
+    """A lock object's content; {} when unreadable (a writer died between create and write)."""
+    try:
+        info = json.loads(data)
+    except ValueError:
+        return {}
+    return info if isinstance(info, dict) else {}
 
 
 def _iso(ts: float) -> str:
@@ -124,42 +137,97 @@ class _LocalBackend:
 
 
 class _GCSBackend:
+    """One object; its generation is the version token. Each call uses a fresh Blob: the heartbeat thread and the
+    caller's thread never share one Blob's properties."""
+
     def __init__(self, url: str):
         from google.api_core import exceptions  # heavy, and only for gs:// artifact roots
         from google.cloud import storage
 
-        bucket, _, name = url.removeprefix("gs://").partition("/")
+        self.url = url
+        bucket, _, self.name = url.removeprefix("gs://").partition("/")
         self._exceptions = exceptions
-        self.blob = storage.Client().bucket(bucket).blob(name)
+        self.bucket = storage.Client().bucket(bucket)
+
+    @contextlib.contextmanager
+    def _answer(self, doing: str):
+        """Cloud Storage errors other than the expected 404/412, as a RecoError naming the lock and the answer."""
+        try:
+            yield
+        except (self._exceptions.PreconditionFailed, self._exceptions.NotFound):
+            raise
+        except self._exceptions.GoogleAPICallError as e:
+            reason, message = _error_of(e)
+            raise LockStorageError(
+                f"could not {doing} the run lock {self.url}: Cloud Storage answered {e.code}"
+                + (f" {reason}" if reason else "")
+                + f": {message}",
+                hint=_hint_for(e.code),
+            ) from e
+        except self._exceptions.GoogleAPIError as e:  # RetryError: retried until the client's deadline
+            raise LockStorageError(
+                f"could not {doing} the run lock {self.url}: {e}", hint=_hint_for(None)
+            ) from e
 
     def create(self, data: bytes):
+        blob = self.bucket.blob(self.name)
         try:
-            self.blob.upload_from_string(data, content_type="application/json", if_generation_match=0)
+            with self._answer("create"):
+                blob.upload_from_string(data, content_type="application/json", if_generation_match=0)
         except self._exceptions.PreconditionFailed:
             return None
-        return self.blob.generation
+        except self._exceptions.NotFound as e:  # on an upload only the bucket can be missing
+            raise LockStorageError(
+                f"could not create the run lock {self.url}: Cloud Storage answered 404: {_error_of(e)[1]}",
+                hint="check the bucket of the artifact root (artifact_root in config/environments.yaml)",
+            ) from e
+        return blob.generation
 
     def read(self):
+        blob = self.bucket.blob(self.name)
         try:
-            self.blob.reload()
-            data = self.blob.download_as_bytes(if_generation_match=self.blob.generation)
+            with self._answer("read"):
+                blob.reload()
+                data = blob.download_as_bytes(if_generation_match=blob.generation)
         except (self._exceptions.NotFound, self._exceptions.PreconditionFailed):
             return None, None
-        return data, self.blob.generation
+        return data, blob.generation
 
     def replace(self, data: bytes, token):
+        blob = self.bucket.blob(self.name)
         try:
-            self.blob.upload_from_string(data, content_type="application/json", if_generation_match=token)
+            with self._answer("renew"):
+                blob.upload_from_string(data, content_type="application/json", if_generation_match=token)
         except (self._exceptions.PreconditionFailed, self._exceptions.NotFound):
             return None
-        return self.blob.generation
+        return blob.generation
 
     def delete(self, token) -> bool:
+        blob = self.bucket.blob(self.name)
         try:
-            self.blob.delete(if_generation_match=token)
+            with self._answer("delete"):
+                blob.delete(if_generation_match=token)
         except (self._exceptions.PreconditionFailed, self._exceptions.NotFound):
             return False
         return True
+
+
+def _error_of(e) -> tuple[str, str]:
+    """(reason, message) of a Cloud Storage error answer. Upload errors come without the parsed body (their
+    message is the raw answer), so the documented ``{"error": {"message", "errors": [{"reason"}]}}`` is read from
+    the response when there is one."""
+    body: dict = {}
+    with contextlib.suppress(ValueError, AttributeError):
+        body = e.response.json().get("error") or {}
+    details = list(e.errors or body.get("errors") or [])
+    reason = next((d["reason"] for d in details if isinstance(d, dict) and d.get("reason")), "")
+    return reason, body.get("message") or e.message
+
+
+def _hint_for(code: int | None) -> str:
+    if code in (401, 403):
+        return "the account running reco needs storage.objects.get, create and delete on the artifact bucket"
+    return "Cloud Storage did not answer in time or failed; run again later"
 
 
 class _FsspecBackend:
@@ -240,12 +308,16 @@ class RunLock:
     def holder(self) -> dict | None:
         """What the lock object says now (None when free or unreadable)."""
         data, _ = self._backend.read()
-        if data is None:
+        return None if data is None else _parse(data)
+
+    def _token_if_ours(self):
+        """The lock object's token when it is ours. A write can take effect with its answer lost: the client then
+        retries it, and the retry is refused (412) by the object the first try wrote. Only this holder writes its
+        owner id, so an object carrying it is ours."""
+        data, token = self._backend.read()
+        if data is None or _parse(data).get("owner") != self.owner:
             return None
-        try:
-            return json.loads(data)
-        except ValueError:
-            return {}
+        return token
 
     def _stale(self, info: dict) -> bool:
         if not info:  # unreadable (a writer died between create and write): judge by age alone
@@ -263,10 +335,11 @@ class RunLock:
         data, token = self._backend.read()
         if data is None:  # released between our create and read: try again at once
             return self.try_acquire_once_more()
-        try:
-            info = json.loads(data)
-        except ValueError:
-            info = {}
+        info = _parse(data)
+        if info.get("owner") == self.owner:  # our own create, its answer lost (see _token_if_ours)
+            self._token = token
+            self._start_heartbeat()
+            return True
         if self._stale(info):
             log.warning(
                 "taking over an expired run lock",
@@ -321,7 +394,12 @@ class RunLock:
     def _heartbeat(self) -> None:
         since = self.info.get("since", _iso(time.time()))
         while not self._stop.wait(self.ttl_s / 3):
-            token = self._backend.replace(self._payload(since), self._token)
+            # A renewal that fails leaves the lock held until it expires: try again at the next beat.
+            try:
+                token = self._backend.replace(self._payload(since), self._token) or self._token_if_ours()
+            except (LockStorageError, OSError) as e:
+                log.warning("could not renew the run lock", extra={"lock": self.url, "error": str(e)})
+                continue
             if token is None:
                 self.lost = True
                 log.error("lost the run lock (taken over after it expired)", extra={"lock": self.url})
@@ -334,8 +412,10 @@ class RunLock:
             self._beat.join(timeout=5)
             self._beat = None
         if self._token is not None and not self.lost:
-            with contextlib.suppress(Exception):  # an expired lock is released by its expiry anyway
+            try:
                 self._backend.delete(self._token)
+            except Exception as e:  # noqa: BLE001 - an undeleted lock is released by its expiry anyway
+                log.warning("could not delete the run lock", extra={"lock": self.url, "error": str(e)})
         self._token = None
 
     def __enter__(self) -> RunLock:

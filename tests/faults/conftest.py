@@ -1,4 +1,5 @@
-"""Fixtures of the fault matrix: a Slack webhook receiver that counts messages, and a stand-in step process."""
+"""Fixtures of the fault matrix: a Slack webhook receiver that counts messages, a Cloud Storage server, and a
+stand-in step process."""
 
 from __future__ import annotations
 
@@ -10,6 +11,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from batch.runners.local import PYTHON_RECO, LocalRunner
+from tests.faults.fake_gcs import FakeGCS
+
+GCS_PROJECT = "test-project"
+GCS_BUCKET = f"{GCS_PROJECT}-reco-artifacts"  # the bucket environments.yaml names for $GCP_PROJECT
 
 
 @pytest.fixture
@@ -36,6 +41,19 @@ def slack(monkeypatch):
     yield server
     server.shutdown()
     server.server_close()
+
+
+@pytest.fixture
+def gcs(monkeypatch):
+    """A Cloud Storage JSON API server (tests/faults/fake_gcs.py) with the bucket GCS_BUCKET; the real client
+    reaches it through $STORAGE_EMULATOR_HOST, with anonymous credentials and project GCS_PROJECT."""
+    server = FakeGCS().start()
+    server.add_bucket(GCS_BUCKET)
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", server.base_url)
+    monkeypatch.setenv("GOOGLE_CLOUD_PROJECT", GCS_PROJECT)
+    monkeypatch.setenv("GCP_PROJECT", GCS_PROJECT)
+    yield server
+    server.stop()
 
 
 # Stands in for the step's container command: counts its runs, exits with the next code of $FAKE_EXITS.

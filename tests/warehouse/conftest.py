@@ -553,24 +553,3 @@ def bq_server():
         server.shutdown()
         server.server_close()
         thread.join(timeout=5)
-
-
-@pytest.fixture
-def fast_retries(monkeypatch):
-    """The client's retry and polling sleeps (google.api_core.retry), shortened to 10 ms: same behaviour, and
-    the suite stays fast. Only that module's view of ``time`` changes; ``time.sleep`` elsewhere is untouched."""
-    from google.api_core.retry import retry_unary
-
-    sleeps: list[float] = []
-
-    class _Time:
-        def __getattr__(self, name):
-            return getattr(time, name)
-
-        @staticmethod
-        def sleep(seconds: float) -> None:
-            sleeps.append(seconds)
-            time.sleep(min(seconds, 0.01))
-
-    monkeypatch.setattr(retry_unary, "time", _Time())
-    return sleeps
