@@ -171,3 +171,30 @@ def test_one_interface_for_both_runners():
 def test_log_summary_reads_json_records():
     lines = ['{"severity": "INFO", "message": "a"}', "", "plain", '{"not": "a log"}', "{broken"]
     assert summarize_log_lines(lines, count=4) == 'INFO a | plain | {"not": "a log"} | {broken'
+
+
+def test_a_rendered_overlay_is_reused_until_a_file_it_reads_changes(tmp_path, monkeypatch):
+    """`reco submit` renders the overlay each time: the second render of unchanged files runs no kustomize."""
+    import shutil
+    import subprocess
+
+    from batch.config import PROJECT_ROOT
+    from batch.runners import manifests
+
+    monkeypatch.setenv("RECO_HOME", str(tmp_path / "home"))
+    shutil.copytree(PROJECT_ROOT / "k8s", tmp_path / "k8s")
+    shutil.copytree(PROJECT_ROOT / "config", tmp_path / "config")
+    overlay = str(tmp_path / "k8s" / "overlays" / "dev")
+    first = manifests.render_overlay(overlay)
+    manifests._render.cache_clear()  # a new process: only the cache under RECO_HOME remains
+    calls = []
+    real_run = subprocess.run
+    monkeypatch.setattr(manifests.subprocess, "run", lambda *a, **k: calls.append(a) or real_run(*a, **k))
+    assert manifests.render_overlay(overlay) == first
+    assert calls == []
+    base = tmp_path / "k8s" / "base" / "batch" / "job" / "job.yaml"
+    base.write_text(base.read_text().replace("backoffLimit: 3", "backoffLimit: 2"))
+    manifests._render.cache_clear()
+    changed = manifests.render_overlay(overlay)
+    assert len(calls) == 1
+    assert changed != first
