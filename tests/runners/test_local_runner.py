@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 import time
+from datetime import date
 from pathlib import Path
 
 import pytest
 from runner_helpers import step_run
 
 from batch.config import EnvironmentConfig, KubernetesConfig, config_dir
+from batch.errors import EXIT_BAD_INPUT
 from batch.runners.base import StepFailed
 from batch.runners.local import PYTHON_RECO, LocalRunner
 
@@ -161,3 +164,32 @@ def test_the_real_command_runs_reco(reco_home, capsys):
         "exit code 65: Job reco-demo-aggregate-20261121-real failed:"
     )
     assert "demo_events" in msg  # no demo data in this fresh RECO_HOME: the step says which table is missing
+
+
+@pytest.mark.parametrize("mode", ["fork", "exec"])
+def test_a_forked_child_and_a_fresh_interpreter_run_the_step_alike(small_data, monkeypatch, capsys, mode):
+    """RECO_LOCAL_SPAWN=fork (the default) runs `reco step` in a fork of this process, exec in a new interpreter:
+    the same step, the same output passed through, the same exit code."""
+    from batch.config import load_environment
+    from batch.storage import ArtifactStore
+
+    monkeypatch.setenv("RECO_LOCAL_SPAWN", mode)
+    LocalRunner(LOCAL).run(step_run("aggregate", env="local", attempt=mode))
+    out = capsys.readouterr().out
+    [line] = [x for x in out.splitlines() if x.startswith('{"step": "aggregate"')]
+    assert json.loads(line)["stats"]["users"] > 0
+    store = ArtifactStore(load_environment("local").resolved_artifact_root())
+    assert store.committed("demo", "interactions", date(2026, 11, 21), step="aggregate")
+    earlier = dataclasses.replace(step_run("train", env="local", attempt=mode), session_date="2026-11-20")
+    with pytest.raises(StepFailed) as e:  # train on a date without aggregate: the same exit code either way
+        LocalRunner(LOCAL).run(earlier)
+    assert e.value.exit_code == EXIT_BAD_INPUT and "interactions" in str(e.value)
+
+
+def test_an_unknown_spawn_mode_is_a_config_error(monkeypatch):
+    from batch.errors import ConfigError
+    from batch.runners.local import spawn_mode
+
+    monkeypatch.setenv("RECO_LOCAL_SPAWN", "thread")
+    with pytest.raises(ConfigError, match="RECO_LOCAL_SPAWN"):
+        spawn_mode()
