@@ -58,6 +58,7 @@ from batch.digdag.workflow import (
     secret_env_name,
 )
 from batch.logs import redact
+from batch.prefork import ForkedReco, preload, reco_args, spawn_mode
 
 log = logging.getLogger("reco.digdag.local")
 TAIL_LINES = 40
@@ -214,7 +215,9 @@ class LocalRunner:
         self.sleep = sleep or self._stop.wait  # a retry wait ends early when the attempt stops
         self.kill_grace_s = kill_grace_s
         self._stopped_by: str | None = None
-        self._procs: dict[int, subprocess.Popen] = {}  # running sh> tasks by pid (= their process group)
+        self._procs: dict[
+            int, subprocess.Popen | ForkedReco
+        ] = {}  # running sh> tasks by pid (= their process group)
         self._procs_lock = threading.RLock()  # re-entrant: the signal handler runs in the main thread
         self.environ = dict(os.environ if environ is None else environ)
         self.retry_attempt_name = retry_attempt_name
@@ -474,17 +477,22 @@ class LocalRunner:
         env.update({k: format_value(v) for k, v in extra.items()})
         self._say(f"{task.full_name}: sh>: {self._mask(command)}")
         tail: deque[str] = deque(maxlen=TAIL_LINES)
-        proc = subprocess.Popen(
-            ["/bin/sh", "-c", command],
-            cwd=task.workdir,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            errors="replace",
-            bufsize=1,
-            start_new_session=True,  # its own process group: stopping the attempt reaches all it started
-        )
+        args = reco_args(command) if spawn_mode() == "fork" else None
+        if args is not None:  # a plain `reco ...` line: in a fork of this process (batch.prefork)
+            preload(args)
+            proc = ForkedReco(args, env, cwd=task.workdir, new_session=True, merge_stderr=True)
+        else:
+            proc = subprocess.Popen(
+                ["/bin/sh", "-c", command],
+                cwd=task.workdir,
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+                errors="replace",
+                bufsize=1,
+                start_new_session=True,  # its own process group: stopping the attempt reaches all it started
+            )
         with self._procs_lock:
             self._procs[proc.pid] = proc
         if self._stop.is_set():  # stopped while it was starting

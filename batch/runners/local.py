@@ -18,7 +18,6 @@ mapped to this machine:
 
 from __future__ import annotations
 
-import importlib
 import logging
 import os
 import signal
@@ -26,15 +25,13 @@ import subprocess
 import sys
 import threading
 import time
-import traceback
 from collections import deque
-from typing import Any, NoReturn
+from typing import Any
 
 from batch.alerts.sent import ATTEMPT_ENV
-from batch.cli import COMMANDS, invoked_command, main
 from batch.config import EnvironmentConfig, config_dir, reco_home
-from batch.errors import ConfigError
 from batch.logs import redact
+from batch.prefork import ForkedReco, preload, spawn_mode
 from batch.runners import manifests
 from batch.runners.base import (
     EXIT_TERMINATED,
@@ -50,14 +47,6 @@ log = logging.getLogger("reco.runners.local")
 
 PYTHON_RECO = [sys.executable, "-c", "import sys; from batch.cli import main; sys.exit(main())"]
 TAIL = 50
-SPAWN_ENV = "RECO_LOCAL_SPAWN"  # fork (default where the OS has it) | exec
-
-
-def spawn_mode() -> str:
-    mode = (os.environ.get(SPAWN_ENV) or "fork").strip().lower()
-    if mode not in ("fork", "exec"):
-        raise ConfigError(f"${SPAWN_ENV}: {mode!r} is not fork or exec")
-    return mode if hasattr(os, "fork") else "exec"
 
 
 class LocalRunner(Runner):
@@ -128,7 +117,7 @@ class LocalRunner(Runner):
         argv = self.command(job)
         fork = argv[: len(PYTHON_RECO)] == PYTHON_RECO and spawn_mode() == "fork"
         if fork:
-            preload_command(argv[len(PYTHON_RECO) :])
+            preload(argv[len(PYTHON_RECO) :])
         base_env = self.process_env(job, docs)
         log.info(
             "running Job %s locally: %s",
@@ -252,87 +241,16 @@ class _Proc:
 
 
 class _ForkedProc(_Proc):
-    """`reco ARGS` in a fork of this process: the container's command, arguments and environment, run by the
-    modules this process has already imported instead of a fresh interpreter importing them again."""
+    """`reco ARGS` in a fork of this process (batch.prefork), passed through and tailed like a process."""
 
     def __init__(self, args: list[str], env: dict[str, str], label: str):
         self.label = label
         self.tail = deque(maxlen=TAIL)
         self.returncode = None
-        out_r, out_w = os.pipe()
-        err_r, err_w = os.pipe()
-        sys.stdout.flush()
-        sys.stderr.flush()
-        self.pid = os.fork()
-        if self.pid == 0:  # the child: never returns
-            os.close(out_r)
-            os.close(err_r)
-            _run_forked(args, env, out_w, err_w)
-        os.close(out_w)
-        os.close(err_w)
-        self._pump_both(
-            open(out_r, encoding="utf-8", errors="replace", buffering=1),  # noqa: SIM115 - closed by the pump's EOF
-            open(err_r, encoding="utf-8", errors="replace", buffering=1),  # noqa: SIM115
-        )
+        self.popen = ForkedReco(args, env)
+        self.pid = self.popen.pid
+        self._pump_both(self.popen.stdout, self.popen.stderr)
 
     def _pump(self, pipe, out) -> None:
         with pipe:
             super()._pump(pipe, out)
-
-    def poll(self) -> int | None:
-        if self.returncode is None:
-            pid, status = os.waitpid(self.pid, os.WNOHANG)
-            if pid:
-                self.returncode = os.waitstatus_to_exitcode(status)  # -N for signal N, as Popen says
-        return self.returncode
-
-    def kill(self) -> None:
-        if self.poll() is None:
-            try:
-                os.kill(self.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            _, status = os.waitpid(self.pid, 0)
-            self.returncode = os.waitstatus_to_exitcode(status)
-        self.finish()
-
-
-def preload_command(args: list[str]) -> None:
-    """Import the module of the command the children will run, once here rather than in each of them."""
-    command = invoked_command(args)
-    if command in COMMANDS:
-        importlib.import_module(COMMANDS[command][0])
-
-
-def _run_forked(args: list[str], env: dict[str, str], out_fd: int, err_fd: int) -> NoReturn:
-    """The child of a fork: become `reco ARGS` with its own stdout, stderr, signals and environment; exit with
-    its code. Nothing here returns into the parent's code (os._exit)."""
-    code = 1
-    try:
-        signal.signal(
-            signal.SIGTERM, signal.SIG_DFL
-        )  # the parent's handler raises Terminated for its own use
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-        os.dup2(out_fd, 1)
-        os.dup2(err_fd, 2)
-        os.close(out_fd)
-        os.close(err_fd)
-        # new objects: the parent's may be held by its pump threads, whose locks the fork copied held
-        sys.stdout = open(1, "w", encoding="utf-8", buffering=1, closefd=False)  # noqa: SIM115
-        sys.stderr = open(2, "w", encoding="utf-8", buffering=1, closefd=False)  # noqa: SIM115
-        os.environ.clear()
-        os.environ.update(env)
-        sys.argv = ["reco", *args]
-        code = main(args)
-    except SystemExit as e:
-        code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
-    except BaseException:
-        traceback.print_exc()
-        code = 1
-    finally:
-        for stream in (sys.stdout, sys.stderr):
-            try:
-                stream.flush()
-            except Exception:  # noqa: BLE001 - a closed pipe must not change the exit code
-                pass
-        os._exit(code & 0xFF if isinstance(code, int) else 1)

@@ -188,7 +188,7 @@ def test_a_forked_child_and_a_fresh_interpreter_run_the_step_alike(small_data, m
 
 def test_an_unknown_spawn_mode_is_a_config_error(monkeypatch):
     from batch.errors import ConfigError
-    from batch.runners.local import spawn_mode
+    from batch.prefork import spawn_mode
 
     monkeypatch.setenv("RECO_LOCAL_SPAWN", "thread")
     with pytest.raises(ConfigError, match="RECO_LOCAL_SPAWN"):
