@@ -15,8 +15,7 @@ threads) / units: on a shared machine, wall time x cores would charge other jobs
 
 Whole steps (``steps``): the real ``reco step`` processes of bench/run.py (same data generator, overrides and
 2 shards) at two sizes, 100k and 1M events; per step a fixed part (fixed_s wall, fixed_core_s CPU), the rest
-per unit beyond the core operation's formula (unit_ns per interaction, user, item or row), and the parallel
-share of the work (Amdahl, from wall against CPU time), fitted so that batch/capacity.py's ``step_cost``
+per unit beyond the core operation's formula (unit_ns per interaction, user, item or row), fitted so that batch/capacity.py's ``step_cost``
 reproduces the measured processes. The index step is measured with ``candidates.method=ann``.
 ``--steps-only`` re-measures only these and keeps the core-operation figures of the existing file.
 
@@ -234,9 +233,10 @@ def step_points(sizes: list[int], work: Path, reuse: bool, cal: dict) -> dict[st
 
 
 def fit_step(points: list[dict], cores: int) -> dict:
-    """fixed_core_s + unit_ns from CPU (rest = cpu - core operation = fixed + units x ns), then fixed_s and the
-    parallel share from wall = fixed_s + work x (1 - f + f / cores). Least squares over the sizes; a negative
-    slope or intercept (noise) is clamped to 0 and the other term refitted."""
+    """fixed_core_s + unit_ns from CPU time (rest = CPU - core operation = fixed + units x ns, least squares over
+    the sizes; a negative slope or intercept, i.e. noise, is clamped to 0 and the other term refitted), then
+    fixed_s: the mean wall left once the rest (one core) and the core operation (all cores) are taken off, so
+    it holds the process start as this machine, load included, ran it."""
     units = np.array([pt["units"] for pt in points], float)
     op = np.array([pt["core_op_s"] for pt in points], float)
     cpu = np.array([pt["cpu_s"] for pt in points], float)
@@ -247,17 +247,12 @@ def fit_step(points: list[dict], cores: int) -> dict:
         fixed_core, per_unit = rest.mean(), 0.0
     if fixed_core < 0:
         fixed_core, per_unit = 0.0, float(rest @ units / (units @ units))
-    work = op + units * per_unit
-    fixed_s, slope = np.linalg.lstsq(np.c_[np.ones_like(work), work], wall, rcond=None)[0]
-    slope = float(np.clip(slope, 1 / cores, 1.0))
-    fixed_s = max(0.0, float((wall - work * slope).mean()))
-    parallel = (1 - slope) / (1 - 1 / cores) if cores > 1 else 0.0
+    fixed_s = max(0.0, float((wall - units * per_unit - op / cores).mean()))
     return {
         "fixed_s": round(fixed_s, 3),
         "fixed_core_s": round(float(fixed_core), 3),
         "unit": points[0]["unit"],
         "unit_ns": round(float(per_unit) * 1e9, 2),
-        "parallel": round(parallel, 3),
         "points": points,
     }
 

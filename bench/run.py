@@ -9,8 +9,9 @@ For each size: seeded synthetic data (generation not timed), then in ONE run
 Then, once (not per size): 4. the dashboard's page timings, p95 over 200 requests vs the 300 ms target
 (bench/dashboard.py; --no-dashboard, --dashboard-only); 5. ANN candidates against our exact scoring on 1M
 structured items x 100k users (bench/ann_candidates.py) and the per-unit costs of the capacity plan
-(bench/calibrate.py, which rewrites batch/calibration.json; --no-ann skips both). The ANN library comparison is
-bench/ann_compare.py (docs/ann.md).
+(bench/calibrate.py, which rewrites batch/calibration.json from microbenchmarks and from this module's per-step
+runs at 100k and 1M events; --no-ann skips both). The plan against a measured 10M-event run is
+bench/plan_check.py (docs/scale.md); the ANN library comparison is bench/ann_compare.py (docs/ann.md).
 Prints the figures side by side; writes bench/results/bench-<stamp>.json and .md (and latest.*).
 Method and latest figures: docs/benchmarks.md.
 """
