@@ -6,7 +6,15 @@ resource class the step runs in. Figures that could not be measured here (GPUs, 
 in its ``published`` section with their source, and everything derived from them is labelled ``published``
 in the plan.
 
-Cost formulas (D factors, U users, I items, NNZ interactions, N results):
+A step's process costs (:class:`StepCost`) a fixed part, run on one core whatever the size (interpreter start,
+imports, config, gates' and the metric store's set-up), plus its work in core-seconds: the core operation's
+formula below where there is one, plus a per-unit rest (reading, id maps, writing, checks, metrics) per
+interaction, user, item or row. The core operation runs on all the class's cores, the
+fixed part and the rest on one (``StepCost.wall_seconds``). The fixed part and the per-unit rest of each step
+are fitted from real ``reco step`` runs at two sizes (``calibration.json``, ``steps``); ``python -m bench.plan_check`` compares the
+plan with a measured 10M-event run.
+
+Core operations (D factors, U users, I items, NNZ interactions):
 
 - exact scoring (models/topk.py): ``U x I x (select + D x matmul)`` ns per core.
 - IVF search (models/ann.py, faiss IVF-flat): ``U x (nlist + nprobe x I / nlist) x D x scan`` ns per core, with
@@ -14,7 +22,11 @@ Cost formulas (D factors, U users, I items, NNZ interactions, N results):
   >= 0.95 at 200k and 1M items; that it holds at 10M+ is an assumption the index gate checks every day).
 - IVF build: k-means ``niter x 64 nlist x nlist x D`` + assignment ``I x nlist x D``, both x ``kmeans`` ns.
 - ALS (implicit, conjugate gradient): per iteration ``NNZ x D x als_nnz + (U + I) x D^2 x als_rows`` ns.
-- aggregate: ``events x aggregate`` ns; export: ``U x N x export_row`` ns.
+
+Per step: aggregate = per interaction; train = ALS (evaluated fit + warm refit) + per interaction; index = IVF
+build + the index gate (exact and ANN top-N of its user sample) + per item; candidates = exact scoring or IVF
+search of the shard's users + per user; related = exact scoring of the shard's items (related items are always
+scored exactly) + per item; export = per row (U x N + I x related N).
 
 ``choose_method`` is the pure function behind ``candidates.method: auto``; ``plan`` is ``reco plan``.
 """
@@ -218,6 +230,135 @@ def choose_method(
 # -- the plan ----------------------------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class PlanInput:
+    users: int
+    items: int
+    interactions: int
+    factors: int
+    n: int = 50
+    related_n: int = 20
+    iterations: int = 15
+    refit_iterations: int = 3  # the warm refit after the evaluated fit (0: one fit only)
+    batch_size: int = 2048
+    max_shard_hours: float = 1.0  # shard count so that one shard takes at most this long
+    gpu_train: bool = False
+
+    @classmethod
+    def create(cls, users: Any, items: Any, interactions: Any = None, factors: Any = 64, **kw) -> PlanInput:
+        users = _positive_int("users", users)
+        items = _positive_int("items", items)
+        factors = _positive_int("factors", factors)
+        nnz = _positive_int("interactions", interactions) if interactions is not None else users * 20
+        for key in ("n", "related_n", "iterations", "batch_size"):
+            if key in kw:
+                kw[key] = _positive_int(key, kw[key])
+        return cls(users, items, nnz, factors, **kw)
+
+    @property
+    def export_rows(self) -> int:
+        return self.users * self.n + self.items * self.related_n
+
+
+# -- one step's process ------------------------------------------------------------------------------------------
+
+INDEX_GATE_USERS = (
+    2000  # the index gate's user sample (checks.index.sample_users' default, batch/checks/ann.py)
+)
+SHARDED_STEPS = ("candidates", "related")
+
+
+@dataclass(frozen=True)
+class StepCost:
+    """One process of a step (for a sharded step: one shard), as ``reco step`` runs it."""
+
+    step: str
+    fixed_s: (
+        float  # wall seconds whatever the size: interpreter start, imports, config, gates' set-up, metrics
+    )
+    fixed_core_s: float  # the same in core-seconds (imports start BLAS/DuckDB threads)
+    core_op_s: (
+        float  # core-seconds of the core operation's formula (ALS, scoring, IVF); 0 where there is none
+    )
+    rest_core_s: float  # core-seconds per unit: reading, id maps, writing, checks (fitted from real runs)
+    unit: str
+    units: float
+
+    @property
+    def work_core_s(self) -> float:
+        return self.core_op_s + self.rest_core_s
+
+    @property
+    def core_seconds(self) -> float:
+        return self.fixed_core_s + self.work_core_s
+
+    def wall_seconds(self, cores: int, core_op_s: float | None = None) -> float:
+        """The core operation (implicit, BLAS, faiss: multi-threaded) spreads over the cores; the fixed part and
+        the per-unit rest (Python, Arrow and Parquet I/O) are counted on one core. Not a measured parallel
+        share: on the shared 2-core machine of the calibration, other jobs' load makes wall / CPU time say
+        more about them than about the step."""
+        op = self.core_op_s if core_op_s is None else core_op_s
+        return self.fixed_s + self.rest_core_s + op / max(cores, 1)
+
+
+def step_units(step: str, p: PlanInput, shards: int = 1) -> tuple[str, float]:
+    """(unit, units of one process) of a step's per-unit rest."""
+    return {
+        "aggregate": ("interactions", p.interactions),
+        "train": ("interactions", p.interactions),
+        "index": ("items", p.items),
+        "candidates": ("users", p.users / shards),
+        "related": ("items", p.items / shards),
+        "export": ("rows", p.export_rows),
+    }[step]
+
+
+def core_operation_seconds(
+    step: str, p: PlanInput, cal: dict, method: str = "exact", shards: int = 1
+) -> float:
+    """Core-seconds of the step's core operation in one process (0 for steps whose cost is all per unit)."""
+    U, n_items, D = p.users, p.items, p.factors
+    if step == "train":
+        return als_core_seconds(U, n_items, p.interactions, D, p.iterations + p.refit_iterations, cal)
+    if step == "index":  # built only for ANN; the gate scores its user sample both ways
+        gate = min(INDEX_GATE_USERS, U)
+        return (
+            ann_build_core_seconds(n_items, D, cal)
+            + exact_core_seconds(gate, n_items, D, cal)
+            + ann_query_core_seconds(gate, n_items, D, cal)
+        )
+    if step == "candidates":
+        scoring = ann_query_core_seconds if method == "ann" else exact_core_seconds
+        return scoring(U / shards, n_items, D, cal)
+    if step == "related":  # always exact (batch/steps/related.py: model.similar_items)
+        return exact_core_seconds(n_items / shards, n_items, D, cal)
+    return 0.0
+
+
+def step_cost(step: str, p: PlanInput, cal: dict, method: str = "exact", shards: int = 1) -> StepCost:
+    """The cost of one process of ``step`` (one of ``shards`` for a sharded step)."""
+    try:
+        c = cal["steps"][step]
+    except KeyError:
+        raise ConfigError(
+            f"the calibration file has no whole-step costs for {step!r} (field 'steps.{step}')",
+            hint="make bench (bench/calibrate.py) writes them",
+        ) from None
+    unit, units = step_units(step, p, shards)
+    return StepCost(
+        step,
+        c["fixed_s"],
+        c["fixed_core_s"],
+        core_operation_seconds(step, p, cal, method, shards),
+        units * c["unit_ns"] * 1e-9,
+        unit,
+        units,
+    )
+
+
+# -- the plan ----------------------------------------------------------------------------------------------------
+
+
 @dataclass
 class StepPlan:
     step: str
@@ -244,32 +385,6 @@ class StepPlan:
         }
 
 
-@dataclass(frozen=True)
-class PlanInput:
-    users: int
-    items: int
-    interactions: int
-    factors: int
-    n: int = 50
-    related_n: int = 20
-    iterations: int = 15
-    events_per_interaction: float = 1.6  # raw events per (user, item) pair (the synthetic traffic's 10M run)
-    batch_size: int = 2048
-    max_shard_hours: float = 1.0  # shard count so that one shard takes at most this long
-    gpu_train: bool = False
-
-    @classmethod
-    def create(cls, users: Any, items: Any, interactions: Any = None, factors: Any = 64, **kw) -> PlanInput:
-        users = _positive_int("users", users)
-        items = _positive_int("items", items)
-        factors = _positive_int("factors", factors)
-        nnz = _positive_int("interactions", interactions) if interactions is not None else users * 20
-        for key in ("n", "related_n", "iterations", "batch_size"):
-            if key in kw:
-                kw[key] = _positive_int(key, kw[key])
-        return cls(users, items, nnz, factors, **kw)
-
-
 def _smallest_class(need: int, candidates=("standard", "sharded", "highmem")) -> ResourceClass | None:
     for name in candidates:
         rc = RESOURCE_CLASSES[name]
@@ -290,18 +405,33 @@ def _too_big(memory: int, what: str) -> str:
     )
 
 
-def _sharded(
-    step: str, method: str, core_s: float, memory: int, p: PlanInput, notes: list[str], source="measured"
+def _single(
+    step: str, method: str, memory: int, rc: ResourceClass, cost: StepCost, notes: list[str]
 ) -> StepPlan:
+    wall = cost.wall_seconds(rc.cores)
+    return StepPlan(step, method, memory, rc.name, 1, wall, _node_hours(rc, 1, wall), "measured", notes)
+
+
+def shard_count(step: str, p: PlanInput, cal: dict, method: str, cores: int) -> int:
+    """Shards so that one takes at most ``max_shard_hours``: the work divides by the shards, the fixed part not."""
+    whole = step_cost(step, p, cal, method, 1)
+    room = p.max_shard_hours * 3600 - whole.fixed_s
+    work_wall = whole.wall_seconds(cores) - whole.fixed_s
+    return max(1, math.ceil(work_wall / room)) if room > 0 else 1
+
+
+def _sharded(step: str, method: str, memory: int, p: PlanInput, cal: dict, notes: list[str]) -> StepPlan:
     rc = RESOURCE_CLASSES["sharded"]
     if memory > rc.memory_bytes:
         rc = RESOURCE_CLASSES["highmem"]
         notes.append("per-shard memory is over the sharded class: runs on highmem pods")
         if memory > rc.memory_bytes:
             notes.append(_too_big(memory, "the item side"))
-    shards = max(1, math.ceil(core_s / rc.cores / (p.max_shard_hours * 3600)))
-    wall = core_s / rc.cores / shards
-    return StepPlan(step, method, memory, rc.name, shards, wall, _node_hours(rc, shards, wall), source, notes)
+    shards = shard_count(step, p, cal, method, rc.cores)
+    wall = step_cost(step, p, cal, method, shards).wall_seconds(rc.cores)
+    return StepPlan(
+        step, method, memory, rc.name, shards, wall, _node_hours(rc, shards, wall), "measured", notes
+    )
 
 
 def plan(p: PlanInput, cal: dict | None = None) -> list[StepPlan]:
@@ -311,38 +441,26 @@ def plan(p: PlanInput, cal: dict | None = None) -> list[StepPlan]:
     out: list[StepPlan] = []
 
     # aggregate: the warehouse does the GROUP BY (BigQuery in the cloud); the pod holds the pairs and id maps
-    events = NNZ * p.events_per_interaction
     agg_mem = BASE_PROCESS_BYTES + NNZ * 16 + (U + n_items) * 48
-    agg_s = events * cal["aggregate"]["event_ns"] * 1e-9
     rc = _smallest_class(agg_mem) or LARGEST_NODE
     notes = ["locally DuckDB; in the cloud BigQuery runs the SQL and the pod writes the pairs"]
-    out.append(
-        StepPlan(
-            "aggregate",
-            "-",
-            agg_mem,
-            rc.name,
-            1,
-            agg_s / rc.cores,
-            _node_hours(rc, 1, agg_s / rc.cores),
-            "measured",
-            notes,
-        )
-    )
+    out.append(_single("aggregate", "-", agg_mem, rc, step_cost("aggregate", p, cal), notes))
 
     # train: CSR and its transpose (implicit builds item_users) + factors (ours, implicit's, the evaluated model's)
     csr = 2 * (NNZ * 8 + (U + n_items + 2) * 8)
     factors_b = (U + n_items) * D * 4
     train_mem = BASE_PROCESS_BYTES + csr + 3 * factors_b
-    train_core_s = als_core_seconds(U, n_items, NNZ, D, p.iterations, cal) * (
-        1 + 3 / p.iterations
-    )  # + warm refit
-    notes = []
+    train = step_cost("train", p, cal)
+    notes = [
+        f"ALS: {p.iterations} iterations"
+        + (f" + a {p.refit_iterations}-iteration warm refit" if p.refit_iterations else "")
+    ]
     if p.gpu_train:
         gpu = RESOURCE_CLASSES["gpu"]
         need_gpu = csr + 2 * factors_b
         speed = cal["published"]["gpu"][gpu.gpu]["als_speedup_vs_8_cores"]
-        wall = train_core_s / 8 / speed
+        # the ALS part at the published GPU speed-up over 8 cores; the rest of the step on the pod's cores
+        wall = train.wall_seconds(gpu.cores, train.core_op_s / speed)
         notes.append(f"implicit GPU ALS at {speed}x 8 CPU cores (published benchmark, not measured here)")
         if need_gpu > gpu.gpu_memory_bytes:
             notes.append(
@@ -365,36 +483,25 @@ def plan(p: PlanInput, cal: dict | None = None) -> list[StepPlan]:
                 )
                 + ": train the item factors on a user sample, fold the other users in per shard (docs/scale.md)"
             )
-        wall = train_core_s / rc.cores
-        out.append(
-            StepPlan("train", "-", train_mem, rc.name, 1, wall, _node_hours(rc, 1, wall), "measured", notes)
-        )
+        out.append(_single("train", "-", train_mem, rc, train, notes))
 
-    # index (ANN only)
+    # index: runs for ANN only (the step is disabled when candidates.method is exact)
     idx_mem = BASE_PROCESS_BYTES + n_items * D * 4 + 2 * ann_index_bytes(n_items, D)
     rc = _smallest_class(idx_mem, ("standard", "highmem"))
     idx_notes = []
     if rc is None:
         rc = RESOURCE_CLASSES["highmem"]
         idx_notes.append(_too_big(idx_mem, "the index"))
-    build_s = ann_build_core_seconds(n_items, D, cal) / rc.cores
     nlist, nprobe = ann_shape(n_items, cal)
-    out.append(
-        StepPlan(
-            "index",
-            "ann",
-            idx_mem,
-            rc.name,
-            1,
-            build_s,
-            _node_hours(rc, 1, build_s),
-            "measured",
-            [f"IVF-flat nlist={nlist}, nprobe={nprobe}; gate: recall@{p.n} on 2,000 users", *idx_notes],
-        )
+    idx_notes.insert(
+        0, f"IVF-flat nlist={nlist}, nprobe={nprobe}; gate: recall@{p.n} on {INDEX_GATE_USERS:,} users"
     )
-    out.append(StepPlan("index", "exact", 0, "-", 0, 0.0, 0.0, "measured", ["no index for exact scoring"]))
+    out.append(_single("index", "ann", idx_mem, rc, step_cost("index", p, cal, "ann"), idx_notes))
+    out.append(
+        StepPlan("index", "exact", 0, "-", 0, 0.0, 0.0, "measured", ["not run: no index for exact scoring"])
+    )
 
-    # candidates and related: per shard, the scoring buffer (exact) or the index (ann) + the shard's users
+    # candidates (per method) and related (always exact): per shard, the scoring buffer or the index + the users
     shard_users_note = (
         "assumes each shard reads only its own users' factors; today every shard loads the whole model "
         f"(+{U * D * 4 / GIB:,.1f} GiB)"
@@ -404,41 +511,22 @@ def plan(p: PlanInput, cal: dict | None = None) -> list[StepPlan]:
     room = RESOURCE_CLASSES["sharded"].memory_bytes - fixed
     batch = max(16, min(p.batch_size, int(room // (2 * n_items * 4)) if room > 0 else 16))
     exact_mem = fixed + 2 * batch * n_items * 4 + batch * D * 4
-    if batch < p.batch_size:
-        shard_users_note += (
-            f"; exact: candidates.batch_size {p.batch_size} -> {batch} to bound the score buffer"
-        )
+    batch_note = (
+        [f"candidates.batch_size {p.batch_size} -> {batch} to bound the exact score buffer"]
+        if batch < p.batch_size
+        else []
+    )
     ann_mem = BASE_PROCESS_BYTES + ann_index_bytes(n_items, D) + p.batch_size * 1024 * 8
-    for step, queries in (("candidates", U), ("related", n_items)):
-        out.append(
-            _sharded(
-                step, "exact", exact_core_seconds(queries, n_items, D, cal), exact_mem, p, [shard_users_note]
-            )
-        )
-        out.append(
-            _sharded(
-                step, "ann", ann_query_core_seconds(queries, n_items, D, cal), ann_mem, p, [shard_users_note]
-            )
-        )
+    out.append(_sharded("candidates", "exact", exact_mem, p, cal, [shard_users_note, *batch_note]))
+    out.append(_sharded("candidates", "ann", ann_mem, p, cal, [shard_users_note]))
+    related_note = "exact scoring for both candidates methods: related items never use the ANN index (batch/steps/related.py)"
+    out.append(_sharded("related", "-", exact_mem, p, cal, [related_note, *batch_note]))
 
     # export: streams the shards' Parquet into the published files and the warehouse load
-    rows = U * p.n + n_items * p.related_n
-    exp_s = rows * cal["export"]["row_ns"] * 1e-9
+    rows = p.export_rows
     exp_mem = BASE_PROCESS_BYTES + min(rows, 10_000_000) * cal["export"]["row_bytes"]
     rc = _smallest_class(exp_mem) or RESOURCE_CLASSES["highmem"]
-    out.append(
-        StepPlan(
-            "export",
-            "-",
-            exp_mem,
-            rc.name,
-            1,
-            exp_s / rc.cores,
-            _node_hours(rc, 1, exp_s / rc.cores),
-            "measured",
-            [f"{rows:,} rows"],
-        )
-    )
+    out.append(_single("export", "-", exp_mem, rc, step_cost("export", p, cal), [f"{rows:,} rows"]))
     return out
 
 
@@ -459,9 +547,10 @@ def format_plan(p: PlanInput, steps: list[StepPlan], cal: dict) -> str:
     m = cal.get("measured_on", {})
     lines = [
         f"plan: {p.users:,} users x {p.items:,} items, {p.interactions:,} interactions, {p.factors} factors, "
-        f"N={p.n}, related N={p.related_n}, {p.iterations} ALS iterations",
+        f"N={p.n}, related N={p.related_n}, {p.iterations} ALS iterations + {p.refit_iterations} refit",
         f"per-unit costs measured on {m.get('cpu', '?')} ({m.get('date', '?')}, {m.get('cores', '?')} cores); "
-        "'published' = from published figures, not measured here",
+        "'published' = from published figures, not measured here; wall = the step's process (start, imports, "
+        "reading, writing, checks) on the class's cores, per shard",
         "",
         f"{'step':<11} {'method':<6} {'memory':>10} {'class':<9} {'shards':>6} {'wall':>10} {'node-h':>9}  source",
     ]

@@ -1,9 +1,9 @@
 """Per-unit costs for the capacity plan and ``candidates.method: auto``: writes batch/calibration.json.
 
-    python -m bench.calibrate [--items 200000] [--out batch/calibration.json] [--quick]
+    python -m bench.calibrate [--items 200000] [--out batch/calibration.json] [--quick] [--steps-only]
 
-Each cost is nanoseconds of one core per unit of work, measured here as the process's CPU time (all threads) /
-units: on a shared machine, wall time x cores would charge other jobs' time slices to the step.
+Core operations: nanoseconds of one core per unit of work, measured here as the process's CPU time (all
+threads) / units: on a shared machine, wall time x cores would charge other jobs' time slices to the step.
 
 - exact_scoring: models.topk at D=32 and D=64 (same users x items): solves select_ns (per user-item) and
   matmul_ns (per user-item-factor).
@@ -11,8 +11,13 @@ units: on a shared machine, wall time x cores would charge other jobs' time slic
   factor) from the build, scan_ns per (scanned vector x factor) and query_ns from the search, and the smallest
   nprobe of 8, 16, 32, 64, 128 whose recall@50 against exact reaches 0.95.
 - als: implicit ALS, 3 iterations on two random matrices of different shape: nnz_ns and rows_ns.
-- aggregate: DuckDB GROUP BY (user, item) summing weights over synthetic events: event_ns.
-- export: Arrow table of (user_id, item_id, rank, score, source) rows written as zstd Parquet: row_ns, row_bytes.
+- export.row_bytes: Arrow bytes per exported row (the export step's memory).
+
+Whole steps (``steps``): the real ``reco step`` processes of bench/run.py (same data generator, overrides and
+2 shards) at two sizes, 100k and 1M events; per step a fixed part (fixed_s wall, fixed_core_s CPU), the rest
+per unit beyond the core operation's formula (unit_ns per interaction, user, item or row), fitted so that batch/capacity.py's ``step_cost``
+reproduces the measured processes. The index step is measured with ``candidates.method=ann``.
+``--steps-only`` re-measures only these and keeps the core-operation figures of the existing file.
 
 The ``published`` section is carried over from the existing file (figures not measurable here, with sources).
 """
@@ -21,8 +26,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import platform
+import shutil
 import tempfile
 import time
 from datetime import UTC, datetime
@@ -30,14 +35,20 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 import scipy.sparse as sp
 
-from batch.capacity import CALIBRATION_PATH
+from batch.capacity import CALIBRATION_PATH, STEPS, PlanInput, core_operation_seconds, step_units
 from batch.checks.ann import recall_at_n
+from batch.config import load_pipeline
+from bench.run import FACTORS, ITERATIONS, PIPELINE, STEP_SHARDS, Bench, N, label, parse_size
 from models import create_model
 from models.ann import AnnParams, build_index
 from models.topk import available_cores, topk_scores
+
+STEP_SIZES = "100k,1M"
+# the index step at sizes whose catalogue is under exact_below: force the IVF build so that it is measured
+# and time its gate whatever the recall (a failed gate ends the step with the same work done)
+ANN_SETS = ["candidates.method=ann", "candidates.ann.exact_below=0", "checks.index.min_recall=0"]
 
 
 def _best(fn, repeats: int = 2) -> float:
@@ -139,28 +150,8 @@ def als_costs(cores: int, quick: bool) -> dict:
     return {"nnz_ns": round(float(a), 6), "rows_ns": round(float(b), 7), "factors": d}
 
 
-def aggregate_costs(cores: int, events: int) -> dict:
-    import duckdb
-
-    rng = np.random.default_rng(3)
-    table = pa.table(
-        {
-            "user_id": pa.array(np.char.add("u", rng.integers(0, events // 40, events).astype(str))),
-            "item_id": pa.array(np.char.add("i", rng.integers(0, 50_000, events).astype(str))),
-            "w": rng.random(events),
-        }
-    )
-    con = duckdb.connect()
-    con.register("events", table)
-    s = _best(
-        lambda: con.execute(
-            "CREATE OR REPLACE TABLE pairs AS SELECT user_id, item_id, sum(w) AS w FROM events GROUP BY ALL"
-        )
-    )
-    return {"event_ns": round(s * 1e9 / events, 2), "events": events}
-
-
-def export_costs(cores: int, rows: int) -> dict:
+def export_row_bytes(rows: int = 100_000) -> dict:
+    """Arrow bytes per exported row (user_id, item_id, rank, score, source): the export step's memory."""
     rng = np.random.default_rng(4)
     table = pa.table(
         {
@@ -171,13 +162,108 @@ def export_costs(cores: int, rows: int) -> dict:
             "source": pa.array(np.where(rng.random(rows) < 0.1, "popular", "personal")),
         }
     )
-    with tempfile.TemporaryDirectory() as d:
-        s = _best(lambda: pq.write_table(table, os.path.join(d, "x.parquet"), compression="zstd"))
-    # the step reads the shards back and also loads the warehouse: the write is one of ~3 passes (docs/benchmarks.md)
+    return {"row_bytes": round(table.nbytes / rows, 1)}
+
+
+# -- whole steps -----------------------------------------------------------------------------------------------
+
+
+def plan_input(stats: dict) -> PlanInput:
+    """The plan's input for a measured run: the aggregate step's users, items, interactions and the bench's
+    model overrides (bench/run.py)."""
+    cfg = load_pipeline(PIPELINE, "local")
+    ev = cfg.evaluation
+    refit = (ev.refit_iterations or ITERATIONS) if ev.enabled else 0
+    return PlanInput.create(
+        stats["users"],
+        stats["items"],
+        stats["interactions"],
+        FACTORS,
+        n=N,
+        related_n=cfg.candidates.related_n,
+        iterations=ITERATIONS,
+        refit_iterations=refit,
+        batch_size=cfg.candidates.batch_size,
+    )
+
+
+def bench_data(size: int, work: Path, reuse: bool) -> Bench:
+    """bench/run.py's generated data at ``size`` events (``reuse``: what a previous run left in ``work``)."""
+    b = Bench(size, work, argparse.Namespace())
+    b.generate(reuse=reuse)
+    return b
+
+
+def measure_steps(b: Bench, ann: bool, index_alone: bool = False) -> tuple[PlanInput, dict[str, dict]]:
+    """The plan's input and, per step, one process's wall and CPU seconds (sharded steps: the mean shard) of a
+    bench/run.py per-step run on ``b``'s data. ``ann``: the whole run with ``candidates.method=ann`` (the
+    index step included; its recall gate does not stop the run, so that every step is measured);
+    ``index_alone``: the exact run, then the index step on its own with ANN."""
+    rows = b.steps([ANN_SETS[0], ANN_SETS[2]] if ann else [])
+    if index_alone:
+        rows += b.steps(ANN_SETS, key="index_steps", names=("index",))
+    p = plan_input(b._agg_result["stats"])
+    measured = {}
+    for r in rows:
+        n = len(r["shards"]) if r["shards"] else 1
+        measured[r["step"]] = {"wall_s": r["wall_s"] / n, "cpu_s": r["cpu_s"] / n, "processes": n}
+    return p, measured
+
+
+def step_points(sizes: list[int], work: Path, reuse: bool, cal: dict) -> dict[str, list[dict]]:
+    """Per step, one point per size: units and core-operation seconds of one process, measured CPU and wall."""
+    points: dict[str, list[dict]] = {s: [] for s in STEPS}
+    for size in sizes:
+        p, measured = measure_steps(bench_data(size, work, reuse), ann=False, index_alone=True)
+        for step, m in measured.items():
+            method = "ann" if step == "index" else "exact"
+            shards = m["processes"] if step in ("candidates", "related") else 1
+            unit, units = step_units(step, p, shards)
+            points[step].append(
+                {
+                    "size": label(size),
+                    "unit": unit,
+                    "units": round(units),
+                    "core_op_s": round(core_operation_seconds(step, p, cal, method, shards), 3),
+                    "cpu_s": round(m["cpu_s"], 3),
+                    "wall_s": round(m["wall_s"], 3),
+                }
+            )
+    return points
+
+
+def fit_step(points: list[dict], cores: int) -> dict:
+    """fixed_core_s + unit_ns from CPU time (rest = CPU - core operation = fixed + units x ns, least squares over
+    the sizes; a negative slope or intercept, i.e. noise, is clamped to 0 and the other term refitted), then
+    fixed_s: the mean wall left once the rest (one core) and the core operation (all cores) are taken off, so
+    it holds the process start as this machine, load included, ran it."""
+    units = np.array([pt["units"] for pt in points], float)
+    op = np.array([pt["core_op_s"] for pt in points], float)
+    cpu = np.array([pt["cpu_s"] for pt in points], float)
+    wall = np.array([pt["wall_s"] for pt in points], float)
+    rest = cpu - op
+    fixed_core, per_unit = np.linalg.lstsq(np.c_[np.ones_like(units), units], rest, rcond=None)[0]
+    if per_unit < 0:
+        fixed_core, per_unit = rest.mean(), 0.0
+    if fixed_core < 0:
+        fixed_core, per_unit = 0.0, float(rest @ units / (units @ units))
+    fixed_s = max(0.0, float((wall - units * per_unit - op / cores).mean()))
     return {
-        "row_ns": round(3 * s * 1e9 / rows, 2),
-        "row_bytes": round(table.nbytes / rows, 1),
-        "rows": rows,
+        "fixed_s": round(fixed_s, 3),
+        "fixed_core_s": round(float(fixed_core), 3),
+        "unit": points[0]["unit"],
+        "unit_ns": round(float(per_unit) * 1e9, 2),
+        "points": points,
+    }
+
+
+def step_costs(sizes: list[int], work: Path, reuse: bool, cal: dict, cores: int) -> dict:
+    points = step_points(sizes, work, reuse, cal)
+    return {
+        "sizes": [label(s) for s in sizes],
+        "shards": STEP_SHARDS,
+        "cores": cores,
+        **{step: fit_step(pts, cores) for step, pts in points.items()},
     }
 
 
@@ -188,13 +274,26 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--quick", action="store_true", help="small sizes (minutes): 200k items, 1/2 the ALS sizes"
     )
+    p.add_argument("--step-sizes", default=STEP_SIZES, help="events of the whole-step runs (two or more)")
+    p.add_argument(
+        "--steps-only", action="store_true", help="re-measure the whole steps only; keep the other figures"
+    )
+    p.add_argument("--workdir", default=None, help="where the step runs' data go (default: a temp dir)")
+    p.add_argument(
+        "--reuse-data", action="store_true", help="keep data a previous run generated in --workdir"
+    )
     p.add_argument("--out", default=str(CALIBRATION_PATH))
     args = p.parse_args(argv)
     if args.quick:
         args.items = min(args.items, 200_000)
+    sizes = [parse_size(x) for x in args.step_sizes.split(",")]
+    if len(sizes) < 2:
+        p.error("--step-sizes needs two sizes or more: the fit has a fixed and a per-unit term")
     cores = available_cores()
     out_path = Path(args.out)
-    published = json.loads(out_path.read_text()).get("published", {}) if out_path.exists() else {}
+    old = json.loads(out_path.read_text()) if out_path.exists() else {}
+    if args.steps_only and not all(k in old for k in ("exact_scoring", "ivf", "als", "export")):
+        p.error(f"--steps-only needs the core-operation figures in {out_path}: run without it")
     started = time.perf_counter()
     cal = {
         "measured_on": {
@@ -202,14 +301,23 @@ def main(argv: list[str] | None = None) -> int:
             "cpu": platform.processor() or platform.machine(),
             "cores": cores,
             "note": "shared machine (other jobs running): per-core rates are conservative",
-        },
-        "exact_scoring": exact_costs(cores, 1000, 100_000 if args.quick else 200_000),
-        "ivf": ivf_costs(cores, args.items, args.queries),
-        "als": als_costs(cores, args.quick),
-        "aggregate": aggregate_costs(cores, 1_000_000 if args.quick else 4_000_000),
-        "export": export_costs(cores, 1_000_000 if args.quick else 2_000_000),
-        "published": published,
+        }
     }
+    if args.steps_only:
+        cal.update({k: old[k] for k in ("exact_scoring", "ivf", "als", "export")})
+        cal["measured_on"]["core_operations_from"] = old.get("measured_on", {}).get("date")
+    else:
+        cal["exact_scoring"] = exact_costs(cores, 1000, 100_000 if args.quick else 200_000)
+        cal["ivf"] = ivf_costs(cores, args.items, args.queries)
+        cal["als"] = als_costs(cores, args.quick)
+        cal["export"] = export_row_bytes()
+    work = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="reco-calibrate-"))
+    try:
+        cal["steps"] = step_costs(sizes, work, args.reuse_data, cal, cores)
+    finally:
+        if not args.workdir:
+            shutil.rmtree(work, ignore_errors=True)
+    cal["published"] = old.get("published", {})
     cal["measured_on"]["seconds"] = round(time.perf_counter() - started, 1)
     out_path.write_text(json.dumps(cal, indent=1) + "\n")
     print(json.dumps({k: v for k, v in cal.items() if k != "published"}, indent=1))

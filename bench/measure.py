@@ -1,4 +1,5 @@
-"""Run one child process and measure it: wall time and peak memory (RSS of the child and its descendants)."""
+"""Run one child process and measure it: wall time, CPU time and peak memory (RSS of the child and its
+descendants)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,9 @@ class Measured:
     wall_s: float
     peak_rss_mb: float  # max over time of the summed RSS of the process tree (polled every poll_s)
     hwm_mb: float  # the child's own VmHWM (its peak RSS since exec, read until it exits)
+    # user + system CPU seconds of the child, all its threads and the descendants it waited for (wait4's
+    # rusage): the core-seconds of the work, which other jobs on a shared machine do not inflate as they do wall
+    cpu_s: float = 0.0
     timed_out: bool = False
     stdout: str = ""
     stderr_tail: str = ""
@@ -78,17 +82,18 @@ def run_measured(
     hwm = 0
     timed_out = False
     status = None
+    usage = None
     while True:
         # the child is reaped only below, so /proc/<pid> stays readable (as a zombie, without VmHWM) until then
         hwm = max(hwm, _hwm_bytes(proc.pid))
         peak = max(peak, _tree_rss(ps))
-        pid, status, _ = os.wait4(proc.pid, os.WNOHANG)
+        pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
         if pid == proc.pid:
             break
         if timeout is not None and time.perf_counter() - started > timeout:
             timed_out = True
             _kill_tree(ps)
-            pid, status, _ = os.wait4(proc.pid, 0)
+            pid, status, usage = os.wait4(proc.pid, 0)
             break
         time.sleep(poll_s)
     wall = time.perf_counter() - started
@@ -101,6 +106,7 @@ def run_measured(
         wall_s=wall,
         peak_rss_mb=peak / 2**20,
         hwm_mb=hwm / 2**20,
+        cpu_s=usage.ru_utime + usage.ru_stime if usage is not None else 0.0,
         timed_out=timed_out,
         stdout="".join(out_chunks),
         stderr_tail="".join(err_chunks)[-4000:],

@@ -9,8 +9,9 @@ For each size: seeded synthetic data (generation not timed), then in ONE run
 Then, once (not per size): 4. the dashboard's page timings, p95 over 200 requests vs the 300 ms target
 (bench/dashboard.py; --no-dashboard, --dashboard-only); 5. ANN candidates against our exact scoring on 1M
 structured items x 100k users (bench/ann_candidates.py) and the per-unit costs of the capacity plan
-(bench/calibrate.py, which rewrites batch/calibration.json; --no-ann skips both). The ANN library comparison is
-bench/ann_compare.py (docs/ann.md).
+(bench/calibrate.py, which rewrites batch/calibration.json from microbenchmarks and from this module's per-step
+runs at 100k and 1M events; --no-ann skips both). The plan against a measured 10M-event run is
+bench/plan_check.py (docs/scale.md); the ANN library comparison is bench/ann_compare.py (docs/ann.md).
 Prints the figures side by side; writes bench/results/bench-<stamp>.json and .md (and latest.*).
 Method and latest figures: docs/benchmarks.md.
 """
@@ -39,6 +40,9 @@ OVERRIDES = [f"model.params.factors={FACTORS}", f"model.params.iterations={ITERA
 EVENTS_PER_USER_IN_WINDOW = 40  # the generator's mean is set so ~this many fall in the 28-day window
 ITEMS = 50_000
 DAYS = 30  # generated days: the 28-day window of S plus the holdout day S+1 plus a margin
+STEP_SHARDS = 2  # processes per sharded step in the per-step measurement
+STEPS_EXACT = ("aggregate", "train", "candidates", "related", "export")
+STEPS_ANN = ("aggregate", "train", "index", "candidates", "related", "export")  # index is enabled by ann/auto
 
 
 def parse_size(text: str) -> int:
@@ -120,7 +124,15 @@ class Bench:
             return {}
 
     # -- data ------------------------------------------------------------------------------------------------
-    def generate(self) -> None:
+    def generate(self, reuse: bool = False) -> None:
+        """Seeded synthetic data in this size's RECO_HOME; ``reuse``: keep the data a previous generate left there
+        (same seed and sizes, so the same rows)."""
+        marker = self.home / "generate.json"
+        if reuse and marker.exists():
+            self.log("generate data: reusing the data already there")
+            self.out["generate"] = json.loads(marker.read_text())
+            self._window()
+            return
         per_user = EVENTS_PER_USER_IN_WINDOW * DAYS / 28 * 1.09  # window share, and the availability/dirt cut
         m = self.run(
             [
@@ -145,6 +157,10 @@ class Bench:
             "generate data",
         )
         self.out["generate"] = {"wall_s": m.wall_s, **self.last_json(m)}
+        marker.write_text(json.dumps(self.out["generate"]))
+        self._window()
+
+    def _window(self) -> None:
         import duckdb
 
         from batch.config import load_pipeline
@@ -154,50 +170,68 @@ class Bench:
         self.window = Window.for_session(
             self.session, cfg.aggregate.lookback_days, cfg.evaluation.holdout_days, cfg.source.timezone
         )
-        # Spark reads Parquet: the same rows with integer codes (untimed preparation)
-        self.events_parquet = str(self.home / "events.parquet")
-        con = duckdb.connect(self.db, read_only=True)
-        con.execute(
-            f"COPY (SELECT user_id, item_id, event_type, ts, "
-            f"CAST(dense_rank() OVER (ORDER BY user_id) AS INTEGER) - 1 AS user_code, "
-            f"CAST(dense_rank() OVER (ORDER BY item_id) AS INTEGER) - 1 AS item_code "
-            f"FROM {cfg.source.events_table}) TO '{self.events_parquet}' (FORMAT parquet)"
-        )
         self.events_table = cfg.source.events_table
+        con = duckdb.connect(self.db, read_only=True)
         self.out["events_in_window"] = con.execute(
             f"SELECT count(*) FROM {self.events_table} WHERE ts >= ? AND ts < ?",
             [self.window.start, self.window.end],
         ).fetchone()[0]
         con.close()
 
+    def spark_events(self) -> str:
+        """Spark reads Parquet: the same rows with integer codes (untimed preparation)."""
+        import duckdb
+
+        self.events_parquet = str(self.home / "events.parquet")
+        con = duckdb.connect(self.db, read_only=True)
+        con.execute(
+            f"COPY (SELECT user_id, item_id, event_type, ts, "
+            f"CAST(dense_rank() OVER (ORDER BY user_id) AS INTEGER) - 1 AS user_code, "
+            f"CAST(dense_rank() OVER (ORDER BY item_id) AS INTEGER) - 1 AS item_code "
+            f"FROM {self.events_table}) TO '{self.events_parquet}' (FORMAT parquet)"
+        )
+        con.close()
+        return self.events_parquet
+
     # -- 1. per step -----------------------------------------------------------------------------------------
-    def steps(self) -> None:
-        base = ["--pipeline", PIPELINE, "--date", str(self.session), *sets()]
-        shards = 2
+    def steps(
+        self, extra_sets: list[str] = (), key: str = "steps", names: tuple[str, ...] = ()
+    ) -> list[dict]:
+        """Every step of the run (or ``names``) as its own ``reco step`` process (sharded steps: STEP_SHARDS
+        processes): wall, CPU seconds, peak memory. The index step runs when ``extra_sets`` enable it (ANN)."""
+        base = ["--pipeline", PIPELINE, "--date", str(self.session), *sets(extra_sets)]
+        ann = any(s.startswith("candidates.method=a") for s in extra_sets)
+        names = names or (STEPS_ANN if ann else STEPS_EXACT)
         rows = []
-        for name in ("aggregate", "train", "candidates", "related", "export"):
-            parts = range(shards) if name in ("candidates", "related") else [None]
+        for name in names:
+            parts = range(STEP_SHARDS) if name in ("candidates", "related") else [None]
             ms = []
             for idx in parts:
-                extra = [] if idx is None else ["--shard-index", str(idx), "--shard-count", str(shards)]
+                extra = [] if idx is None else ["--shard-index", str(idx), "--shard-count", str(STEP_SHARDS)]
                 m = self.run(
                     [*reco_cmd(), "step", name, *base, *extra],
-                    f"step {name}" + ("" if idx is None else f" shard {idx + 1}/{shards}"),
+                    f"step {name}" + ("" if idx is None else f" shard {idx + 1}/{STEP_SHARDS}"),
                 )
-                ms.append({"wall_s": m.wall_s, "peak_mb": m.peak_mb, "result": self.last_json(m)})
+                ms.append(
+                    {"wall_s": m.wall_s, "cpu_s": m.cpu_s, "peak_mb": m.peak_mb, "result": self.last_json(m)}
+                )
                 if name == "aggregate":
                     self._agg_result = ms[-1]["result"]
             rows.append(
                 {
                     "step": name,
                     "wall_s": sum(x["wall_s"] for x in ms),
+                    "cpu_s": sum(x["cpu_s"] for x in ms),
                     "peak_mb": max(x["peak_mb"] for x in ms),
                     "shards": ms if len(ms) > 1 else None,
                     "timings": ms[0]["result"].get("timings"),
                 }
             )
-        self.out["steps"] = rows
-        self.out["interactions"] = (self._agg_result or {}).get("stats", {}).get("interactions", 0)
+        self.out[key] = rows
+        self.out["interactions"] = (
+            (getattr(self, "_agg_result", None) or {}).get("stats", {}).get("interactions", 0)
+        )
+        return rows
 
     # -- 2. whole batch vs hand-written vs Spark -----------------------------------------------------------
     def whole(self) -> None:
@@ -256,6 +290,7 @@ class Bench:
         # configured run, the last one) stands for all of them in the nDCG comparison
         spark = None
         if not self.args.no_spark:
+            self.spark_events()
             spark_out = str(self.home / "spark_recs")
             timeout = self.args.spark_timeout
             m = self.run(

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from batch.capacity import PlanInput, choose_method, load_calibration, plan, totals
+from batch.capacity import PlanInput, choose_method, load_calibration, plan, step_cost, totals
 from batch.cli import main
 from batch.errors import ConfigError
 
@@ -48,14 +48,32 @@ def test_plan_covers_every_step_for_both_methods(cal):
     steps = plan(PlanInput.create("100M", "10M", factors=128), cal)
     names = {(s.step, s.method) for s in steps}
     assert {("aggregate", "-"), ("train", "-"), ("export", "-")} <= names
-    for step in ("index", "candidates", "related"):
+    for step in ("index", "candidates"):
         assert {(step, "exact"), (step, "ann")} <= names
+    # related items are always scored exactly: one row, the same for both methods
+    related = [s for s in steps if s.step == "related"]
+    assert [s.method for s in related] == ["-"] and any("exact scoring" in n for n in related[0].notes)
     cand = {s.method: s for s in steps if s.step == "candidates"}
     assert cand["exact"].node_hours > cand["ann"].node_hours
     assert all(s.memory_bytes <= 8 * 2**30 for s in steps if s.step == "candidates" and s.method == "ann")
     train = next(s for s in steps if s.step == "train")
     assert any("fold the other users in" in n for n in train.notes)  # 100M users do not fit one highmem pod
     assert totals(steps, "exact")["node_hours"] > totals(steps, "ann")["node_hours"]
+
+
+def test_fixed_cost_is_paid_per_shard(cal):
+    # a sharded step's processes each pay the fixed part: more shards, more total core-seconds, less wall each
+    p = PlanInput.create(250_000, 50_000, 6_000_000, 64)
+    one, four = step_cost("candidates", p, cal, "exact", 1), step_cost("candidates", p, cal, "exact", 4)
+    assert four.wall_seconds(4) < one.wall_seconds(4)
+    assert 4 * four.core_seconds > one.core_seconds
+    assert four.work_core_s == pytest.approx(one.work_core_s / 4)
+
+
+def test_plan_without_whole_step_costs_names_the_field(cal):
+    stale = {k: v for k, v in cal.items() if k != "steps"}
+    with pytest.raises(ConfigError, match="steps.aggregate"):
+        plan(PlanInput.create(1000, 1000), stale)
 
 
 def test_gpu_train_is_published(cal):
@@ -76,7 +94,7 @@ def test_reco_plan_json(reco_home, capsys):
     assert main(["plan", "--pipeline", "demo", "--users", "250000", "--items", "50000", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["input"]["factors"] == 64  # the pipeline's model factors
-    assert out["auto"]["method"] in ("exact", "ann") and len(out["steps"]) == 9
+    assert out["auto"]["method"] in ("exact", "ann") and len(out["steps"]) == 8
 
 
 @pytest.mark.parametrize(

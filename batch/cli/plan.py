@@ -34,6 +34,15 @@ def register(sub) -> None:
     p.set_defaults(func=cmd_plan)
 
 
+def refit_iterations(pipeline, iterations: int) -> int:
+    """ALS iterations train runs after the evaluated fit (batch/steps/train.py: fit_full): a warm refit of
+    ``evaluation.refit_iterations``, a second full fit when that is null, none with evaluation off."""
+    ev = pipeline.evaluation
+    if not ev.enabled:
+        return 0
+    return ev.refit_iterations if ev.refit_iterations else iterations
+
+
 def cmd_plan(args) -> int:
     pipeline = load_pipeline(args.pipeline, args.env)
     params = pipeline.model.params
@@ -46,6 +55,7 @@ def cmd_plan(args) -> int:
         n=pipeline.candidates.n,
         related_n=pipeline.candidates.related_n,
         iterations=params.get("iterations", 15),
+        refit_iterations=refit_iterations(pipeline, params.get("iterations", 15)),
         batch_size=pipeline.candidates.batch_size,
         gpu_train=args.gpu_train,
     )
