@@ -30,6 +30,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from bench import incremental as incremental_bench
+from bench import startup
 from bench.measure import Measured, run_measured
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -721,6 +722,11 @@ def main(argv: list[str] | None = None) -> int:
         if not args.keep and not args.workdir:
             shutil.rmtree(work, ignore_errors=True)
     md = report(results, meta)
+    md += (
+        "\n## Start-up (`python -m bench.startup`: fresh interpreters, median of 7)\n\n"
+        + startup.table()
+        + "\n"
+    )
     if not args.no_ann:
         md += ann_section(args)
     (RESULTS / f"bench-{stamp}.md").write_text(md)
