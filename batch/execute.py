@@ -32,6 +32,7 @@ from batch.checks import anomaly
 from batch.context import StepContext
 from batch.errors import CheckFailedError, MissingArtifactError
 from batch.graph import GRAPH, GateSpec, StepSpec
+from batch.prefork import mark_ran_model_code
 
 log = logging.getLogger(__name__)
 
@@ -302,6 +303,7 @@ def run_step(spec: StepSpec | str, ctx: StepContext, *, startup_s: float | None 
     ``startup_s``: how long the process took to get here (`reco step` passes it), for the timings record."""
     if isinstance(spec, str):
         spec = GRAPH.step(spec)
+    mark_ran_model_code()  # a fork of this process could not run model code any more (batch.prefork)
     phases = timings.Phases()
     result: dict = {}
     try:

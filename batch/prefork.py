@@ -5,8 +5,14 @@ does anything. The local runners start many short `reco` processes (the Digdag l
 per task, the local Job runner one `reco step` per Job or shard), and on demo-sized data that start-up was most
 of `make demo`'s time. A process that has imported the graph once can fork a child that runs the same command
 with the same arguments, environment, working directory, output and exit code, in milliseconds (the pre-fork
-model of gunicorn's ``preload_app``). ``RECO_LOCAL_SPAWN=exec`` starts fresh interpreters instead, exactly as a
-container does; GKE pods always do.
+model of gunicorn's ``preload_app``). Fresh interpreters are what a container does; GKE pods always do.
+
+Forking is only safe from a process that has not run model code yet: OpenMP (implicit's ALS) keeps a thread
+pool that a forked child cannot use (it waits forever on threads that do not exist there). So by default
+(``RECO_LOCAL_SPAWN`` unset) only a `reco` command-line process that has run no step forks: the launchers
+(`reco demo`, `reco digdag run`, `reco submit`), which only start other commands. A library caller (a test, the
+benchmark) or a process that ran a step in-process starts fresh interpreters. ``RECO_LOCAL_SPAWN=fork`` forces
+forking (tests of the fork path), ``exec`` forbids it.
 
 The child is made safe to run after a fork: it resets the signal handlers its parent installed, gets new
 stdout/stderr objects on its own pipes (the parent's threads may hold the old ones' locks), and never returns
@@ -26,15 +32,30 @@ from typing import NoReturn
 from batch.cli import COMMANDS, invoked_command, main
 from batch.errors import ConfigError
 
-SPAWN_ENV = "RECO_LOCAL_SPAWN"  # fork (default where the OS has it) | exec
+SPAWN_ENV = "RECO_LOCAL_SPAWN"  # auto (default) | fork | exec
 SHELL_SYNTAX = set("|&;<>()$`\\\"'*?[]#~=%{}\n")
 
 
+_ran_model_code = False
+
+
+def mark_ran_model_code() -> None:
+    """This process ran a step (batch.execute): from now on it starts fresh interpreters, never forks."""
+    global _ran_model_code
+    _ran_model_code = True
+
+
 def spawn_mode() -> str:
-    mode = (os.environ.get(SPAWN_ENV) or "fork").strip().lower()
-    if mode not in ("fork", "exec"):
-        raise ConfigError(f"${SPAWN_ENV}: {mode!r} is not fork or exec")
-    return mode if hasattr(os, "fork") else "exec"
+    """fork or exec: how this process starts the `reco` commands it runs (see the module docstring)."""
+    mode = (os.environ.get(SPAWN_ENV) or "auto").strip().lower()
+    if mode not in ("auto", "fork", "exec"):
+        raise ConfigError(f"${SPAWN_ENV}: {mode!r} is not fork, exec or auto")
+    if not hasattr(os, "fork"):
+        return "exec"
+    if mode == "auto":
+        launcher = os.path.basename(sys.argv[0] if sys.argv else "") == "reco"
+        return "fork" if launcher and not _ran_model_code else "exec"
+    return mode
 
 
 def reco_args(command: str) -> list[str] | None:

@@ -3,10 +3,11 @@
 The Job is built exactly as for GKE (same overlay, same template, same args); then container-only settings are
 mapped to this machine:
 
-- the command `reco` becomes this interpreter running batch.cli (the project as installed in this venv): by
-  default in a fork of this process (`reco submit` has already imported the step graph, so the child skips the
-  ~1.3 s of imports a fresh interpreter pays; the same code, arguments, environment and exit code), or with
-  RECO_LOCAL_SPAWN=exec in a fresh interpreter, as in the container;
+- the command `reco` becomes this interpreter running batch.cli (the project as installed in this venv): in
+  a fork of this process when it is a `reco submit` that ran no model code (it has already imported the step
+  graph, so the child skips the ~1.3 s of imports a fresh interpreter pays; the same code, arguments,
+  environment and exit code), else in a fresh interpreter as in the container (batch.prefork,
+  RECO_LOCAL_SPAWN);
 - RECO_CONFIG_DIR and RECO_HOME (the ConfigMap mount and the pod's /tmp) become the local config directory and
   local state directory; variables already set in this shell win over the manifest's other values, so a
   developer's GCP_PROJECT or RECO_LOG_FORMAT is kept;

@@ -168,7 +168,7 @@ def test_the_real_command_runs_reco(reco_home, capsys):
 
 @pytest.mark.parametrize("mode", ["fork", "exec"])
 def test_a_forked_child_and_a_fresh_interpreter_run_the_step_alike(small_data, monkeypatch, capsys, mode):
-    """RECO_LOCAL_SPAWN=fork (the default) runs `reco step` in a fork of this process, exec in a new interpreter:
+    """RECO_LOCAL_SPAWN=fork runs `reco step` in a fork of this process, exec in a new interpreter:
     the same step, the same output passed through, the same exit code."""
     from batch.config import load_environment
     from batch.storage import ArtifactStore

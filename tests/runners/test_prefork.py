@@ -49,3 +49,21 @@ def test_a_forked_reco_can_be_killed(reco_home):
     assert child.wait() == -signal.SIGKILL
     child.stdout.close()
     child.stderr.close()
+
+
+def test_only_a_reco_launcher_that_ran_no_model_code_forks(monkeypatch):
+    """A fork cannot use the OpenMP pool its parent started: library callers (this test process) and a process
+    that ran a step start fresh interpreters unless told otherwise."""
+    import sys
+
+    from batch import prefork
+
+    monkeypatch.delenv("RECO_LOCAL_SPAWN", raising=False)
+    monkeypatch.setattr(prefork, "_ran_model_code", False)
+    assert prefork.spawn_mode() == "exec"  # pytest is not the reco command line
+    monkeypatch.setattr(sys, "argv", ["/venv/bin/reco", "submit", "train"])
+    assert prefork.spawn_mode() == "fork"
+    prefork.mark_ran_model_code()
+    assert prefork.spawn_mode() == "exec"
+    monkeypatch.setenv("RECO_LOCAL_SPAWN", "fork")
+    assert prefork.spawn_mode() == "fork"  # forced, as the fork tests do
