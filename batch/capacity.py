@@ -11,15 +11,15 @@ imports, config, gates' and the metric store's set-up), plus its work in core-se
 formula below where there is one, plus a per-unit rest (reading, id maps, writing, checks, metrics) per
 interaction, user, item or row. The core operation runs on all the class's cores, the
 fixed part and the rest on one (``StepCost.wall_seconds``). The fixed part and the per-unit rest of each step
-are fitted from real ``reco step`` runs at two sizes (``calibration.json``, ``steps``); ``python -m bench.plan_check`` compares the
-plan with a measured 10M-event run.
+are fitted from real ``reco step`` runs at two sizes (``calibration.json``, ``steps``; candidates by ANN from ANN
+runs, ``steps.candidates.ann``); ``python -m bench.plan_check`` compares the plan with a measured 10M-event run.
 
 Core operations (D factors, U users, I items, NNZ interactions):
 
 - exact scoring (models/topk.py): ``U x I x (select + D x matmul)`` ns per core.
 - IVF search (models/ann.py, faiss IVF-flat): ``U x (nlist + nprobe x I / nlist) x D x scan`` ns per core, with
-  the index's own defaults ``nlist = default_nlist(I)``, ``nprobe = default_nprobe(nlist)`` (measured recall@50
-  >= 0.95 at 200k and 1M items; that it holds at 10M+ is an assumption the index gate checks every day).
+  the index's own defaults ``nlist = default_nlist(I)``, ``nprobe = default_nprobe(nlist, I)`` (measured recall@50
+  >= 0.95 at 45k, 200k and 1M items; that it holds at 10M+ is an assumption the index gate checks every day).
 - IVF build: k-means ``niter x 64 nlist x nlist x D`` + assignment ``I x nlist x D``, both x ``kmeans`` ns.
 - ALS (implicit, conjugate gradient): per iteration ``NNZ x D x als_nnz + (U + I) x D^2 x als_rows`` ns.
 
@@ -136,7 +136,7 @@ def exact_core_seconds(users: int, items: int, factors: int, cal: dict) -> float
 def ann_shape(items: int, cal: dict) -> tuple[int, int]:
     """(nlist, nprobe) the index step would use for a catalogue."""
     nlist = default_nlist(items)
-    return nlist, min(nlist, default_nprobe(nlist))
+    return nlist, min(nlist, default_nprobe(nlist, items))
 
 
 def ann_query_core_seconds(users: int, items: int, factors: int, cal: dict) -> float:
@@ -344,6 +344,9 @@ def step_cost(step: str, p: PlanInput, cal: dict, method: str = "exact", shards:
             f"the calibration file has no whole-step costs for {step!r} (field 'steps.{step}')",
             hint="make bench (bench/calibrate.py) writes them",
         ) from None
+    # candidates by ANN has its own per-user rest (over-fetch for seen items, faiss per-query work): fitted from
+    # ANN runs (``steps.candidates.ann``), not from the exact runs
+    c = c.get(method, c)
     unit, units = step_units(step, p, shards)
     return StepCost(
         step,

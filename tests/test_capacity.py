@@ -70,6 +70,21 @@ def test_fixed_cost_is_paid_per_shard(cal):
     assert four.work_core_s == pytest.approx(one.work_core_s / 4)
 
 
+def test_ann_candidates_use_their_own_fit(cal):
+    # candidates by ANN are costed with the fit from ANN runs (steps.candidates.ann), exact ones with the exact
+    # fit; a calibration without the ANN fit falls back to the exact one
+    p = PlanInput.create(250_000, 50_000, 6_000_000, 64)
+    exact_fit = {"fixed_s": 1.0, "fixed_core_s": 1.0, "unit": "users", "unit_ns": 1_000.0}
+    ann_fit = {"fixed_s": 3.0, "fixed_core_s": 2.0, "unit": "users", "unit_ns": 5_000.0}
+    both = {**cal, "steps": {**cal["steps"], "candidates": {**exact_fit, "ann": ann_fit}}}
+    ann, exact = step_cost("candidates", p, both, "ann", 2), step_cost("candidates", p, both, "exact", 2)
+    assert (ann.fixed_s, ann.fixed_core_s) == (3.0, 2.0) and (exact.fixed_s, exact.fixed_core_s) == (1.0, 1.0)
+    assert ann.rest_core_s == pytest.approx(5 * exact.rest_core_s)
+    exact_only = {**cal, "steps": {**cal["steps"], "candidates": exact_fit}}
+    fallback = step_cost("candidates", p, exact_only, "ann", 2)
+    assert fallback.rest_core_s == pytest.approx(exact.rest_core_s) and fallback.core_op_s == ann.core_op_s
+
+
 def test_plan_without_whole_step_costs_names_the_field(cal):
     stale = {k: v for k, v in cal.items() if k != "steps"}
     with pytest.raises(ConfigError, match="steps.aggregate"):
