@@ -190,9 +190,9 @@ def export_row_bytes(rows: int = 100_000) -> dict:
 # -- whole steps -----------------------------------------------------------------------------------------------
 
 
-def plan_input(stats: dict) -> PlanInput:
-    """The plan's input for a measured run: the aggregate step's users, items, interactions and the bench's
-    model overrides (bench/run.py)."""
+def plan_input(stats: dict, eval_users: int | None = None) -> PlanInput:
+    """The plan's input for a measured run: the aggregate step's users, items, interactions, the users the
+    train step evaluated, and the bench's model overrides (bench/run.py)."""
     cfg = load_pipeline(PIPELINE, "local")
     ev = cfg.evaluation
     refit = (ev.refit_iterations or ITERATIONS) if ev.enabled else 0
@@ -206,6 +206,7 @@ def plan_input(stats: dict) -> PlanInput:
         iterations=ITERATIONS,
         refit_iterations=refit,
         batch_size=cfg.candidates.batch_size,
+        eval_users=eval_users if ev.enabled else 0,
     )
 
 
@@ -226,7 +227,8 @@ def measure_steps(
     if sets is None:
         sets = [ANN_SETS[0], ANN_SETS[2]] if ann else []
     rows = b.steps(sets, key="ann_steps" if ann else "steps", names=names)
-    p = plan_input(b._agg_result["stats"])
+    train = getattr(b, "_train_result", None) or {}
+    p = plan_input(b._agg_result["stats"], train.get("metrics", {}).get("model", {}).get("users_evaluated"))
     measured = {}
     for r in rows:
         n = len(r["shards"]) if r["shards"] else 1

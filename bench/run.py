@@ -217,6 +217,8 @@ class Bench:
                 )
                 if name == "aggregate":
                     self._agg_result = ms[-1]["result"]
+                if name == "train":
+                    self._train_result = ms[-1]["result"]
             rows.append(
                 {
                     "step": name,
