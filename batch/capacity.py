@@ -11,19 +11,20 @@ imports, config, gates' and the metric store's set-up), plus its work in core-se
 formula below where there is one, plus a per-unit rest (reading, id maps, writing, checks, metrics) per
 interaction, user, item or row. The core operation runs on all the class's cores, the
 fixed part and the rest on one (``StepCost.wall_seconds``). The fixed part and the per-unit rest of each step
-are fitted from real ``reco step`` runs at two sizes (``calibration.json``, ``steps``); ``python -m bench.plan_check`` compares the
-plan with a measured 10M-event run.
+are fitted from real ``reco step`` runs at two sizes (``calibration.json``, ``steps``; candidates by ANN from ANN
+runs, ``steps.candidates.ann``); ``python -m bench.plan_check`` compares the plan with a measured 10M-event run.
 
 Core operations (D factors, U users, I items, NNZ interactions):
 
 - exact scoring (models/topk.py): ``U x I x (select + D x matmul)`` ns per core.
 - IVF search (models/ann.py, faiss IVF-flat): ``U x (nlist + nprobe x I / nlist) x D x scan`` ns per core, with
-  the index's own defaults ``nlist = default_nlist(I)``, ``nprobe = default_nprobe(nlist)`` (measured recall@50
-  >= 0.95 at 200k and 1M items; that it holds at 10M+ is an assumption the index gate checks every day).
+  the index's own defaults ``nlist = default_nlist(I)``, ``nprobe = default_nprobe(nlist, I)`` (measured recall@50
+  >= 0.95 at 45k, 200k and 1M items; that it holds at 10M+ is an assumption the index gate checks every day).
 - IVF build: k-means ``niter x 64 nlist x nlist x D`` + assignment ``I x nlist x D``, both x ``kmeans`` ns.
 - ALS (implicit, conjugate gradient): per iteration ``NNZ x D x als_nnz + (U + I) x D^2 x als_rows`` ns.
 
-Per step: aggregate = per interaction; train = ALS (evaluated fit + warm refit) + per interaction; index = IVF
+Per step: aggregate = per interaction; train = ALS (evaluated fit + warm refit) + the offline evaluation's exact
+scoring of its users (those with holdout-day interactions) over the catalogue + per interaction; index = IVF
 build + the index gate (exact and ANN top-N of its user sample) + per item; candidates = exact scoring or IVF
 search of the shard's users + per user; related = exact scoring of the shard's items (related items are always
 scored exactly) + per item; export = per row (U x N + I x related N).
@@ -136,7 +137,7 @@ def exact_core_seconds(users: int, items: int, factors: int, cal: dict) -> float
 def ann_shape(items: int, cal: dict) -> tuple[int, int]:
     """(nlist, nprobe) the index step would use for a catalogue."""
     nlist = default_nlist(items)
-    return nlist, min(nlist, default_nprobe(nlist))
+    return nlist, min(nlist, default_nprobe(nlist, items))
 
 
 def ann_query_core_seconds(users: int, items: int, factors: int, cal: dict) -> float:
@@ -241,6 +242,9 @@ class PlanInput:
     iterations: int = 15
     refit_iterations: int = 3  # the warm refit after the evaluated fit (0: one fit only)
     batch_size: int = 2048
+    # users the train step's offline evaluation recommends for, scored exactly over the catalogue (users with
+    # interactions on the holdout day); None: EVAL_USER_SHARE of the users; 0: evaluation off
+    eval_users: int | None = None
     max_shard_hours: float = 1.0  # shard count so that one shard takes at most this long
     gpu_train: bool = False
 
@@ -253,12 +257,22 @@ class PlanInput:
         for key in ("n", "related_n", "iterations", "batch_size"):
             if key in kw:
                 kw[key] = _positive_int(key, kw[key])
+        if kw.get("eval_users") not in (None, 0):  # 0: evaluation off
+            kw["eval_users"] = _positive_int("eval_users", kw["eval_users"])
         return cls(users, items, nnz, factors, **kw)
+
+    @property
+    def evaluated_users(self) -> int:
+        return round(EVAL_USER_SHARE * self.users) if self.eval_users is None else self.eval_users
 
     @property
     def export_rows(self) -> int:
         return self.users * self.n + self.items * self.related_n
 
+
+# The offline evaluation's users as a share of all users when not given: bench/run.py's generator measured
+# 0.47-0.48 at 1M-10M events (its holdout day is its busiest); real data with a quieter last day has fewer.
+EVAL_USER_SHARE = 0.5
 
 # -- one step's process ------------------------------------------------------------------------------------------
 
@@ -318,8 +332,9 @@ def core_operation_seconds(
 ) -> float:
     """Core-seconds of the step's core operation in one process (0 for steps whose cost is all per unit)."""
     U, n_items, D = p.users, p.items, p.factors
-    if step == "train":
-        return als_core_seconds(U, n_items, p.interactions, D, p.iterations + p.refit_iterations, cal)
+    if step == "train":  # ALS, then batch/evaluation.py's recommend for the evaluated users (exact, topk)
+        als = als_core_seconds(U, n_items, p.interactions, D, p.iterations + p.refit_iterations, cal)
+        return als + exact_core_seconds(p.evaluated_users, n_items, D, cal)
     if step == "index":  # built only for ANN; the gate scores its user sample both ways
         gate = min(INDEX_GATE_USERS, U)
         return (
@@ -344,6 +359,9 @@ def step_cost(step: str, p: PlanInput, cal: dict, method: str = "exact", shards:
             f"the calibration file has no whole-step costs for {step!r} (field 'steps.{step}')",
             hint="make bench (bench/calibrate.py) writes them",
         ) from None
+    # candidates by ANN has its own per-user rest (over-fetch for seen items, faiss per-query work): fitted from
+    # ANN runs (``steps.candidates.ann``), not from the exact runs
+    c = c.get(method, c)
     unit, units = step_units(step, p, shards)
     return StepCost(
         step,
@@ -455,6 +473,18 @@ def plan(p: PlanInput, cal: dict | None = None) -> list[StepPlan]:
         f"ALS: {p.iterations} iterations"
         + (f" + a {p.refit_iterations}-iteration warm refit" if p.refit_iterations else "")
     ]
+    if p.evaluated_users:
+        scoring = exact_core_seconds(p.evaluated_users, n_items, D, cal)
+        notes.append(
+            f"offline evaluation: {p.evaluated_users:,} users scored exactly over the catalogue "
+            f"({scoring / 3600:,.1f} core-hours"
+            + (
+                ""
+                if p.eval_users is not None
+                else f"; assumed {EVAL_USER_SHARE:.0%} of the users, --eval-users"
+            )
+            + ")"
+        )
     if p.gpu_train:
         gpu = RESOURCE_CLASSES["gpu"]
         need_gpu = csr + 2 * factors_b

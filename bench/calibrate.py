@@ -5,8 +5,9 @@
 Core operations: nanoseconds of one core per unit of work, measured here as the process's CPU time (all
 threads) / units: on a shared machine, wall time x cores would charge other jobs' time slices to the step.
 
-- exact_scoring: models.topk at D=32 and D=64 (same users x items): solves select_ns (per user-item) and
-  matmul_ns (per user-item-factor).
+- exact_scoring: models.topk at D=32 and D=64 at the candidates step's shape (calls of candidates.batch_size
+  users over a catalogue the size of the 10M-event data's, ~50k items, through the model's own batch size):
+  solves select_ns (per user-item) and matmul_ns (per user-item-factor).
 - ivf: models.ann IVF-flat on structured factors (bench/ann_data.py): kmeans_ns per (point x centroid x
   factor) from the build, scan_ns per (scanned vector x factor) and query_ns from the search, and the smallest
   nprobe of 8, 16, 32, 64, 128 whose recall@50 against exact reaches 0.95.
@@ -14,10 +15,14 @@ threads) / units: on a shared machine, wall time x cores would charge other jobs
 - export.row_bytes: Arrow bytes per exported row (the export step's memory).
 
 Whole steps (``steps``): the real ``reco step`` processes of bench/run.py (same data generator, overrides and
-2 shards) at two sizes, 100k and 1M events; per step a fixed part (fixed_s wall, fixed_core_s CPU), the rest
-per unit beyond the core operation's formula (unit_ns per interaction, user, item or row), fitted so that batch/capacity.py's ``step_cost``
-reproduces the measured processes. The index step is measured with ``candidates.method=ann``.
-``--steps-only`` re-measures only these and keeps the core-operation figures of the existing file.
+2 shards) at two sizes, 1M and 3M events (large enough that the per-unit cost is the slope at scale: aggregate
+and export grow faster than linearly from 100k); per step a fixed part (fixed_s wall, fixed_core_s CPU), the
+rest per unit beyond the core operation's formula (unit_ns per interaction, user, item or row), fitted so that
+batch/capacity.py's ``step_cost`` reproduces the measured processes. After the exact run, the index and
+candidates steps run again with ``candidates.method=ann`` (IVF forced, gate relaxed): the index step's costs
+and candidates' ANN costs (``steps.candidates.ann``) come from those.
+``--steps-only`` re-measures only these and keeps the core-operation figures of the existing file; ``--keep
+ivf,als`` keeps the named ones.
 
 The ``published`` section is carried over from the existing file (figures not measurable here, with sources).
 """
@@ -37,7 +42,14 @@ import numpy as np
 import pyarrow as pa
 import scipy.sparse as sp
 
-from batch.capacity import CALIBRATION_PATH, STEPS, PlanInput, core_operation_seconds, step_units
+from batch.capacity import (
+    CALIBRATION_PATH,
+    SHARDED_STEPS,
+    STEPS,
+    PlanInput,
+    core_operation_seconds,
+    step_units,
+)
 from batch.checks.ann import recall_at_n
 from batch.config import load_pipeline
 from bench.run import FACTORS, ITERATIONS, PIPELINE, STEP_SHARDS, Bench, N, label, parse_size
@@ -45,9 +57,11 @@ from models import create_model
 from models.ann import AnnParams, build_index
 from models.topk import available_cores, topk_scores
 
-STEP_SIZES = "100k,1M"
-# the index step at sizes whose catalogue is under exact_below: force the IVF build so that it is measured
-# and time its gate whatever the recall (a failed gate ends the step with the same work done)
+STEP_SIZES = "1M,3M"
+CORE_OPERATIONS = ("exact_scoring", "ivf", "als", "export")
+EXACT_ITEMS = 50_000  # exact scoring's catalogue: about the 10M-event data's (45k items)
+# the ANN calibration runs: force the IVF build at sizes whose catalogue is under exact_below so that it is
+# measured, and time the index gate whatever the recall (a failed gate ends the step with the same work done)
 ANN_SETS = ["candidates.method=ann", "candidates.ann.exact_below=0", "checks.index.min_recall=0"]
 
 
@@ -62,18 +76,26 @@ def _best(fn, repeats: int = 2) -> float:
     return best
 
 
-def exact_costs(cores: int, users: int, items: int) -> dict:
+def exact_costs(cores: int, batch_size: int, items: int, calls: int = 4) -> dict:
+    """Per-pair costs of exact scoring as the candidates step runs it: ``calls`` calls of ``batch_size`` users
+    (its user blocks) over ``items``, each through topk_scores at the model's batch size and threads."""
     rng = np.random.default_rng(1)
     per = {}
     for d in (32, 64):
-        q = rng.standard_normal((users, d), dtype=np.float32)
+        q = rng.standard_normal((batch_size * calls, d), dtype=np.float32)
         v = rng.standard_normal((items, d), dtype=np.float32)
-        per[d] = _best(lambda q=q, v=v: topk_scores(q, v, 50)) * 1e9 / (users * items)
+
+        def run(q=q, v=v):
+            for start in range(0, len(q), batch_size):
+                topk_scores(q[start : start + batch_size], v, 50)
+
+        per[d] = _best(run) * 1e9 / (len(q) * items)
     matmul = max((per[64] - per[32]) / 32, 1e-4)
     return {
         "select_ns": round(max(per[64] - 64 * matmul, 0.0), 5),
         "matmul_ns": round(matmul, 6),
-        "users": users,
+        "users": batch_size * calls,
+        "batch_size": batch_size,
         "items": items,
     }
 
@@ -168,9 +190,9 @@ def export_row_bytes(rows: int = 100_000) -> dict:
 # -- whole steps -----------------------------------------------------------------------------------------------
 
 
-def plan_input(stats: dict) -> PlanInput:
-    """The plan's input for a measured run: the aggregate step's users, items, interactions and the bench's
-    model overrides (bench/run.py)."""
+def plan_input(stats: dict, eval_users: int | None = None) -> PlanInput:
+    """The plan's input for a measured run: the aggregate step's users, items, interactions, the users the
+    train step evaluated, and the bench's model overrides (bench/run.py)."""
     cfg = load_pipeline(PIPELINE, "local")
     ev = cfg.evaluation
     refit = (ev.refit_iterations or ITERATIONS) if ev.enabled else 0
@@ -184,6 +206,7 @@ def plan_input(stats: dict) -> PlanInput:
         iterations=ITERATIONS,
         refit_iterations=refit,
         batch_size=cfg.candidates.batch_size,
+        eval_users=eval_users if ev.enabled else 0,
     )
 
 
@@ -194,15 +217,18 @@ def bench_data(size: int, work: Path, reuse: bool) -> Bench:
     return b
 
 
-def measure_steps(b: Bench, ann: bool, index_alone: bool = False) -> tuple[PlanInput, dict[str, dict]]:
+def measure_steps(
+    b: Bench, ann: bool, sets: list[str] | None = None, names: tuple[str, ...] = ()
+) -> tuple[PlanInput, dict[str, dict]]:
     """The plan's input and, per step, one process's wall and CPU seconds (sharded steps: the mean shard) of a
-    bench/run.py per-step run on ``b``'s data. ``ann``: the whole run with ``candidates.method=ann`` (the
-    index step included; its recall gate does not stop the run, so that every step is measured);
-    ``index_alone``: the exact run, then the index step on its own with ANN."""
-    rows = b.steps([ANN_SETS[0], ANN_SETS[2]] if ann else [])
-    if index_alone:
-        rows += b.steps(ANN_SETS, key="index_steps", names=("index",))
-    p = plan_input(b._agg_result["stats"])
+    bench/run.py per-step run on ``b``'s data. ``ann``: the run with ``candidates.method=ann`` (the index step
+    included; its recall gate does not stop the run, so that every step is measured), or ``sets`` given;
+    ``names``: only these steps (on the data an earlier run of the same session left)."""
+    if sets is None:
+        sets = [ANN_SETS[0], ANN_SETS[2]] if ann else []
+    rows = b.steps(sets, key="ann_steps" if ann else "steps", names=names)
+    train = getattr(b, "_train_result", None) or {}
+    p = plan_input(b._agg_result["stats"], train.get("metrics", {}).get("model", {}).get("users_evaluated"))
     measured = {}
     for r in rows:
         n = len(r["shards"]) if r["shards"] else 1
@@ -211,15 +237,20 @@ def measure_steps(b: Bench, ann: bool, index_alone: bool = False) -> tuple[PlanI
 
 
 def step_points(sizes: list[int], work: Path, reuse: bool, cal: dict) -> dict[str, list[dict]]:
-    """Per step, one point per size: units and core-operation seconds of one process, measured CPU and wall."""
-    points: dict[str, list[dict]] = {s: [] for s in STEPS}
+    """Per step (and ``candidates.ann``), one point per size: units and core-operation seconds of one process,
+    measured CPU and wall. The exact run, then index and candidates again with ANN forced."""
+    points: dict[str, list[dict]] = {s: [] for s in (*STEPS, "candidates.ann")}
     for size in sizes:
-        p, measured = measure_steps(bench_data(size, work, reuse), ann=False, index_alone=True)
-        for step, m in measured.items():
-            method = "ann" if step == "index" else "exact"
-            shards = m["processes"] if step in ("candidates", "related") else 1
+        b = bench_data(size, work, reuse)
+        p, exact = measure_steps(b, ann=False)
+        _, ann = measure_steps(b, ann=True, sets=ANN_SETS, names=("index", "candidates"))
+        runs = [(step, "exact", m) for step, m in exact.items()]
+        runs += [(step if step == "index" else f"{step}.ann", "ann", m) for step, m in ann.items()]
+        for key, method, m in runs:
+            step = key.split(".")[0]
+            shards = m["processes"] if step in SHARDED_STEPS else 1
             unit, units = step_units(step, p, shards)
-            points[step].append(
+            points[key].append(
                 {
                     "size": label(size),
                     "unit": unit,
@@ -259,12 +290,9 @@ def fit_step(points: list[dict], cores: int) -> dict:
 
 def step_costs(sizes: list[int], work: Path, reuse: bool, cal: dict, cores: int) -> dict:
     points = step_points(sizes, work, reuse, cal)
-    return {
-        "sizes": [label(s) for s in sizes],
-        "shards": STEP_SHARDS,
-        "cores": cores,
-        **{step: fit_step(pts, cores) for step, pts in points.items()},
-    }
+    steps = {step: fit_step(points[step], cores) for step in STEPS}
+    steps["candidates"]["ann"] = fit_step(points["candidates.ann"], cores)
+    return {"sizes": [label(s) for s in sizes], "shards": STEP_SHARDS, "cores": cores, **steps}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -277,6 +305,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--step-sizes", default=STEP_SIZES, help="events of the whole-step runs (two or more)")
     p.add_argument(
         "--steps-only", action="store_true", help="re-measure the whole steps only; keep the other figures"
+    )
+    p.add_argument(
+        "--keep",
+        default="",
+        help=f"core-operation figures to keep from the existing file (comma list of {', '.join(CORE_OPERATIONS)})",
     )
     p.add_argument("--workdir", default=None, help="where the step runs' data go (default: a temp dir)")
     p.add_argument(
@@ -292,8 +325,13 @@ def main(argv: list[str] | None = None) -> int:
     cores = available_cores()
     out_path = Path(args.out)
     old = json.loads(out_path.read_text()) if out_path.exists() else {}
-    if args.steps_only and not all(k in old for k in ("exact_scoring", "ivf", "als", "export")):
-        p.error(f"--steps-only needs the core-operation figures in {out_path}: run without it")
+    keep = list(CORE_OPERATIONS) if args.steps_only else [k for k in args.keep.split(",") if k]
+    if unknown := set(keep) - set(CORE_OPERATIONS):
+        p.error(f"--keep: unknown {', '.join(sorted(unknown))}; known: {', '.join(CORE_OPERATIONS)}")
+    if missing := [k for k in keep if k not in old]:
+        p.error(
+            f"{out_path} has no {', '.join(missing)} to keep: measure them (leave out --keep/--steps-only)"
+        )
     started = time.perf_counter()
     cal = {
         "measured_on": {
@@ -303,14 +341,23 @@ def main(argv: list[str] | None = None) -> int:
             "note": "shared machine (other jobs running): per-core rates are conservative",
         }
     }
-    if args.steps_only:
-        cal.update({k: old[k] for k in ("exact_scoring", "ivf", "als", "export")})
-        cal["measured_on"]["core_operations_from"] = old.get("measured_on", {}).get("date")
-    else:
-        cal["exact_scoring"] = exact_costs(cores, 1000, 100_000 if args.quick else 200_000)
-        cal["ivf"] = ivf_costs(cores, args.items, args.queries)
-        cal["als"] = als_costs(cores, args.quick)
-        cal["export"] = export_row_bytes()
+    if keep:  # per kept section, the day it was measured
+        was = old.get("measured_on", {})
+        cal["measured_on"]["kept"] = {
+            k: was.get("kept", {}).get(k) or was.get("core_operations_from") or was.get("date") for k in keep
+        }
+    measure = {
+        "exact_scoring": lambda: exact_costs(
+            cores,
+            load_pipeline(PIPELINE, "local").candidates.batch_size,
+            20_000 if args.quick else EXACT_ITEMS,
+        ),
+        "ivf": lambda: ivf_costs(cores, args.items, args.queries),
+        "als": lambda: als_costs(cores, args.quick),
+        "export": export_row_bytes,
+    }
+    for name in CORE_OPERATIONS:
+        cal[name] = old[name] if name in keep else measure[name]()
     work = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="reco-calibrate-"))
     try:
         cal["steps"] = step_costs(sizes, work, args.reuse_data, cal, cores)

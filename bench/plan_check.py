@@ -6,7 +6,8 @@ interactions, and prints per step (one process; sharded steps: the mean shard) t
 machine's cores (batch/capacity.py ``step_cost``, the model ``reco plan`` lays out on the cloud classes) against
 the measured wall, and the same for CPU seconds, with the ratio and met/missed for the target (within 30 %).
 With ``--ann`` it also runs the same steps with ``candidates.method=ann`` and prints the next-day nDCG@10 of
-both exports on the generator's holdout day (bench/evaluate.py). Writes bench/results/plan-check-<size>.json.
+both exports on the generator's holdout day (bench/evaluate.py). Writes bench/results/plan-check-<size>.json;
+``--replan that.json`` prints its measured steps against the plan of the current calibration without running.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from batch.capacity import SHARDED_STEPS, load_calibration, step_cost
+from batch.capacity import SHARDED_STEPS, PlanInput, load_calibration, step_cost
 from batch.storage import ArtifactStore
 from bench.calibrate import bench_data, measure_steps
 from bench.evaluate import Holdout, read_recs
@@ -37,6 +38,16 @@ def next_day_ndcg(b: Bench) -> float:
 
 def compare(b: Bench, method: str, cal: dict, cores: int) -> dict:
     p, measured = measure_steps(b, ann=method == "ann")
+    return {
+        "method": method,
+        "input": p.__dict__,
+        "steps": predict(p, measured, method, cal, cores),
+        "ndcg@10": next_day_ndcg(b),
+    }
+
+
+def predict(p: PlanInput, measured: dict[str, dict], method: str, cal: dict, cores: int) -> list[dict]:
+    """Per measured step, the plan's wall and CPU seconds for one process next to the measured ones."""
     rows = []
     for step, m in measured.items():
         shards = m["processes"] if step in SHARDED_STEPS else 1
@@ -55,9 +66,28 @@ def compare(b: Bench, method: str, cal: dict, cores: int) -> dict:
                 "measured_cpu_s": round(m["cpu_s"], 2),
                 "cpu_ratio": round(cost.core_seconds / m["cpu_s"], 3) if m["cpu_s"] else None,
                 "met": abs(predicted / m["wall_s"] - 1) <= TARGET,
+                "cpu_met": abs(cost.core_seconds / m["cpu_s"] - 1) <= TARGET if m["cpu_s"] else False,
             }
         )
-    return {"method": method, "input": p.__dict__, "steps": rows, "ndcg@10": next_day_ndcg(b)}
+    return rows
+
+
+def replan(saved: dict, cal: dict) -> list[dict]:
+    """A saved run's measured steps against the plan from ``cal`` (no step is run): for a new calibration."""
+    out = []
+    for result in saved["results"]:
+        p = PlanInput(**result["input"])
+        measured = {
+            r["step"]: {
+                "wall_s": r["measured_wall_s"],
+                "cpu_s": r["measured_cpu_s"],
+                "processes": r["processes"],
+            }
+            for r in result["steps"]
+        }
+        steps = predict(p, measured, result["method"], cal, saved["cores"])
+        out.append({**result, "steps": steps})
+    return out
 
 
 def table(result: dict, cores: int) -> str:
@@ -71,10 +101,12 @@ def table(result: dict, cores: int) -> str:
         lines.append(
             f"{r['step']:<11} {r['method']:<6} {r['predicted_wall_s']:>9.1f} {r['measured_wall_s']:>9.1f} "
             f"{r['wall_ratio']:>6.2f} {r['predicted_cpu_s']:>8.1f} {r['measured_cpu_s']:>8.1f} "
-            f"{r['cpu_ratio']:>6.2f}  {'met' if r['met'] else 'MISSED'}"
+            f"{r['cpu_ratio']:>6.2f}  wall {'met' if r['met'] else 'MISSED'}, "
+            f"CPU {'met' if r.get('cpu_met') else 'MISSED'}"
         )
-    met = sum(r["met"] for r in result["steps"])
-    lines.append(f"within {TARGET:.0%} of the measured wall: {met}/{len(result['steps'])} steps")
+    for what, key in (("wall", "met"), ("CPU", "cpu_met")):
+        met = sum(bool(r.get(key)) for r in result["steps"])
+        lines.append(f"within {TARGET:.0%} of the measured {what}: {met}/{len(result['steps'])} steps")
     lines.append(f"next-day nDCG@10 of the export: {result['ndcg@10']:.4f}")
     return "\n".join(lines)
 
@@ -86,6 +118,12 @@ def main(argv: list[str] | None = None) -> int:
         "--ann", action="store_true", help="also run with candidates.method=ann, nDCG@10 vs exact"
     )
     ap.add_argument("--calibration", default=None, help="default: batch/calibration.json")
+    ap.add_argument(
+        "--replan",
+        default=None,
+        metavar="JSON",
+        help="no run: a saved plan-check-<size>.json's measured steps against the current calibration's plan",
+    )
     ap.add_argument("--workdir", default=None, help="where the data go (default: a temp dir, removed after)")
     ap.add_argument(
         "--reuse-data", action="store_true", help="keep data a previous run generated in --workdir"
@@ -93,6 +131,11 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     size = parse_size(args.size)
     cal = load_calibration(args.calibration)
+    if args.replan:
+        saved = json.loads(Path(args.replan).read_text())
+        for result in replan(saved, cal):
+            print(table(result, saved["cores"]) + "\n")
+        return 0
     cores = available_cores()
     work = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="reco-plan-check-"))
     results = []

@@ -10,7 +10,7 @@ Then, once (not per size): 4. the dashboard's page timings, p95 over 200 request
 (bench/dashboard.py; --no-dashboard, --dashboard-only); 5. ANN candidates against our exact scoring on 1M
 structured items x 100k users (bench/ann_candidates.py) and the per-unit costs of the capacity plan
 (bench/calibrate.py, which rewrites batch/calibration.json from microbenchmarks and from this module's per-step
-runs at 100k and 1M events; --no-ann skips both). The plan against a measured 10M-event run is
+runs at 1M and 3M events; --no-ann skips both). The plan against a measured 10M-event run is
 bench/plan_check.py (docs/scale.md); the ANN library comparison is bench/ann_compare.py (docs/ann.md).
 Prints the figures side by side; writes bench/results/bench-<stamp>.json and .md (and latest.*).
 Method and latest figures: docs/benchmarks.md.
@@ -218,6 +218,8 @@ class Bench:
                 )
                 if name == "aggregate":
                     self._agg_result = ms[-1]["result"]
+                if name == "train":
+                    self._train_result = ms[-1]["result"]
             rows.append(
                 {
                     "step": name,

@@ -6,7 +6,15 @@ import json
 
 import pytest
 
-from batch.capacity import PlanInput, choose_method, load_calibration, plan, step_cost, totals
+from batch.capacity import (
+    PlanInput,
+    choose_method,
+    exact_core_seconds,
+    load_calibration,
+    plan,
+    step_cost,
+    totals,
+)
 from batch.cli import main
 from batch.errors import ConfigError
 
@@ -70,6 +78,38 @@ def test_fixed_cost_is_paid_per_shard(cal):
     assert four.work_core_s == pytest.approx(one.work_core_s / 4)
 
 
+def test_ann_candidates_use_their_own_fit(cal):
+    # candidates by ANN are costed with the fit from ANN runs (steps.candidates.ann), exact ones with the exact
+    # fit; a calibration without the ANN fit falls back to the exact one
+    p = PlanInput.create(250_000, 50_000, 6_000_000, 64)
+    exact_fit = {"fixed_s": 1.0, "fixed_core_s": 1.0, "unit": "users", "unit_ns": 1_000.0}
+    ann_fit = {"fixed_s": 3.0, "fixed_core_s": 2.0, "unit": "users", "unit_ns": 5_000.0}
+    both = {**cal, "steps": {**cal["steps"], "candidates": {**exact_fit, "ann": ann_fit}}}
+    ann, exact = step_cost("candidates", p, both, "ann", 2), step_cost("candidates", p, both, "exact", 2)
+    assert (ann.fixed_s, ann.fixed_core_s) == (3.0, 2.0) and (exact.fixed_s, exact.fixed_core_s) == (1.0, 1.0)
+    assert ann.rest_core_s == pytest.approx(5 * exact.rest_core_s)
+    exact_only = {**cal, "steps": {**cal["steps"], "candidates": exact_fit}}
+    fallback = step_cost("candidates", p, exact_only, "ann", 2)
+    assert fallback.rest_core_s == pytest.approx(exact.rest_core_s) and fallback.core_op_s == ann.core_op_s
+
+
+def test_train_counts_the_offline_evaluations_scoring(cal):
+    # batch/evaluation.py recommends for every evaluated user over the whole catalogue: exact scoring that grows
+    # with users x items, not with interactions
+    large = PlanInput.create(1_000_000, 10**6, 20_000_000, 64, eval_users=300_000)
+    off = PlanInput.create(1_000_000, 10**6, 20_000_000, 64, eval_users=0)
+    extra = step_cost("train", large, cal).core_op_s - step_cost("train", off, cal).core_op_s
+    assert extra == pytest.approx(exact_core_seconds(300_000, 10**6, 64, cal))
+    # not given: a share of the users, and the plan's note says it was assumed
+    assumed = PlanInput.create(1_000_000, 10**6, 20_000_000, 64)
+    assert 0 < assumed.evaluated_users < assumed.users
+    train = next(s for s in plan(assumed, cal) if s.step == "train")
+    assert any("offline evaluation" in n and "assumed" in n for n in train.notes)
+    assert not any(
+        "offline evaluation" in n for n in next(s for s in plan(off, cal) if s.step == "train").notes
+    )
+
+
 def test_plan_without_whole_step_costs_names_the_field(cal):
     stale = {k: v for k, v in cal.items() if k != "steps"}
     with pytest.raises(ConfigError, match="steps.aggregate"):
@@ -105,6 +145,7 @@ def test_reco_plan_json(reco_home, capsys):
         (["--users", "10", "--items", "2.5"], "items"),
         (["--users", "10", "--items", "10", "--interactions", "many"], "interactions"),
         (["--users", "10", "--items", "10", "--factors", "0"], "factors"),
+        (["--users", "10", "--items", "10", "--eval-users", "some"], "eval_users"),
     ],
 )
 def test_reco_plan_bad_sizes_name_the_field(reco_home, capsys, args, field):

@@ -1,6 +1,6 @@
 """reco plan: what a daily run of a pipeline would need at a given size, per step, for exact and ANN candidates.
 
-    reco plan --pipeline P --users U --items I [--interactions NNZ] [--factors D] [--json]
+    reco plan --pipeline P --users U --items I [--interactions NNZ] [--factors D] [--eval-users E] [--json]
 
 Sizes accept plain integers or 10M / 1.3B style suffixes. N, related N, ALS iterations and the batch size come
 from the pipeline's config; --factors defaults to the pipeline's model factors. The per-unit costs come from
@@ -27,6 +27,11 @@ def register(sub) -> None:
     )
     p.add_argument("--factors", default=None, help="model factors (default: the pipeline's)")
     p.add_argument(
+        "--eval-users",
+        default=None,
+        help="users the offline evaluation scores (with holdout-day interactions; default: half the users)",
+    )
+    p.add_argument(
         "--gpu-train", action="store_true", help="train with implicit's GPU ALS (resources: {train: gpu})"
     )
     p.add_argument("--calibration", default=None, help="calibration file (default: batch/calibration.json)")
@@ -43,6 +48,12 @@ def refit_iterations(pipeline, iterations: int) -> int:
     return ev.refit_iterations if ev.refit_iterations else iterations
 
 
+def eval_users(pipeline, given: str | None) -> int | str | None:
+    """Users train's offline evaluation scores: 0 with evaluation off, else ``--eval-users`` (checked by
+    PlanInput.create) or None (the plan's default share)."""
+    return given if pipeline.evaluation.enabled else 0
+
+
 def cmd_plan(args) -> int:
     pipeline = load_pipeline(args.pipeline, args.env)
     params = pipeline.model.params
@@ -57,6 +68,7 @@ def cmd_plan(args) -> int:
         iterations=params.get("iterations", 15),
         refit_iterations=refit_iterations(pipeline, params.get("iterations", 15)),
         batch_size=pipeline.candidates.batch_size,
+        eval_users=eval_users(pipeline, args.eval_users),
         gpu_train=args.gpu_train,
     )
     steps = plan(p, cal)
