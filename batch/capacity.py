@@ -245,6 +245,7 @@ class PlanInput:
     # users the train step's offline evaluation recommends for, scored exactly over the catalogue (users with
     # interactions on the holdout day); None: EVAL_USER_SHARE of the users; 0: evaluation off
     eval_users: int | None = None
+    eval_max_users: int | None = None  # evaluation.max_users: the seeded sample that caps the default share
     max_shard_hours: float = 1.0  # shard count so that one shard takes at most this long
     gpu_train: bool = False
 
@@ -263,7 +264,10 @@ class PlanInput:
 
     @property
     def evaluated_users(self) -> int:
-        return round(EVAL_USER_SHARE * self.users) if self.eval_users is None else self.eval_users
+        if self.eval_users is not None:
+            return self.eval_users
+        share = round(EVAL_USER_SHARE * self.users)
+        return share if self.eval_max_users is None else min(share, self.eval_max_users)
 
     @property
     def export_rows(self) -> int:
@@ -481,7 +485,13 @@ def plan(p: PlanInput, cal: dict | None = None) -> list[StepPlan]:
             + (
                 ""
                 if p.eval_users is not None
-                else f"; assumed {EVAL_USER_SHARE:.0%} of the users, --eval-users"
+                else f"; {EVAL_USER_SHARE:.0%} of the users assumed active on the holdout day"
+                + (
+                    f", sampled down to evaluation.max_users={p.eval_max_users:,}"
+                    if p.eval_max_users is not None and p.evaluated_users == p.eval_max_users
+                    else ""
+                )
+                + "; --eval-users"
             )
             + ")"
         )

@@ -179,6 +179,10 @@ class EvaluationConfig(_Strict):
     # the whole window (warm start: measured the same next-day nDCG as a fresh fit at about a third of its
     # time); null: fit the served model from scratch with model.params.
     refit_iterations: int | None = Field(3, ge=1, le=1000)
+    # Users scored by the offline evaluation: a seeded sample of at most this many of the users with relevant
+    # holdout items (null: all of them). Scoring every one of them exactly is most of the train pod's CPU at
+    # 100M users (docs/scale.md); at 100k users nDCG@10's standard error is already about 0.001.
+    max_users: int | None = Field(100_000, ge=1)
 
     @field_validator("ks")
     @classmethod

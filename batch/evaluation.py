@@ -193,6 +193,19 @@ def holdout_split(inter: pd.DataFrame, n_users: int, n_items: int) -> tuple[sp.c
     return train, relevant
 
 
+def sample_users(relevant: sp.csr_matrix, max_users: int | None, seed: int) -> sp.csr_matrix:
+    """``relevant`` kept for a seeded sample of at most ``max_users`` of the users who have relevant items (all
+    of them when there are fewer, or with None); the other rows are emptied, so ``score`` skips them."""
+    users = np.flatnonzero(np.diff(relevant.indptr) > 0)
+    if max_users is None or len(users) <= max_users:
+        return relevant
+    keep = np.zeros(relevant.shape[0], dtype=np.float32)
+    keep[np.random.default_rng(seed).choice(users, size=max_users, replace=False)] = 1.0
+    sampled = sp.csr_matrix(sp.diags(keep) @ relevant)
+    sampled.eliminate_zeros()
+    return sampled
+
+
 def score(model: models.Recommender, train: sp.csr_matrix, relevant: sp.csr_matrix, ks: list[int]) -> dict:
     """Recommend for users with relevant holdout items (and history in train), score against them."""
     users = np.flatnonzero(np.diff(relevant.indptr) > 0).astype(np.int32)

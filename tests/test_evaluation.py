@@ -138,3 +138,22 @@ def test_vectorised_matches_loop_on_random_data():
         assert m[f"ndcg@{k}"] == pytest.approx(np.mean(ndcgs))
         assert m[f"map@{k}"] == pytest.approx(np.mean(maps))
         assert m["users_evaluated"] == len(ndcgs)
+
+
+def test_the_evaluation_scores_a_seeded_sample_of_at_most_max_users():
+    import numpy as np
+    import scipy.sparse as sp
+
+    from batch.evaluation import sample_users
+
+    relevant = sp.random(1000, 50, density=0.05, format="csr", random_state=1, dtype=np.float32)
+    relevant.data[:] = 1.0
+    with_items = int((np.diff(relevant.indptr) > 0).sum())
+    assert sample_users(relevant, None, 7) is relevant
+    assert sample_users(relevant, with_items, 7) is relevant  # fewer users than the cap: all of them
+    a, b = sample_users(relevant, 100, 7), sample_users(relevant, 100, 7)
+    kept = np.flatnonzero(np.diff(a.indptr) > 0)
+    assert len(kept) == 100 and (a != b).nnz == 0  # seeded: the same users every time
+    assert (a[kept] != relevant[kept]).nnz == 0  # a kept user keeps all their relevant items
+    other = np.flatnonzero(np.diff(sample_users(relevant, 100, 8).indptr) > 0)
+    assert set(other) != set(kept)

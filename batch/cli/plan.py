@@ -50,7 +50,7 @@ def refit_iterations(pipeline, iterations: int) -> int:
 
 def eval_users(pipeline, given: str | None) -> int | str | None:
     """Users train's offline evaluation scores: 0 with evaluation off, else ``--eval-users`` (checked by
-    PlanInput.create) or None (the plan's default share)."""
+    PlanInput.create) or None (the plan's default share, capped at ``evaluation.max_users``)."""
     return given if pipeline.evaluation.enabled else 0
 
 
@@ -69,6 +69,7 @@ def cmd_plan(args) -> int:
         refit_iterations=refit_iterations(pipeline, params.get("iterations", 15)),
         batch_size=pipeline.candidates.batch_size,
         eval_users=eval_users(pipeline, args.eval_users),
+        eval_max_users=pipeline.evaluation.max_users,
         gpu_train=args.gpu_train,
     )
     steps = plan(p, cal)

@@ -30,7 +30,7 @@ import models
 from batch import datasets, incremental
 from batch.context import StepContext
 from batch.datasets import INTERACTIONS, MODEL, to_csr
-from batch.evaluation import evaluate, holdout_split, score
+from batch.evaluation import evaluate, holdout_split, sample_users, score
 from batch.graph import step
 from batch.metrics_store import numbers, timing_rows
 
@@ -184,6 +184,7 @@ def fit_full(ctx: StepContext, inter: pd.DataFrame, n_users: int, n_items: int, 
     if cfg.evaluation.enabled:
         t = time.perf_counter()
         train_m, relevant = holdout_split(inter, n_users, n_items)
+        relevant = sample_users(relevant, cfg.evaluation.max_users, cfg.model.seed)
         ks = cfg.evaluation.ks
         metrics["model"], evaluated = evaluate(
             cfg.model.type,
@@ -195,7 +196,11 @@ def fit_full(ctx: StepContext, inter: pd.DataFrame, n_users: int, n_items: int, 
             show_progress=ctx.show_progress,
         )
         metrics["popularity_baseline"], _ = evaluate("popularity", {}, cfg.model.seed, train_m, relevant, ks)
-        metrics["holdout"] = {"days": cfg.evaluation.holdout_days, "relevant_pairs": int(relevant.nnz)}
+        metrics["holdout"] = {
+            "days": cfg.evaluation.holdout_days,
+            "relevant_pairs": int(relevant.nnz),
+            "max_users": cfg.evaluation.max_users,
+        }
         timings["evaluate_s"] = round(time.perf_counter() - t, 3)
 
     t = time.perf_counter()
@@ -240,11 +245,16 @@ def fit_warm(
     )
     if cfg.evaluation.enabled:
         train_m, relevant = holdout_split(inter, n_users, n_items)
+        relevant = sample_users(relevant, cfg.evaluation.max_users, cfg.model.seed)
         ks = cfg.evaluation.ks
         model.fit_more(train_m, iterations=iterations, show_progress=ctx.show_progress)
         metrics["model"] = score(model, train_m, relevant, ks)
         metrics["popularity_baseline"], _ = evaluate("popularity", {}, cfg.model.seed, train_m, relevant, ks)
-        metrics["holdout"] = {"days": cfg.evaluation.holdout_days, "relevant_pairs": int(relevant.nnz)}
+        metrics["holdout"] = {
+            "days": cfg.evaluation.holdout_days,
+            "relevant_pairs": int(relevant.nnz),
+            "max_users": cfg.evaluation.max_users,
+        }
         timings["evaluate_s"] = round(time.perf_counter() - t, 3)
     t = time.perf_counter()
     model.fit_more(
