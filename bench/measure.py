@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import psutil
 
@@ -30,6 +32,16 @@ class Measured:
     @property
     def ok(self) -> bool:
         return self.returncode == 0 and not self.timed_out
+
+
+def reco_cmd() -> list[str]:
+    """The reco CLI of this interpreter's environment, as a child command."""
+    exe = Path(sys.executable).parent / "reco"
+    return (
+        [str(exe)]
+        if exe.exists()
+        else [sys.executable, "-c", "import sys; from batch.cli import main; sys.exit(main())"]
+    )
 
 
 def _tree_rss(proc: psutil.Process) -> int:
