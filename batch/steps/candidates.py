@@ -298,7 +298,10 @@ def run(ctx: StepContext) -> dict:
         ann = index_art.load() if method == "ann" else None
     counts = {"users": 0, "rows": 0, "users_fallback_only": 0, "rows_fallback": 0, "users_short": 0}
     counts.update({"users_recomputed": 0, "users_carried": 0})
-    carried = parent_lists(ctx, model_art, inter, items) if cfg.incremental.enabled else Carried.none("")
+    if cfg.incremental.enabled and cfg.incremental.carry_lists:
+        carried = parent_lists(ctx, model_art, inter, items)
+    else:
+        carried = Carried.none("every user recomputed: incremental.carry_lists is off")
     item_id_col = pa.array(items["item_id"].to_numpy(), pa.string())
 
     with ctx.store.writer(ctx.name, CANDIDATES, ctx.session_date, shard=ctx.shard, run_id=ctx.run_id) as w:

@@ -17,7 +17,7 @@ from batch.summary import build_summary
 from batch.warehouse import open_warehouse
 
 D = date(2026, 11, 21)
-INC = {"incremental.enabled": "true"}
+INC = {"incremental.enabled": "true", "incremental.carry_lists": "true"}
 # the chain's runs: some users below min_user_events get fallback-only lists (source "popular")
 RUN = {**INC, "aggregate.min_user_events": "4"}
 
