@@ -247,3 +247,14 @@ def test_carried_lists_lose_unavailable_items_and_are_refilled(two_days, make_ct
     # recomputed: users with new events, and users whose personal list held an item no longer on sale
     assert counts["users_recomputed"] == len((stale | changed) & set(after))
     assert counts["users_carried"] == counts["users"] - counts["users_recomputed"] > 0
+
+
+def test_with_carry_lists_off_an_incremental_day_rescores_every_user(two_days, make_ctx):
+    ctx = make_ctx(D, {"incremental.enabled": "true"})  # carry_lists keeps its default
+    assert ctx.pipeline.incremental.carry_lists is False
+    assert _model_meta(ctx, D)["incremental"]["kind"] == "incremental"
+    result = run_step(GRAPH.step("candidates"), ctx)
+    counts = result["counts"]
+    assert counts["users_carried"] == 0 and counts["users_recomputed"] == counts["users"] > 0
+    marker = ctx.store.committed("demo", "candidates", D, step="candidates", shard=ctx.shard)
+    assert "carry_lists is off" in marker.metadata["carried"]
