@@ -23,6 +23,7 @@ class Measured:
     timed_out: bool = False
     stdout: str = ""
     stderr_tail: str = ""
+    stderr: str = ""
     extra: dict = field(default_factory=dict)
 
     @property
@@ -116,6 +117,7 @@ def run_measured(
         timed_out=timed_out,
         stdout="".join(out_chunks),
         stderr_tail="".join(err_chunks)[-4000:],
+        stderr="".join(err_chunks),
     )
 
 
