@@ -94,6 +94,7 @@ def test_a_full_day_then_an_incremental_day(two_days, make_ctx):
     day2 = _model_meta(ctx, D)["incremental"]
     assert day1["kind"] == "full" and day1["reason"].startswith("first run")
     assert day2["kind"] == "incremental"
+    assert day2["reason"].endswith("1 + 2 iterations")  # incremental.iterations, incremental.refit_iterations
     assert day2["parent"] == {
         "model_version": _model_meta(ctx, D - timedelta(days=1))["model_version"],
         "dt": (D - timedelta(days=1)).isoformat(),
