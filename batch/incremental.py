@@ -210,7 +210,7 @@ def plan_fit(ctx: StepContext) -> FitPlan:
         )
     return FitPlan(
         INCREMENTAL,
-        f"warm start from {parent.version} ({parent_dt}), {inc.iterations} iterations",
+        f"warm start from {parent.version} ({parent_dt}), {inc.iterations} + {inc.refit_iterations} iterations",
         parent=parent,
         parent_ref=ref,
         last_full_dt=last_full_dt,

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import psutil
 
@@ -25,6 +27,7 @@ class Measured:
     timed_out: bool = False
     stdout: str = ""
     stderr_tail: str = ""
+    stderr: str = ""
     extra: dict = field(default_factory=dict)
 
     @property
@@ -34,6 +37,16 @@ class Measured:
     @property
     def ok(self) -> bool:
         return self.returncode == 0 and not self.timed_out
+
+
+def reco_cmd() -> list[str]:
+    """The reco CLI of this interpreter's environment, as a child command."""
+    exe = Path(sys.executable).parent / "reco"
+    return (
+        [str(exe)]
+        if exe.exists()
+        else [sys.executable, "-c", "import sys; from batch.cli import main; sys.exit(main())"]
+    )
 
 
 def _tree_rss(proc: psutil.Process) -> int:
@@ -110,6 +123,7 @@ def run_measured(
         timed_out=timed_out,
         stdout="".join(out_chunks),
         stderr_tail="".join(err_chunks)[-4000:],
+        stderr="".join(err_chunks),
     )
 
 

@@ -31,38 +31,18 @@ from pathlib import Path
 
 from bench import incremental as incremental_bench
 from bench import startup
-from bench.measure import Measured, run_measured
+from bench.measure import Measured, reco_cmd, run_measured
+from bench.synthetic import generate_args, items_for, label, parse_size, users_for
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).resolve().parent / "results"
 PIPELINE = "demo"
 FACTORS, ITERATIONS, N = 64, 15, 50
 OVERRIDES = [f"model.params.factors={FACTORS}", f"model.params.iterations={ITERATIONS}", f"candidates.n={N}"]
-EVENTS_PER_USER_IN_WINDOW = 40  # the generator's mean is set so ~this many fall in the 28-day window
-ITEMS = 50_000
 DAYS = 30  # generated days: the 28-day window of S plus the holdout day S+1 plus a margin
 STEP_SHARDS = 2  # processes per sharded step in the per-step measurement
 STEPS_EXACT = ("aggregate", "train", "candidates", "related", "export")
 STEPS_ANN = ("aggregate", "train", "index", "candidates", "related", "export")  # index is enabled by ann/auto
-
-
-def parse_size(text: str) -> int:
-    t = text.strip().upper()
-    mult = {"K": 1_000, "M": 1_000_000}.get(t[-1], 1)
-    return int(float(t[:-1] if t[-1] in "KM" else t) * mult)
-
-
-def label(n: int) -> str:
-    return f"{n // 1_000_000}M" if n % 1_000_000 == 0 else f"{n // 1000}k"
-
-
-def reco_cmd() -> list[str]:
-    exe = Path(sys.executable).parent / "reco"
-    return (
-        [str(exe)]
-        if exe.exists()
-        else [sys.executable, "-c", "import sys; from batch.cli import main; sys.exit(main())"]
-    )
 
 
 def sets(extra: list[str] = ()) -> list[str]:
@@ -83,8 +63,8 @@ class Bench:
         self.home = work / self.name
         self.home.mkdir(parents=True, exist_ok=True)
         self.env = {**os.environ, "RECO_HOME": str(self.home), "PYTHONUNBUFFERED": "1"}
-        self.users = max(100, size // EVENTS_PER_USER_IN_WINDOW)
-        self.items = ITEMS if size >= 1_000_000 else max(2_000, size // 20)
+        self.users = users_for(size)
+        self.items = items_for(size)
         # the holdout day must be complete and in the past (events after "now" are dropped as future)
         self.holdout_day = datetime.now(UTC).date() - timedelta(days=2)
         self.session = self.holdout_day - timedelta(days=1)
@@ -134,27 +114,8 @@ class Bench:
             self.out["generate"] = json.loads(marker.read_text())
             self._window()
             return
-        per_user = EVENTS_PER_USER_IN_WINDOW * DAYS / 28 * 1.09  # window share, and the availability/dirt cut
         m = self.run(
-            [
-                *reco_cmd(),
-                "data",
-                "generate",
-                "--pipeline",
-                PIPELINE,
-                "--users",
-                str(self.users),
-                "--items",
-                str(self.items),
-                "--days",
-                str(DAYS),
-                "--end-date",
-                str(self.holdout_day),
-                "--events-per-user",
-                f"{per_user:.2f}",
-                "--seed",
-                "7",
-            ],
+            [*reco_cmd(), *generate_args(PIPELINE, self.size, DAYS, self.holdout_day)],
             "generate data",
         )
         self.out["generate"] = {"wall_s": m.wall_s, **self.last_json(m)}
@@ -680,11 +641,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--incremental",
         action="store_true",
-        help="only the 7-day incremental-vs-full sequence (bench/incremental.py; its own --users/--items there)",
+        help="only the 7-day incremental-vs-full sequence (bench/incremental.py) at the last of --sizes (10M)",
     )
     args = p.parse_args(argv)
     if args.incremental:
-        return incremental_bench.main([])
+        return incremental_bench.main(["--size", (args.sizes or "10M").split(",")[-1]])
     if args.dashboard_only:
         from bench import dashboard
 

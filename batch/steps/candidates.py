@@ -159,15 +159,37 @@ def recommend_block(
 
 @dataclass
 class Carried:
-    """The parent publish's lists of this shard's users who need no recomputation (incremental days)."""
+    """The parent publish's lists of this shard's users who need no recomputation (incremental days), in one
+    CSR-like layout: user ``users[k]`` keeps rows ``offsets[k]:offsets[k + 1]`` of the row arrays, rank order."""
 
-    lists: dict  # user_id -> (item_idx int32 array, score float32 array, from_popular bool array), rank order
+    users: pd.Index  # carried user ids, unique
+    offsets: np.ndarray  # int64, len(users) + 1
+    item_idx: np.ndarray  # int32
+    score: np.ndarray  # float32
+    from_popular: np.ndarray  # bool
     reason: str  # why lists are carried, or why none are
+
+    @classmethod
+    def none(cls, reason: str) -> Carried:
+        return cls(
+            pd.Index([], dtype=object),
+            np.zeros(1, np.int64),
+            np.empty(0, np.int32),
+            np.empty(0, np.float32),
+            np.empty(0, bool),
+            reason,
+        )
+
+    def positions(self, user_ids: np.ndarray) -> np.ndarray:
+        """Each user's position in ``users``, -1 where the user is recomputed."""
+        if len(self.users) == 0:
+            return np.full(len(user_ids), -1, np.int64)
+        return self.users.get_indexer(user_ids)
 
 
 def parent_lists(
     ctx: StepContext, model_art: datasets.Model, inter: datasets.Interactions, items: pd.DataFrame
-):
+) -> Carried:
     """Carried lists of an incremental day, or a reason why every user of the shard is recomputed.
 
     A user keeps the parent publish's list unless they have events the parent run did not see (a day of theirs
@@ -176,7 +198,7 @@ def parent_lists(
     fallback's) and are refilled from the fallback later."""
     chain = model_art.metadata.get("incremental") or {}
     if chain.get("kind") != "incremental" or not chain.get("parent"):
-        return Carried({}, f"every user recomputed: a {chain.get('kind', 'full')} fit")
+        return Carried.none(f"every user recomputed: a {chain.get('kind', 'full')} fit")
     parent = chain["parent"]
     record = ctx.store.previous_publish(ctx.name, ctx.session_date)
     model_ref = ctx.store.reference_model(ctx.name, ctx.session_date)
@@ -186,60 +208,61 @@ def parent_lists(
         or record.get("model_version") != parent["model_version"]
         or model_ref.get("model_version") != parent["model_version"]
     ):
-        return Carried({}, "every user recomputed: the previous publish is not the parent model's")
+        return Carried.none("every user recomputed: the previous publish is not the parent model's")
     path = (record.get("files") or {}).get("recommendations.parquet")
     if "user_changes.parquet" not in inter.src.marker.get("files", {}) or not path:
-        return Carried({}, "every user recomputed: no record of which users changed")
+        return Carried.none("every user recomputed: no record of which users changed")
     parent_run = posixpath.basename(model_ref["run_dir"].rstrip("/")).removeprefix("run=")
     with ctx.store.fs.open(ctx.store.resolve(path), "rb") as f:
         prev = pq.read_table(f, columns=["user_id", "item_id", "rank", "score", "source"]).to_pandas()
     prev = prev[ctx.mine(prev["user_id"].to_numpy())]
     changes = inter.src.read_parquet("user_changes.parquet").to_pandas()
-    changed = set(changes.loc[changes["changed_run"] > parent_run, "user_id"])
-    item_index = pd.Index(items["item_id"].to_numpy())
-    prev["item_idx"] = item_index.get_indexer(prev["item_id"].to_numpy())
-    available = items["available"].to_numpy()
-    ok = np.array(prev["item_idx"].to_numpy() >= 0)
-    ok[ok] = available[prev.loc[ok, "item_idx"].to_numpy()]
-    prev["ok"] = ok
-    personal_gone = prev.loc[~prev["ok"] & (prev["source"] == "personal"), "user_id"]
-    drop_users = changed | set(personal_gone)
-    keep = prev[~prev["user_id"].isin(drop_users) & prev["ok"]].sort_values(["user_id", "rank"])
-    lists = {
-        uid: (
-            g["item_idx"].to_numpy(np.int32),
-            g["score"].to_numpy(np.float32),
-            (g["source"] == "popular").to_numpy(),
-        )
-        for uid, g in keep.groupby("user_id", sort=False)
-    }
-    # users whose every row went (all unavailable fallback rows) are carried as empty lists, refilled below
-    for uid in set(prev["user_id"]) - drop_users - set(lists):
-        lists[uid] = (np.empty(0, np.int32), np.empty(0, np.float32), np.empty(0, bool))
-    return Carried(lists, f"lists carried from the publish of {record['dt']} ({parent['model_version']})")
+    changed = changes.loc[changes["changed_run"] > parent_run, "user_id"].to_numpy()
+    item_idx = pd.Index(items["item_id"].to_numpy()).get_indexer(prev["item_id"].to_numpy())
+    ok = item_idx >= 0
+    ok[ok] = items["available"].to_numpy()[item_idx[ok]]
+    personal_gone = prev.loc[~ok & (prev["source"] == "personal").to_numpy(), "user_id"].to_numpy()
+    user_ids = prev["user_id"].to_numpy()
+    parent_users = pd.unique(user_ids)
+    # users whose every row went (all unavailable fallback rows) are carried as empty lists, refilled later
+    users = pd.Index(parent_users[~pd.Index(parent_users).isin(np.concatenate([changed, personal_gone]))])
+    code = users.get_indexer(user_ids)
+    rows = np.flatnonzero((code >= 0) & ok)
+    rows = rows[np.lexsort((prev["rank"].to_numpy()[rows], code[rows]))]
+    offsets = np.zeros(len(users) + 1, np.int64)
+    np.cumsum(np.bincount(code[rows], minlength=len(users)), out=offsets[1:])
+    return Carried(
+        users,
+        offsets,
+        item_idx[rows].astype(np.int32),
+        prev["score"].to_numpy(np.float32)[rows],
+        (prev["source"].to_numpy() == "popular")[rows],
+        f"lists carried from the publish of {record['dt']} ({parent['model_version']})",
+    )
 
 
 def carried_block(
-    block: UserBlock,
-    rows: np.ndarray,
+    seen: sp.csr_matrix,
+    positions: np.ndarray,
     carried: Carried,
     n: int,
     popular: np.ndarray,
     popular_scores: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(ids, scores, from_popular) of carried users: the parent's order, gaps closed, tail refilled."""
-    ids = np.full((len(rows), n), -1, np.int32)
-    scores = np.full((len(rows), n), -np.inf, np.float32)
-    kept_pop = np.zeros((len(rows), n), dtype=bool)
-    for out_row, row in enumerate(rows):
-        got_ids, got_scores, got_pop = carried.lists[block.user_ids[row]]
-        k = min(n, len(got_ids))
-        ids[out_row, :k], scores[out_row, :k], kept_pop[out_row, :k] = (
-            got_ids[:k],
-            got_scores[:k],
-            got_pop[:k],
-        )
-    from_popular = fill_with_popular(ids, scores, block.seen[rows], popular, popular_scores)
+    """(ids, scores, from_popular) of carried users (``positions`` in ``carried.users``, ``seen`` their rows):
+    the parent's order, gaps closed, tail refilled."""
+    ids = np.full((len(positions), n), -1, np.int32)
+    scores = np.full((len(positions), n), -np.inf, np.float32)
+    kept_pop = np.zeros((len(positions), n), dtype=bool)
+    starts = carried.offsets[positions]
+    lengths = np.minimum(carried.offsets[positions + 1] - starts, n)
+    out_row = np.repeat(np.arange(len(positions)), lengths)
+    slot = np.arange(int(lengths.sum())) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+    src = np.repeat(starts, lengths) + slot
+    ids[out_row, slot] = carried.item_idx[src]
+    scores[out_row, slot] = carried.score[src]
+    kept_pop[out_row, slot] = carried.from_popular[src]
+    from_popular = fill_with_popular(ids, scores, seen, popular, popular_scores)
     return ids, scores, from_popular | kept_pop
 
 
@@ -275,7 +298,10 @@ def run(ctx: StepContext) -> dict:
         ann = index_art.load() if method == "ann" else None
     counts = {"users": 0, "rows": 0, "users_fallback_only": 0, "rows_fallback": 0, "users_short": 0}
     counts.update({"users_recomputed": 0, "users_carried": 0})
-    carried = parent_lists(ctx, model_art, inter, items) if cfg.incremental.enabled else Carried({}, "")
+    if cfg.incremental.enabled and cfg.incremental.carry_lists:
+        carried = parent_lists(ctx, model_art, inter, items)
+    else:
+        carried = Carried.none("every user recomputed: incremental.carry_lists is off")
     item_id_col = pa.array(items["item_id"].to_numpy(), pa.string())
 
     with ctx.store.writer(ctx.name, CANDIDATES, ctx.session_date, shard=ctx.shard, run_id=ctx.run_id) as w:
@@ -297,7 +323,8 @@ def run(ctx: StepContext) -> dict:
                     if not mine.any():
                         continue
                     block = UserBlock(block.user_idx[mine], block.user_ids[mine], block.seen[mine])
-                    carry = np.array([u in carried.lists for u in block.user_ids], dtype=bool)
+                    positions = carried.positions(block.user_ids)
+                    carry = positions >= 0
                     ids = np.empty((len(block.user_idx), n), np.int32)
                     scores = np.empty((len(block.user_idx), n), np.float32)
                     from_pop = np.empty((len(block.user_idx), n), bool)
@@ -310,7 +337,7 @@ def run(ctx: StepContext) -> dict:
                     kept = np.flatnonzero(carry)
                     if len(kept):
                         ids[kept], scores[kept], from_pop[kept] = carried_block(
-                            block, kept, carried, n, popular, popular_scores
+                            block.seen[kept], positions[kept], carried, n, popular, popular_scores
                         )
                     counts["users_recomputed"] += len(fresh)
                     counts["users_carried"] += len(kept)

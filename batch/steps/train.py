@@ -229,9 +229,9 @@ def fit_warm(
 ):
     """(metrics, served model, fit mode, warm-start counts) of an incremental run: the parent's factors matched
     by id, ``incremental.iterations`` passes over the window minus the holdout (evaluated, as a full run is), then
-    as many over the whole window (served)."""
+    ``incremental.refit_iterations`` over the whole window (served)."""
     cfg = ctx.pipeline
-    iterations = cfg.incremental.iterations
+    iterations, refit = cfg.incremental.iterations, cfg.incremental.refit_iterations
     n_users, n_items = len(user_ids), len(item_ids)
     metrics: dict = {}
     t = time.perf_counter()
@@ -258,13 +258,14 @@ def fit_warm(
         timings["evaluate_s"] = round(time.perf_counter() - t, 3)
     t = time.perf_counter()
     model.fit_more(
-        to_csr(inter, "weight", n_users, n_items), iterations=iterations, show_progress=ctx.show_progress
+        to_csr(inter, "weight", n_users, n_items), iterations=refit, show_progress=ctx.show_progress
     )
     timings["fit_s"] = round(time.perf_counter() - t, 3)
     return (
         metrics,
         model,
-        f"warm start from parent {plan.parent.version} by id, {iterations} iterations",
+        f"warm start from parent {plan.parent.version} by id, "
+        + (f"{iterations} + {refit} iterations" if cfg.evaluation.enabled else f"{refit} iterations"),
         warm,
     )
 

@@ -17,7 +17,7 @@ from batch.summary import build_summary
 from batch.warehouse import open_warehouse
 
 D = date(2026, 11, 21)
-INC = {"incremental.enabled": "true"}
+INC = {"incremental.enabled": "true", "incremental.carry_lists": "true"}
 # the chain's runs: some users below min_user_events get fallback-only lists (source "popular")
 RUN = {**INC, "aggregate.min_user_events": "4"}
 
@@ -94,6 +94,7 @@ def test_a_full_day_then_an_incremental_day(two_days, make_ctx):
     day2 = _model_meta(ctx, D)["incremental"]
     assert day1["kind"] == "full" and day1["reason"].startswith("first run")
     assert day2["kind"] == "incremental"
+    assert day2["reason"].endswith("1 + 2 iterations")  # incremental.iterations, incremental.refit_iterations
     assert day2["parent"] == {
         "model_version": _model_meta(ctx, D - timedelta(days=1))["model_version"],
         "dt": (D - timedelta(days=1)).isoformat(),
@@ -247,3 +248,14 @@ def test_carried_lists_lose_unavailable_items_and_are_refilled(two_days, make_ct
     # recomputed: users with new events, and users whose personal list held an item no longer on sale
     assert counts["users_recomputed"] == len((stale | changed) & set(after))
     assert counts["users_carried"] == counts["users"] - counts["users_recomputed"] > 0
+
+
+def test_with_carry_lists_off_an_incremental_day_rescores_every_user(two_days, make_ctx):
+    ctx = make_ctx(D, {"incremental.enabled": "true"})  # carry_lists keeps its default
+    assert ctx.pipeline.incremental.carry_lists is False
+    assert _model_meta(ctx, D)["incremental"]["kind"] == "incremental"
+    result = run_step(GRAPH.step("candidates"), ctx)
+    counts = result["counts"]
+    assert counts["users_carried"] == 0 and counts["users_recomputed"] == counts["users"] > 0
+    marker = ctx.store.committed("demo", "candidates", D, step="candidates", shard=ctx.shard)
+    assert "carry_lists is off" in marker.metadata["carried"]
