@@ -43,10 +43,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 import google_crc32c
+
+from tests.api_server import DROP, ApiServer
 
 MAX_BODY = 16 * 1024 * 1024
 OBJECT = re.compile(r"^/(?:download/)?storage/v1/b/([^/]+)/o/([^/]+)$")
@@ -117,9 +118,6 @@ class _Fault:
     action: Callable[[], None] | None = None  # run first, outside the server's lock
 
 
-_DROP = object()
-
-
 def _rfc3339(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{int(ts * 1000) % 1000:03d}Z"
 
@@ -144,8 +142,7 @@ class FakeGCS:
         self._faults: list[_Fault] = []
         self._generations = itertools.count(int(time.time() * 1_000_000))
         self._lock = threading.Lock()
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
+        self._server = ApiServer(self, max_body=MAX_BODY)
 
     # --- test set-up ----------------------------------------------------------------------------------------------
     def add_bucket(self, name: str) -> None:
@@ -179,52 +176,11 @@ class FakeGCS:
 
     # --- serving --------------------------------------------------------------------------------------------------
     def start(self) -> FakeGCS:
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-            timeout = (
-                5  # an idle keep-alive connection is dropped, so no handler thread outlives a test for long
-            )
-
-            def log_message(self, *args) -> None:
-                pass
-
-            def _serve(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                if length > MAX_BODY or self.headers.get("Transfer-Encoding"):
-                    self.send_error(413 if length > MAX_BODY else 411)
-                    return
-                body = self.rfile.read(length)
-                headers = {k.lower(): v for k, v in self.headers.items()}
-                answer = fake.handle(self.command, self.path, headers, body)
-                if answer is _DROP:
-                    self.close_connection = True
-                    return
-                status, extra, payload = answer
-                self.send_response(status)
-                for k, v in extra.items():
-                    self.send_header(k, v)
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
-
-            do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _serve
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self.base_url = f"http://127.0.0.1:{self._server.server_address[1]}"
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-        self._thread.start()
+        self.base_url = self._server.start()
         return self
 
     def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._thread.join(timeout=5)
+        self._server.stop()
 
     def _take_fault(self, method: str, path: str) -> _Fault | None:
         with self._lock:
@@ -250,17 +206,16 @@ class FakeGCS:
         except ApiError as e:
             answer = self._error(e)
         else:
-            if isinstance(payload, dict):
-                extra = {"Content-Type": "application/json; charset=UTF-8", **extra}
+            if isinstance(payload, dict):  # JSON, the server's default Content-Type
                 payload = json.dumps(payload).encode()
             answer = (status, extra, payload)
-        return _DROP if fault is not None and fault.drop else answer
+        return DROP if fault is not None and fault.drop else answer
 
     @staticmethod
     def _error(e: ApiError) -> tuple[int, dict, bytes]:
         if e.code == 304:  # Not Modified carries no body
             return 304, {}, b""
-        return e.code, {"Content-Type": "application/json; charset=UTF-8"}, json.dumps(e.body()).encode()
+        return e.code, {}, json.dumps(e.body()).encode()
 
     # --- the API --------------------------------------------------------------------------------------------------
     def _route(self, method, path, query, headers, body):

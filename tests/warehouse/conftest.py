@@ -35,11 +35,12 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+
+from tests.api_server import ApiServer
 
 MAX_BODY = 64 * 1024 * 1024
 STATUS_NAMES = {
@@ -508,48 +509,12 @@ def _row(fields: list[dict], values: tuple, int64_ts: bool) -> dict:
     return {"f": [{"v": _cell(f["type"], v, int64_ts)} for f, v in zip(fields, values, strict=True)]}
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    timeout = 5  # an idle keep-alive connection is dropped, so no handler thread outlives the test for long
-    server: _Server
-
-    def log_message(self, *args) -> None:
-        pass
-
-    def _serve(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        if length > MAX_BODY or self.headers.get("Transfer-Encoding"):
-            self.send_error(413 if length > MAX_BODY else 411)
-            return
-        body = self.rfile.read(length)
-        headers = {k.lower(): v for k, v in self.headers.items()}
-        status, extra, payload = self.server.fake.handle(self.command, self.path, headers, body)
-        self.send_response(status)
-        if payload:
-            self.send_header("Content-Type", "application/json; charset=UTF-8")
-        for k, v in extra.items():
-            self.send_header(k, v)
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
-
-    do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _serve
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    fake: FakeBigQuery
-
-
 @pytest.fixture
 def bq_server():
-    server = _Server(("127.0.0.1", 0), _Handler)
-    server.fake = FakeBigQuery(base_url=f"http://127.0.0.1:{server.server_address[1]}")
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
+    fake = FakeBigQuery()
+    server = ApiServer(fake, max_body=MAX_BODY)
+    fake.base_url = server.start()
     try:
-        yield server.fake
+        yield fake
     finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
+        server.stop()

@@ -1,0 +1,74 @@
+"""Serving an in-process fake of a Google JSON API over real HTTP on 127.0.0.1 (the BigQuery and Cloud Storage
+fakes): the transport only; what the API answers is each fake's ``handle``."""
+
+from __future__ import annotations
+
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Protocol
+
+# An answer of ``handle``: close the connection without a reply (the request was done; its answer got lost).
+DROP = object()
+JSON = "application/json; charset=UTF-8"
+
+
+class Fake(Protocol):
+    def handle(self, method: str, url: str, headers: dict[str, str], body: bytes) -> Any:
+        """(status, extra headers, payload) or DROP."""
+
+
+class ApiServer:
+    """``fake.handle`` behind a threading HTTP server; ``start()`` returns the base URL, ``stop()`` ends it."""
+
+    def __init__(self, fake: Fake, *, max_body: int) -> None:
+        self.fake, self.max_body = fake, max_body
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> str:
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self.fake, self.max_body))
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
+        self._thread.start()
+        return f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._thread.join(timeout=5)
+            self._server = None
+
+
+def _handler(fake: Fake, max_body: int) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+        timeout = 5  # an idle keep-alive connection is dropped, so no handler thread outlives a test for long
+
+        def log_message(self, *args) -> None:
+            pass
+
+        def _serve(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            if length > max_body or self.headers.get("Transfer-Encoding"):
+                self.send_error(413 if length > max_body else 411)
+                return
+            body = self.rfile.read(length)
+            headers = {k.lower(): v for k, v in self.headers.items()}
+            answer = fake.handle(self.command, self.path, headers, body)
+            if answer is DROP:
+                self.close_connection = True
+                return
+            status, extra, payload = answer
+            self.send_response(status)
+            for k, v in ({"Content-Type": JSON, **extra} if payload else extra).items():
+                self.send_header(k, v)
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+
+        do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _serve
+
+    return Handler
