@@ -20,7 +20,6 @@ from __future__ import annotations
 import logging
 import sys
 import time
-from contextlib import nullcontext
 from datetime import timedelta
 
 import batch.checks.gates  # noqa: F401  registers the gates
@@ -66,12 +65,12 @@ def in_service(ctx: StepContext) -> str:
     )
 
 
-def write_report(ctx: StepContext, phases: timings.Phases | None = None) -> str | None:
+def write_report(ctx: StepContext, phases: timings.Phases) -> str | None:
     """Write the run report (best effort); its location, or None."""
     if not ctx.pipeline.checks.report:
         return None
     try:
-        with phases.phase("report_s") if phases else nullcontext():
+        with phases.phase("report_s"):
             return report.write_report(ctx.pipeline, ctx.env, ctx.session_date)
     except Exception as e:
         log.warning("run report not written", extra={"error": f"{type(e).__name__}: {e}"})
@@ -187,7 +186,7 @@ def judge(gate: GateSpec, ctx: StepContext, result: dict):
     return outcome
 
 
-def act_on(gate: GateSpec, ctx: StepContext, results: list, phases: timings.Phases | None = None) -> None:
+def act_on(gate: GateSpec, ctx: StepContext, results: list, phases: timings.Phases) -> None:
     """Alert on warnings and failures; stop the batch when a blocking gate failed."""
     failed = [r for r in results if r.status == "fail"]
     warned = [r for r in results if r.status == "warn"]
@@ -260,7 +259,7 @@ def alert_anomalies(
     *,
     step: str | None = None,
     failing: bool = False,
-    phases: timings.Phases | None = None,
+    phases: timings.Phases,
 ) -> None:
     """Send the anomalies found in the metric history to Slack; with ``failing``, stop the batch after."""
     found = anomalies(ctx, step)

@@ -33,7 +33,7 @@ from batch.cli import COMMANDS, invoked_command, main
 from batch.errors import ConfigError
 
 SPAWN_ENV = "RECO_LOCAL_SPAWN"  # auto (default) | fork | exec
-SHELL_SYNTAX = set("|&;<>()$`\\\"'*?[]#~=%{}\n")
+SHELL_SYNTAX = set("|&;<>()$`\\\"'*?[]#~{}\n")  # a line with any of these is the shell's to interpret
 
 
 _ran_model_code = False

@@ -139,9 +139,7 @@ class LocalRunner(Runner):
                     if indexed:
                         env["JOB_COMPLETION_INDEX"] = str(index)
                     label = f"{name}[{index}]" if indexed else name
-                    running[index] = (
-                        _ForkedProc(argv[len(PYTHON_RECO) :], env, label) if fork else _Proc(argv, env, label)
-                    )
+                    running[index] = _Proc(_start(argv, env, fork), label)
                 for index, proc in list(running.items()):
                     if proc.poll() is not None:
                         del running[index]
@@ -196,39 +194,49 @@ def _tail(proc: _Proc) -> str:
     return one_line(redact(summarize_log_lines(list(proc.tail)))) or "no output"
 
 
-class _Proc:
-    """A child process whose stdout/stderr are passed through (stdout to stdout, stderr to stderr) and tailed."""
+def _start(argv: list[str], env: dict[str, str], fork: bool) -> subprocess.Popen | ForkedReco:
+    """The container's command as a fresh interpreter, or (``fork``) `reco ARGS` in a fork of this one."""
+    if fork:
+        return ForkedReco(argv[len(PYTHON_RECO) :], env)
+    # Unbuffered like the container (its image sets PYTHONUNBUFFERED): progress shows as it happens.
+    return subprocess.Popen(
+        argv,
+        env={"PYTHONUNBUFFERED": "1", **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        bufsize=1,
+    )
 
-    def __init__(self, argv: list[str], env: dict[str, str], label: str):
+
+class _Proc:
+    """A started process (subprocess.Popen or batch.prefork.ForkedReco) whose stdout/stderr are passed through
+    (stdout to stdout, stderr to stderr) and tailed."""
+
+    def __init__(self, process: subprocess.Popen | ForkedReco, label: str):
+        self.process = process
         self.label = label
         self.tail: deque[str] = deque(maxlen=TAIL)
-        self.returncode: int | None = None
-        # Unbuffered like the container (its image sets PYTHONUNBUFFERED): progress shows as it happens.
-        env = {"PYTHONUNBUFFERED": "1", **env}
-        self.popen = subprocess.Popen(
-            argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1
-        )
-        self.pid = self.popen.pid
-        self._pump_both(self.popen.stdout, self.popen.stderr)
-
-    def _pump_both(self, stdout, stderr) -> None:
         self.threads = [
-            threading.Thread(target=self._pump, args=(stdout, sys.stdout), daemon=True),
-            threading.Thread(target=self._pump, args=(stderr, sys.stderr), daemon=True),
+            threading.Thread(target=self._pump, args=(process.stdout, sys.stdout), daemon=True),
+            threading.Thread(target=self._pump, args=(process.stderr, sys.stderr), daemon=True),
         ]
         for t in self.threads:
             t.start()
 
     def _pump(self, pipe, out) -> None:
-        for line in pipe:
-            self.tail.append(line.rstrip("\n"))
-            out.write(redact(line))
-            out.flush()
+        with pipe:
+            for line in pipe:
+                self.tail.append(line.rstrip("\n"))
+                out.write(redact(line))
+                out.flush()
+
+    @property
+    def returncode(self) -> int | None:
+        return self.process.returncode
 
     def poll(self) -> int | None:
-        if self.returncode is None:
-            self.returncode = self.popen.poll()
-        return self.returncode
+        return self.process.poll()
 
     def finish(self) -> None:
         for t in self.threads:
@@ -236,22 +244,6 @@ class _Proc:
 
     def kill(self) -> None:
         if self.poll() is None:
-            self.popen.kill()
-            self.returncode = self.popen.wait()
+            self.process.kill()
+            self.process.wait()
         self.finish()
-
-
-class _ForkedProc(_Proc):
-    """`reco ARGS` in a fork of this process (batch.prefork), passed through and tailed like a process."""
-
-    def __init__(self, args: list[str], env: dict[str, str], label: str):
-        self.label = label
-        self.tail = deque(maxlen=TAIL)
-        self.returncode = None
-        self.popen = ForkedReco(args, env)
-        self.pid = self.popen.pid
-        self._pump_both(self.popen.stdout, self.popen.stderr)
-
-    def _pump(self, pipe, out) -> None:
-        with pipe:
-            super()._pump(pipe, out)

@@ -225,11 +225,14 @@ def test_a_refusal_is_in_the_ledger(small_data, make_ctx, capsys):
     from batch.errors import CheckFailedError
     from batch.execute import act_on
     from batch.graph import GRAPH
+    from batch.timings import Phases
 
     ctx = make_ctx()
     gate = next(g for g in GRAPH.gates() if g.name == "publish check")
     with pytest.raises(CheckFailedError):
-        act_on(gate, ctx, [CheckResult("publish", "fail", 3.0, ">= 5", "row count too low", "fail")])
+        act_on(
+            gate, ctx, [CheckResult("publish", "fail", 3.0, ">= 5", "row count too low", "fail")], Phases()
+        )
     (entry,) = ledger.entries(ctx.store, "demo")
     assert entry["event"] == "refused" and entry["gate"] == "publish check" and "row count" in entry["reason"]
     assert entry["figures"] == {"publish": 3.0} and entry["run_id"] == ctx.run_id
