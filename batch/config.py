@@ -453,10 +453,19 @@ class IncrementalConfig(_Strict):
     iterations: int = Field(1, ge=1, le=1000)
     refit_iterations: int = Field(2, ge=1, le=1000)
     full_every_days: int = Field(7, ge=1, le=3650)  # a full fit at least this often (days since the last one)
-    # keep the parent publish's list for users without new events instead of rescoring them with today's model.
-    # Off: bench/incremental.py measured carried lists 7-16 % below a full run's next-day nDCG@10 for those users
-    # (new items and a day of everyone's data are missing from them), the rescored users ~2 % below
-    carry_lists: bool = False
+    # users an incremental day's evaluation scores (a seeded sample, within evaluation.max_users; null: that cap).
+    # Its figures serve the model gate and the drift guard, whose tolerance (20 % by default) is ~10x the standard
+    # error of nDCG@10 over 20,000 users (~0.002 on nDCG ~0.1); full days keep evaluation.max_users
+    evaluation_max_users: int | None = Field(20_000, ge=1)
+    # users without new events since the parent run (docs/incremental.md, section 4):
+    # - rescore: against every item, like everyone else;
+    # - refresh: today's model ranks only their parent list plus the day's `refresh_items` hottest items (every
+    #   item new to the model included): (n + refresh_items) scores a user instead of n_items;
+    # - carry: they keep the parent publish's list as it was. bench/incremental.py measured carried lists 7-16 %
+    #   below a full run's next-day nDCG@10 for those users (a list made yesterday misses the day's new items and
+    #   everyone's last day of data)
+    quiet_users: Literal["rescore", "refresh", "carry"] = "refresh"
+    refresh_items: int = Field(2000, ge=0, le=1_000_000)
     drift: DriftGuardConfig = Field(default_factory=DriftGuardConfig)
     # BigQuery: also load each computed daily partial into this day-partitioned table (column `day`)
     partials_table: TableName | None = None

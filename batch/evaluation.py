@@ -206,16 +206,25 @@ def sample_users(relevant: sp.csr_matrix, max_users: int | None, seed: int) -> s
     return sampled
 
 
-def score(model: models.Recommender, train: sp.csr_matrix, relevant: sp.csr_matrix, ks: list[int]) -> dict:
-    """Recommend for users with relevant holdout items (and history in train), score against them."""
+def evaluated_users(train: sp.csr_matrix, relevant: sp.csr_matrix) -> np.ndarray:
+    """Users with relevant holdout items and history in train (the cold ones are the fallback's)."""
     users = np.flatnonzero(np.diff(relevant.indptr) > 0).astype(np.int32)
-    users = users[
-        np.diff(train.indptr)[users] > 0
-    ]  # users the model has seen; the cold ones are the fallback's
+    return users[np.diff(train.indptr)[users] > 0]
+
+
+NO_USERS = {"users_evaluated": 0, "note": "no user has new items in the holdout days"}
+
+
+def score(
+    model: models.Recommender, train: sp.csr_matrix, relevant: sp.csr_matrix, ks: list[int]
+) -> tuple[dict, np.ndarray, np.ndarray]:
+    """Recommend for the evaluated users, score against their relevant items: (metrics, users, their top
+    ``max(ks)`` ids), so a caller can score other models on the same users and lists."""
+    users = evaluated_users(train, relevant)
     if len(users) == 0:
-        return {"users_evaluated": 0, "note": "no user has new items in the holdout days"}
+        return dict(NO_USERS), users, np.empty((0, max(ks)), np.int32)
     ids, _ = model.recommend(users, train[users], max(ks), filter_already_liked_items=True)
-    return ranking_metrics(ids, relevant[users], ks=ks, n_catalog_items=train.shape[1])
+    return ranking_metrics(ids, relevant[users], ks=ks, n_catalog_items=train.shape[1]), users, ids
 
 
 def evaluate(
@@ -232,4 +241,4 @@ def evaluate(
 
     Returns the metrics and the fitted model (the served model may continue from it)."""
     model = models.create_model(model_type, seed=seed, **params).fit(train, show_progress=show_progress)
-    return score(model, train, relevant, ks), model
+    return score(model, train, relevant, ks)[0], model

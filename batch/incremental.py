@@ -26,6 +26,7 @@ import models
 from batch.context import StepContext
 from batch.datasets import MODEL
 from batch.errors import ArtifactError
+from batch.evaluation import ranking_metrics
 from batch.graph import GRAPH
 from batch.storage import Committed
 from models.factor import FactorRecommender
@@ -236,24 +237,66 @@ def chain_record(plan: FitPlan, session_date: date, model_version: str, parent_m
 # -- the drift guard's measurements ---------------------------------------------------------------------------
 
 
-def compared_value(metrics: dict, metric: str, compare: str) -> float | None:
-    """The model gate's compared value: the metric, or its lift over the popularity baseline."""
-    value = (metrics.get("model") or {}).get(metric)
-    if value is None or compare == "absolute":
-        return value
-    base = (metrics.get("popularity_baseline") or {}).get(metric)
-    return value / base if base else None
+def aligned_parent(
+    parent: Parent, user_ids: np.ndarray, item_ids: np.ndarray
+) -> tuple[models.Recommender, np.ndarray, np.ndarray]:
+    """(the parent's factors re-indexed to today's ids, users it knew, items it knew): today's ids it never saw
+    get the seeded initialisation, so callers rank only known items for known users."""
+    aligned = models.create_model(parent.model.model_type, **parent.model.params)
+    aligned.start_from(
+        parent.model,
+        parent_user_ids=parent.user_ids,
+        parent_item_ids=parent.item_ids,
+        user_ids=user_ids,
+        item_ids=item_ids,
+    )
+    known_user = pd.Index(parent.user_ids).get_indexer(user_ids) >= 0
+    known_item = pd.Index(parent.item_ids).get_indexer(item_ids) >= 0
+    return aligned, known_user, known_item
 
 
-def metric_drift(new: dict, parent: dict, gate_cfg) -> dict:
-    """{"status": "ok"|"drop"|"skipped", ...}: the warm-started model's metric against the parent's, with the
-    model gate's metric, comparison and tolerance."""
-    new_v = compared_value(new, gate_cfg.metric, gate_cfg.compare)
-    old_v = compared_value(parent, gate_cfg.metric, gate_cfg.compare)
-    n_new = (new.get("model") or {}).get("users_evaluated", 0)
-    n_old = (parent.get("model") or {}).get("users_evaluated", 0)
-    if new_v is None or old_v is None or min(n_new, n_old) < gate_cfg.min_users_evaluated:
-        return {"status": "skipped", "value": new_v, "parent": old_v}
+def parent_on_same_split(
+    parent: Parent,
+    user_ids: np.ndarray,
+    item_ids: np.ndarray,
+    train: sp.csr_matrix,
+    relevant: sp.csr_matrix,
+    users: np.ndarray,
+    warm_ids: np.ndarray,
+    ks: list[int],
+) -> dict:
+    """The warm-started model and its parent on today's holdout split, over the same evaluated users (those the
+    parent knew): {"model": metrics, "parent": metrics, "users": n}. ``warm_ids`` are the warm model's lists of
+    ``users`` (from its evaluation); the parent ranks only items it knew. Comparing on the same day cancels how
+    hard the day is (the popularity baseline's nDCG can jump 50 % from one day to the next)."""
+    aligned, known_user, known_item = aligned_parent(parent, user_ids, item_ids)
+    rows = np.flatnonzero(known_user[users])
+    if len(rows) == 0:
+        return {"users": 0}
+    k = max(ks)
+    old_ids, _ = aligned.recommend(
+        users[rows],
+        train[users[rows]],
+        k,
+        filter_already_liked_items=True,
+        filter_items=np.flatnonzero(~known_item).astype(np.int32),
+    )
+    sub = relevant[users[rows]]
+    return {
+        "model": ranking_metrics(warm_ids[rows], sub, ks=ks, n_catalog_items=train.shape[1]),
+        "parent": ranking_metrics(old_ids, sub, ks=ks, n_catalog_items=train.shape[1]),
+        "users": len(rows),
+    }
+
+
+def metric_drift(same_split: dict, gate_cfg) -> dict:
+    """{"status": "ok"|"drop"|"skipped", ...}: the warm-started model's metric (the model gate's) against its
+    parent's on the same split and users (``parent_on_same_split``), with the gate's tolerance."""
+    n = same_split.get("users", 0)
+    new_v = (same_split.get("model") or {}).get(gate_cfg.metric)
+    old_v = (same_split.get("parent") or {}).get(gate_cfg.metric)
+    if new_v is None or old_v is None or n < gate_cfg.min_users_evaluated:
+        return {"status": "skipped", "value": new_v, "parent": old_v, "users": n}
     floor = old_v * (1 - gate_cfg.max_relative_drop)
     return {
         "status": "ok" if new_v >= floor else "drop",
@@ -261,7 +304,8 @@ def metric_drift(new: dict, parent: dict, gate_cfg) -> dict:
         "parent": old_v,
         "floor": floor,
         "metric": gate_cfg.metric,
-        "compare": gate_cfg.compare,
+        "compare": "parent on the same split",
+        "users": n,
     }
 
 
@@ -279,18 +323,9 @@ def overlap_with_parent(
 ) -> tuple[float | None, int]:
     """(mean overlap@k between the new model's and the parent's top-k, users compared) over a seeded sample of
     returning users (known to the parent, with history today). The parent ranks only items it knew."""
-    aligned = models.create_model(parent.model.model_type, **parent.model.params)
-    counts = aligned.start_from(
-        parent.model,
-        parent_user_ids=parent.user_ids,
-        parent_item_ids=parent.item_ids,
-        user_ids=user_ids,
-        item_ids=item_ids,
-    )
-    known_user = pd.Index(parent.user_ids).get_indexer(user_ids) >= 0
-    known_item = pd.Index(parent.item_ids).get_indexer(item_ids) >= 0
+    aligned, known_user, known_item = aligned_parent(parent, user_ids, item_ids)
     candidates = np.flatnonzero(known_user & (np.diff(seen.indptr) > 0)).astype(np.int32)
-    if counts["users_matched"] == 0 or len(candidates) == 0:
+    if len(candidates) == 0:
         return None, 0
     rng = np.random.default_rng(seed)
     if len(candidates) > sample_users:

@@ -8,7 +8,8 @@ run in both, in alternating order (load from other processes hits both alike). P
   the columns each query reads: 2 + length per STRING, 8 per TIMESTAMP; per-day figures from the generated
   table). A full scan reads the window twice (stats and interactions queries); an incremental day reads the
   census (``ts`` of the window) plus the recomputed days twice;
-- fit time (train's evaluate + fit), users rescored (candidates' ``users_recomputed``);
+- fit time (train's evaluate + fit), users rescored against every item (candidates' ``users_recomputed``) and
+  refreshed (``users_refreshed``: their parent list and the day's hot items, incremental.quiet_users);
 - whole-run wall time and peak memory (``reco run`` as one child process, bench/measure.py), and each step's
   own time from its commit marker;
 - next-day nDCG@10 (bench/evaluate.py's holdout: the day after the session date, new items only).
@@ -120,6 +121,7 @@ def figures(home: Path, dt: date, holdout: Holdout, measured: dict, window_days:
         "days_computed": sorted(read.get("days_computed") or {}) if "days_computed" in read else None,
         "fit_s": round(timings.get("evaluate_s", 0) + timings.get("fit_s", 0), 2),
         "users_rescored": counts.get("users_recomputed") or counts.get("users"),
+        "users_refreshed": counts.get("users_refreshed", 0),
         "users": counts.get("users"),
         "overlap": (drift.get("overlap") or {}).get("mean"),
         "step_s": step_s,
@@ -203,7 +205,8 @@ def report(result: dict) -> str:
         "",
         f"Incremental overrides: {', '.join(['incremental.enabled=true', *result['overrides']])}.",
         "",
-        "| day | kind | events read MB inc (census) / full (ratio) | fit s inc / full | users rescored inc / full "
+        "| day | kind | events read MB inc (census) / full (ratio) | fit s inc / full "
+        "| users rescored inc (refreshed) / full "
         "| wall s inc / full (ratio) | next-day nDCG@10 inc / full (ratio) |",
         "|---|---|---|---|---|---|---|",
     ]
@@ -213,7 +216,8 @@ def report(result: dict) -> str:
             f"| {day['dt']} | {i['kind']} | {i['bytes_read'] / 1e6:,.1f} ({i['census_bytes'] / 1e6:,.1f}) "
             f"/ {f['bytes_read'] / 1e6:,.1f} "
             f"({_ratio(i['bytes_read'], f['bytes_read']):.1%}) | {i['fit_s']} / {f['fit_s']} "
-            f"| {i['users_rescored']:,} / {f['users_rescored']:,} | {i['wall_s']} / {f['wall_s']} "
+            f"| {i['users_rescored']:,} ({i.get('users_refreshed', 0):,}) / {f['users_rescored']:,} "
+            f"| {i['wall_s']} / {f['wall_s']} "
             f"({_ratio(i['wall_s'], f['wall_s']):.0%}) | {i['ndcg@10']:.4f} / {f['ndcg@10']:.4f} "
             f"({_ratio(i['ndcg@10'], f['ndcg@10']):.3f}) |"
         )

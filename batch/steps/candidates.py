@@ -26,6 +26,7 @@ import posixpath
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import date, timedelta
 
 import numpy as np
 import pandas as pd
@@ -40,6 +41,7 @@ from batch.datasets import CANDIDATES, INDEX, INTERACTIONS, MODEL
 from batch.graph import Export, step
 from batch.progress import progress
 from models.ann import AnnIndex
+from models.topk import topk_among
 
 log = logging.getLogger(__name__)
 
@@ -186,6 +188,14 @@ class Carried:
             return np.full(len(user_ids), -1, np.int64)
         return self.users.get_indexer(user_ids)
 
+    def rows(self, positions: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(output row, slot, source row) of the first ``n`` kept rows of each user at ``positions``."""
+        starts = self.offsets[positions]
+        lengths = np.minimum(self.offsets[positions + 1] - starts, n)
+        out_row = np.repeat(np.arange(len(positions)), lengths)
+        slot = np.arange(int(lengths.sum())) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+        return out_row, slot, np.repeat(starts, lengths) + slot
+
 
 def parent_lists(
     ctx: StepContext, model_art: datasets.Model, inter: datasets.Interactions, items: pd.DataFrame
@@ -254,16 +264,81 @@ def carried_block(
     ids = np.full((len(positions), n), -1, np.int32)
     scores = np.full((len(positions), n), -np.inf, np.float32)
     kept_pop = np.zeros((len(positions), n), dtype=bool)
-    starts = carried.offsets[positions]
-    lengths = np.minimum(carried.offsets[positions + 1] - starts, n)
-    out_row = np.repeat(np.arange(len(positions)), lengths)
-    slot = np.arange(int(lengths.sum())) - np.repeat(np.cumsum(lengths) - lengths, lengths)
-    src = np.repeat(starts, lengths) + slot
+    out_row, slot, src = carried.rows(positions, n)
     ids[out_row, slot] = carried.item_idx[src]
     scores[out_row, slot] = carried.score[src]
     kept_pop[out_row, slot] = carried.from_popular[src]
     from_popular = fill_with_popular(ids, scores, seen, popular, popular_scores)
     return ids, scores, from_popular | kept_pop
+
+
+def hot_items(inter: datasets.Interactions, n_items: int, count: int) -> np.ndarray:
+    """The day's hottest items for refreshed lists: every item new to the model (all its events in the holdout
+    days, the days added since the parent) and the ``count`` items with the most events in those days."""
+    t = inter.src.read_parquet("interactions.parquet", columns=["item_idx", "weight_train", "holdout_events"])
+    item_idx = t["item_idx"].to_numpy()
+    recent = np.bincount(item_idx, weights=t["holdout_events"].to_numpy(), minlength=n_items)
+    before = np.bincount(item_idx, weights=t["weight_train"].to_numpy(), minlength=n_items)
+    new = np.flatnonzero((recent > 0) & (before == 0))
+    # most events first, ties by item index (deterministic)
+    trending = np.lexsort((np.arange(n_items), -recent))[: min(count, int((recent > 0).sum()))]
+    return np.union1d(new, trending).astype(np.int32)
+
+
+def refreshed_block(
+    model: models.Recommender,
+    block: UserBlock,
+    positions: np.ndarray,
+    carried: Carried,
+    hot: np.ndarray,
+    n: int,
+    unavailable: np.ndarray,
+    popular: np.ndarray,
+    popular_scores: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(ids, scores, from_popular) of quiet users on a refresh day: today's model ranks each user's parent list
+    together with the day's hot items (seen and unavailable ones excluded); the tail is refilled."""
+    ids = np.full((len(positions), n), -1, np.int32)
+    scores = np.full((len(positions), n), -np.inf, np.float32)
+    rows = np.flatnonzero(np.diff(block.seen.indptr) > 0)
+    if len(rows):
+        own = np.full((len(rows), n), -1, np.int64)
+        out_row, slot, src = carried.rows(positions[rows], n)
+        own[out_row, slot] = carried.item_idx[src]
+        ids[rows], scores[rows] = topk_among(
+            model.user_factors[block.user_idx[rows]],
+            model.item_factors,
+            n,
+            own,
+            hot,
+            exclude_csr_rows=block.seen[rows],
+            filter_items=unavailable,
+        )
+    from_popular = fill_with_popular(ids, scores, block.seen, popular, popular_scores)
+    return ids, scores, from_popular
+
+
+def quiet_lists(
+    ctx: StepContext, model_art: datasets.Model, model: models.Recommender, inter, items: pd.DataFrame
+) -> Carried:
+    """The parent lists of quiet users, or why every user is rescored (incremental.quiet_users)."""
+    cfg = ctx.pipeline
+    mode = cfg.incremental.quiet_users
+    if not cfg.incremental.enabled or mode == "rescore":
+        return Carried.none(f"every user recomputed: incremental.quiet_users is {mode}")
+    if mode == "refresh":
+        if model.user_factors is None:
+            return Carried.none(
+                f"every user recomputed: a {model.model_type} model has no factors to refresh with"
+            )
+        parent = (model_art.metadata.get("incremental") or {}).get("parent") or {}
+        holdout_start = ctx.session_date - timedelta(days=cfg.evaluation.holdout_days)
+        if parent.get("dt") and date.fromisoformat(parent["dt"]) < holdout_start:
+            # the hot items come from the holdout days: older parents missed days they do not cover
+            return Carried.none(
+                f"every user recomputed: the parent ({parent['dt']}) is older than the holdout days"
+            )
+    return parent_lists(ctx, model_art, inter, items)
 
 
 @step(
@@ -297,11 +372,10 @@ def run(ctx: StepContext) -> dict:
         method = index_art.method
         ann = index_art.load() if method == "ann" else None
     counts = {"users": 0, "rows": 0, "users_fallback_only": 0, "rows_fallback": 0, "users_short": 0}
-    counts.update({"users_recomputed": 0, "users_carried": 0})
-    if cfg.incremental.enabled and cfg.incremental.carry_lists:
-        carried = parent_lists(ctx, model_art, inter, items)
-    else:
-        carried = Carried.none("every user recomputed: incremental.carry_lists is off")
+    counts.update({"users_recomputed": 0, "users_carried": 0, "users_refreshed": 0})
+    carried = quiet_lists(ctx, model_art, model, inter, items)
+    refresh = cfg.incremental.quiet_users == "refresh" and len(carried.users) > 0
+    hot = hot_items(inter, len(items), cfg.incremental.refresh_items) if refresh else None
     item_id_col = pa.array(items["item_id"].to_numpy(), pa.string())
 
     with ctx.store.writer(ctx.name, CANDIDATES, ctx.session_date, shard=ctx.shard, run_id=ctx.run_id) as w:
@@ -335,12 +409,17 @@ def run(ctx: StepContext) -> dict:
                             model, sub, n, unavailable, popular, popular_scores, ann
                         )
                     kept = np.flatnonzero(carry)
-                    if len(kept):
+                    if len(kept) and refresh:
+                        sub = UserBlock(block.user_idx[kept], block.user_ids[kept], block.seen[kept])
+                        ids[kept], scores[kept], from_pop[kept] = refreshed_block(
+                            model, sub, positions[kept], carried, hot, n, unavailable, popular, popular_scores
+                        )
+                    elif len(kept):
                         ids[kept], scores[kept], from_pop[kept] = carried_block(
                             block.seen[kept], positions[kept], carried, n, popular, popular_scores
                         )
                     counts["users_recomputed"] += len(fresh)
-                    counts["users_carried"] += len(kept)
+                    counts["users_refreshed" if refresh else "users_carried"] += len(kept)
                     valid = ids >= 0
                     counts["users"] += len(block.user_idx)
                     counts["users_fallback_only"] += int((from_pop | ~valid).all(axis=1).sum())
@@ -374,6 +453,8 @@ def run(ctx: StepContext) -> dict:
                 "timings": timings,
                 "shard": list(ctx.shard),
                 "carried": carried.reason,
+                "quiet_users": cfg.incremental.quiet_users if len(carried.users) else "rescore",
+                "hot_items": 0 if hot is None else len(hot),
             }
         )
     log.info(

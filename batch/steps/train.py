@@ -107,7 +107,8 @@ def run(ctx: StepContext) -> dict:
     drift: dict | None = None
     if plan.incremental:
         metrics, model, fit_mode, warm = fit_warm(ctx, plan, inter, user_ids, item_ids, timings)
-        drift = drift_guard(ctx, plan, metrics, model, inter, user_ids, item_ids, items)
+        same_split = warm.pop("same_split")
+        drift = drift_guard(ctx, plan, same_split, model, inter, user_ids, item_ids, items)
         drift["warm_start"] = warm
         if drift["triggered"]:
             message = (
@@ -243,18 +244,24 @@ def fit_warm(
         user_ids=user_ids,
         item_ids=item_ids,
     )
+    same_split: dict = {}
     if cfg.evaluation.enabled:
         train_m, relevant = holdout_split(inter, n_users, n_items)
-        relevant = sample_users(relevant, cfg.evaluation.max_users, cfg.model.seed)
+        max_users = incremental_eval_users(cfg)
+        relevant = sample_users(relevant, max_users, cfg.model.seed)
         ks = cfg.evaluation.ks
         model.fit_more(train_m, iterations=iterations, show_progress=ctx.show_progress)
-        metrics["model"] = score(model, train_m, relevant, ks)
+        metrics["model"], users, ids = score(model, train_m, relevant, ks)
         metrics["popularity_baseline"], _ = evaluate("popularity", {}, cfg.model.seed, train_m, relevant, ks)
         metrics["holdout"] = {
             "days": cfg.evaluation.holdout_days,
             "relevant_pairs": int(relevant.nnz),
-            "max_users": cfg.evaluation.max_users,
+            "max_users": max_users,
         }
+        if cfg.incremental.drift.enabled and cfg.checks.model.metric.enabled:
+            same_split = incremental.parent_on_same_split(
+                plan.parent, user_ids, item_ids, train_m, relevant, users, ids, ks
+            )
         timings["evaluate_s"] = round(time.perf_counter() - t, 3)
     t = time.perf_counter()
     model.fit_more(
@@ -266,22 +273,31 @@ def fit_warm(
         model,
         f"warm start from parent {plan.parent.version} by id, "
         + (f"{iterations} + {refit} iterations" if cfg.evaluation.enabled else f"{refit} iterations"),
-        warm,
+        {**warm, "same_split": same_split},
     )
+
+
+def incremental_eval_users(cfg) -> int | None:
+    """Users an incremental day's evaluation scores: ``incremental.evaluation_max_users`` within
+    ``evaluation.max_users`` (null: the latter)."""
+    cap, inc = cfg.evaluation.max_users, cfg.incremental.evaluation_max_users
+    if inc is None:
+        return cap
+    return inc if cap is None else min(cap, inc)
 
 
 def drift_guard(
     ctx: StepContext,
     plan: incremental.FitPlan,
-    metrics: dict,
+    same_split: dict,
     model: models.Recommender,
     inter: pd.DataFrame,
     user_ids: np.ndarray,
     item_ids: np.ndarray,
     items,
 ) -> dict:
-    """Did the warm-started model drift from its parent? (offline metric beyond the model gate's tolerance,
-    overlap@k below ``incremental.drift.min_overlap``)"""
+    """Did the warm-started model drift from its parent? (its offline metric below the parent's on the same
+    split beyond the model gate's tolerance, overlap@k below ``incremental.drift.min_overlap``)"""
     cfg = ctx.pipeline
     guard = cfg.incremental.drift
     out: dict = {"enabled": guard.enabled, "triggered": False, "reasons": []}
@@ -289,12 +305,12 @@ def drift_guard(
         return out
     gate_metric = cfg.checks.model.metric
     if cfg.evaluation.enabled and gate_metric.enabled:
-        m = incremental.metric_drift(metrics, plan.parent.record.get("metrics") or {}, gate_metric)
+        m = incremental.metric_drift(same_split, gate_metric)
         out["metric"] = m
         if m["status"] == "drop":
             out["reasons"].append(
-                f"{m['metric']} ({m['compare']}) {m['value']:.4f} below {m['floor']:.4f} "
-                f"(parent {m['parent']:.4f}, tolerance {gate_metric.max_relative_drop:g})"
+                f"{m['metric']} {m['value']:.4f} below {m['floor']:.4f}: the parent scored {m['parent']:.4f} "
+                f"on the same split ({m['users']} users; tolerance {gate_metric.max_relative_drop:g})"
             )
     available = items.column("available").to_numpy(zero_copy_only=False)
     overlap, n = incremental.overlap_with_parent(

@@ -4,9 +4,10 @@ import os
 import shutil
 from datetime import date, timedelta
 
+import numpy as np
 import pytest
 
-from batch import incremental
+from batch import datasets, incremental
 from batch.config import load_environment, load_pipeline
 from batch.context import StepContext
 from batch.data import SyntheticSpec, generate, write_source
@@ -17,7 +18,7 @@ from batch.summary import build_summary
 from batch.warehouse import open_warehouse
 
 D = date(2026, 11, 21)
-INC = {"incremental.enabled": "true", "incremental.carry_lists": "true"}
+INC = {"incremental.enabled": "true", "incremental.quiet_users": "carry"}
 # the chain's runs: some users below min_user_events get fallback-only lists (source "popular")
 RUN = {**INC, "aggregate.min_user_events": "4"}
 
@@ -250,12 +251,99 @@ def test_carried_lists_lose_unavailable_items_and_are_refilled(two_days, make_ct
     assert counts["users_carried"] == counts["users"] - counts["users_recomputed"] > 0
 
 
-def test_with_carry_lists_off_an_incremental_day_rescores_every_user(two_days, make_ctx):
-    ctx = make_ctx(D, {"incremental.enabled": "true"})  # carry_lists keeps its default
-    assert ctx.pipeline.incremental.carry_lists is False
+def test_with_quiet_users_rescore_an_incremental_day_rescores_every_user(two_days, make_ctx):
+    ctx = make_ctx(D, {"incremental.enabled": "true", "incremental.quiet_users": "rescore"})
     assert _model_meta(ctx, D)["incremental"]["kind"] == "incremental"
     result = run_step(GRAPH.step("candidates"), ctx)
     counts = result["counts"]
-    assert counts["users_carried"] == 0 and counts["users_recomputed"] == counts["users"] > 0
+    assert counts["users_carried"] == counts["users_refreshed"] == 0
+    assert counts["users_recomputed"] == counts["users"] > 0
     marker = ctx.store.committed("demo", "candidates", D, step="candidates", shard=ctx.shard)
-    assert "carry_lists is off" in marker.metadata["carried"]
+    assert "quiet_users is rescore" in marker.metadata["carried"]
+
+
+def _shard_lists(ctx):
+    c = ctx.store.committed("demo", "candidates", D, step="candidates", shard=ctx.shard)
+    return c.read_parquet("part.parquet").to_pandas().sort_values(["user_id", "rank"])
+
+
+@pytest.mark.parametrize("refresh_items", [0, 3, 1_000_000])
+def test_refreshed_users_get_todays_ranking_of_their_parent_list_and_the_hot_items(
+    two_days, make_ctx, refresh_items
+):
+    carry = make_ctx(D, INC)
+    carried = run_step(GRAPH.step("candidates"), carry)["counts"]
+    ctx = make_ctx(
+        D,
+        {**INC, "incremental.quiet_users": "refresh", "incremental.refresh_items": str(refresh_items)},
+    )
+    assert ctx.pipeline.incremental.quiet_users == "refresh"  # the default
+    counts = run_step(GRAPH.step("candidates"), ctx)["counts"]
+    # the same users are quiet; they are refreshed instead of carried
+    assert counts["users_refreshed"] == carried["users_carried"] > 0 and counts["users_carried"] == 0
+    assert counts["users_recomputed"] == carried["users_recomputed"]
+    marker = ctx.store.committed("demo", "candidates", D, step="candidates", shard=ctx.shard)
+    assert marker.metadata["quiet_users"] == "refresh"
+
+    # the expectation, from the spec: today's model ranks the parent publish's list plus the hot items (new to
+    # the model: no events before the holdout day; and the refresh_items items with most events on it)
+    model_art = datasets.model(ctx)
+    model = model_art.load()
+    items = model_art.items()
+    users = model_art.users()
+    inter = ctx.store.committed("demo", "interactions", D, step="aggregate").read_parquet(
+        "interactions.parquet"
+    )
+    inter = inter.to_pandas()
+    per_item = inter.groupby("item_idx")[["weight_train", "holdout_events"]].sum()
+    recent = per_item[per_item["holdout_events"] > 0]
+    new = set(recent.index[recent["weight_train"] == 0])
+    ranked = recent.reset_index().sort_values(["holdout_events", "item_idx"], ascending=[False, True])
+    hot = new | set(ranked["item_idx"].head(refresh_items))
+    assert len(hot) <= len(new) + refresh_items
+    item_of = dict(zip(items["item_id"], items["item_idx"], strict=True))
+    on_sale = set(items.loc[items["available"], "item_idx"])
+    seen = inter.groupby("user_idx")["item_idx"].agg(set).to_dict()
+    user_idx = dict(zip(users["user_id"], users["user_idx"], strict=True))
+    before = _recs(ctx, D - timedelta(days=1))
+    after = _shard_lists(ctx)
+    # the quiet users: no events the parent run did not see, no personal item of theirs gone from sale
+    changes = ctx.store.committed("demo", "interactions", D, step="aggregate").read_parquet(
+        "user_changes.parquet"
+    )
+    parent_run = os.path.basename(ctx.store.reference_model("demo", D)["run_dir"]).removeprefix("run=")
+    changed = {
+        u
+        for u, r in zip(changes["user_id"].to_pylist(), changes["changed_run"].to_pylist(), strict=True)
+        if r > parent_run
+    }
+    parent_rows = ctx.store.committed("demo", "export", D - timedelta(days=1), step="export")
+    parent_rows = parent_rows.read_parquet("recommendations.parquet").to_pandas()
+    personal = parent_rows[parent_rows["source"] == "personal"]
+    stale = set(personal.loc[~personal["item_id"].map(item_of).isin(on_sale), "user_id"])
+    refreshed = sorted(set(after["user_id"]) & set(before) - changed - stale)
+    assert len(refreshed) == counts["users_refreshed"]
+    n = ctx.pipeline.candidates.n
+    checked = 0
+    for user_id in refreshed:
+        got = after[after["user_id"] == user_id]
+        if (got["source"] == "personal").sum() == 0 or user_id not in user_idx:
+            continue
+        u = user_idx[user_id]
+        pool = ({item_of[i] for i in before[user_id] if i in item_of} | hot) & on_sale
+        pool -= seen.get(u, set())
+        if not pool:
+            continue
+        pool = np.array(sorted(pool))
+        scores = model.item_factors[pool] @ model.user_factors[u]
+        best = pool[np.argsort(-scores, kind="stable")][:n]
+        personal = got.loc[got["source"] == "personal", "item_id"].map(item_of).to_numpy()
+        np.testing.assert_array_equal(personal, best[: len(personal)])
+        np.testing.assert_allclose(
+            got.loc[got["source"] == "personal", "score"],
+            np.sort(scores)[::-1][: len(personal)],
+            rtol=1e-4,
+            atol=1e-6,
+        )
+        checked += 1
+    assert checked >= 10

@@ -7,7 +7,7 @@ import scipy.sparse as sp
 
 import models
 from models import MODEL_TYPES, Recommender, create_model, load_model
-from models.topk import select_topn, topk_scores
+from models.topk import select_topn, topk_among, topk_scores
 
 SMALL = {"als": {"factors": 8, "iterations": 4}, "bpr": {"factors": 8, "iterations": 5}}
 
@@ -237,6 +237,38 @@ def test_topk_scores_exact_with_ties(n_items, N):
         ids, scores = topk_scores(U, V, N, exclude, filt, batch_size=batch_size, num_threads=threads)
         np.testing.assert_array_equal(ids, exp_ids)
         np.testing.assert_array_equal(scores, exp_scores)
+
+
+def test_topk_among_ranks_own_and_shared_candidates_only():
+    rng = np.random.default_rng(7)
+    n_users, n_items, f, N = 300, 2000, 8, 10
+    U = rng.standard_normal((n_users, f)).astype(np.float32)
+    V = rng.standard_normal((n_items, f)).astype(np.float32)
+    own = rng.integers(0, n_items, size=(n_users, 15))
+    own[::3, 10:] = -1  # shorter previous lists
+    own[5] = -1  # a user without a previous list: shared items only
+    shared = rng.choice(n_items, size=120, replace=False)
+    own[7, :5] = shared[:5]  # in both: counts once
+    exclude = sp.random(n_users, n_items, density=0.05, format="csr", random_state=3)
+    exclude = (exclude + sp.csr_matrix((np.ones(3), ([9, 9, 9], own[9, :3])), shape=exclude.shape)).tocsr()
+    filt = np.concatenate([rng.choice(n_items, size=100, replace=False), own[11, :2], shared[:2]])
+    # the reference: the full score matrix with every item outside the user's candidates made ineligible
+    full = np.full((n_users, n_items), -np.inf, np.float32)
+    for u in range(n_users):
+        cand = np.union1d(own[u][own[u] >= 0], shared)
+        full[u, cand] = U[u] @ V[cand].T
+    full[exclude.toarray() != 0] = -np.inf
+    full[:, filt] = -np.inf
+    exp_ids, exp_scores = reference_topk(full, N)
+    for batch_size in (512, 41):
+        ids, scores = topk_among(U, V, N, own, shared, exclude, filt, batch_size=batch_size)
+        np.testing.assert_allclose(scores, exp_scores, rtol=1e-5)
+        # same items (order may differ only between exactly tied scores: none with random factors)
+        np.testing.assert_array_equal(ids, exp_ids)
+    assert not np.isin(ids[9], own[9, :3]).any()
+    assert len(set(ids[7].tolist())) == N  # no item twice
+    with pytest.raises(IndexError):
+        topk_among(U, V, N, own, np.array([n_items]))
 
 
 def test_select_topn_handles_mostly_excluded_rows():
