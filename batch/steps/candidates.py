@@ -10,10 +10,13 @@ of users. Already-seen and unavailable items are never recommended. Users withou
 pipeline's min_user_events) get the popularity fallback, and so does the tail of a list the model could not
 fill; such rows say ``source = 'popular'``.
 
-On an incremental day (docs/incremental.md) only users with new events since the parent run, users new to the
-model and users whose parent list holds a personal item no longer available are scored; the others keep the
-parent publish's list (unavailable fallback rows removed, the tail refilled from the fallback). The shard counts
-``users_recomputed`` and ``users_carried``.
+On an incremental day (docs/incremental.md) users with new events since the parent run, users new to the
+model and users whose parent list holds a personal item no longer available are scored like on any day. The
+quiet others (``incremental.quiet_users``) are refreshed: today's model ranks their parent publish's list
+together with the day's hot items (every item new to the model and the ``refresh_items`` with most events in the
+holdout days), so a quiet user costs ``n + refresh_items`` scores instead of the catalogue; or they keep the
+parent's list as it was (``carry``: unavailable fallback rows removed, the tail refilled), or are rescored
+(``rescore``). The shard counts ``users_recomputed``, ``users_refreshed`` and ``users_carried``.
 
 Output: dataset ``candidates``, one partition per shard: ``part.parquet`` with user_id, item_id, rank, score,
 source; the export step writes them into ``recommendations.parquet``.
@@ -223,32 +226,58 @@ def parent_lists(
     if "user_changes.parquet" not in inter.src.marker.get("files", {}) or not path:
         return Carried.none("every user recomputed: no record of which users changed")
     parent_run = posixpath.basename(model_ref["run_dir"].rstrip("/")).removeprefix("run=")
+    # the parent's lists of every shard (N rows a user): ids stay dictionary-encoded, so per-id work (the shard
+    # hash, id lookups) runs once per distinct user or item instead of once per row
     with ctx.store.fs.open(ctx.store.resolve(path), "rb") as f:
-        prev = pq.read_table(f, columns=["user_id", "item_id", "rank", "score", "source"]).to_pandas()
-    prev = prev[ctx.mine(prev["user_id"].to_numpy())]
+        prev = pq.read_table(
+            f, columns=["user_id", "item_id", "rank", "score", "source"], read_dictionary=DICT_COLUMNS
+        ).unify_dictionaries()
+    user_code, user_dict = _codes(prev.column("user_id"))
+    item_code, item_dict = _codes(prev.column("item_id"))
+    source_code, source_dict = _codes(prev.column("source"))
     changes = inter.src.read_parquet("user_changes.parquet").to_pandas()
     changed = changes.loc[changes["changed_run"] > parent_run, "user_id"].to_numpy()
-    item_idx = pd.Index(items["item_id"].to_numpy()).get_indexer(prev["item_id"].to_numpy())
-    ok = item_idx >= 0
-    ok[ok] = items["available"].to_numpy()[item_idx[ok]]
-    personal_gone = prev.loc[~ok & (prev["source"] == "personal").to_numpy(), "user_id"].to_numpy()
-    user_ids = prev["user_id"].to_numpy()
-    parent_users = pd.unique(user_ids)
+    mine_u = ctx.mine(user_dict) if len(user_dict) else np.zeros(0, bool)
+    item_of = pd.Index(items["item_id"].to_numpy()).get_indexer(item_dict)
+    on_sale = np.zeros(len(item_dict), bool)
+    on_sale[item_of >= 0] = items["available"].to_numpy()[item_of[item_of >= 0]]
+    personal = np.asarray(source_dict == "personal")
+    ok = on_sale[item_code]
+    gone_u = np.zeros(len(user_dict), bool)
+    gone_u[user_code[~ok & personal[source_code]]] = True
     # users whose every row went (all unavailable fallback rows) are carried as empty lists, refilled later
-    users = pd.Index(parent_users[~pd.Index(parent_users).isin(np.concatenate([changed, personal_gone]))])
-    code = users.get_indexer(user_ids)
-    rows = np.flatnonzero((code >= 0) & ok)
-    rows = rows[np.lexsort((prev["rank"].to_numpy()[rows], code[rows]))]
+    keep_u = mine_u & ~gone_u & ~pd.Index(user_dict).isin(changed)
+    keep_u[np.setdiff1d(np.arange(len(user_dict)), user_code)] = False  # dictionary entries without rows
+    position = np.cumsum(keep_u) - 1  # dictionary code -> position among the carried users
+    rows = np.flatnonzero(keep_u[user_code] & ok)
+    code = position[user_code[rows]]
+    rank = prev.column("rank").to_numpy()[rows]
+    order = np.lexsort((rank, code))
+    rows, code = rows[order], code[order]
+    users = pd.Index(user_dict[keep_u], dtype=object)
     offsets = np.zeros(len(users) + 1, np.int64)
-    np.cumsum(np.bincount(code[rows], minlength=len(users)), out=offsets[1:])
+    np.cumsum(np.bincount(code, minlength=len(users)), out=offsets[1:])
     return Carried(
         users,
         offsets,
-        item_idx[rows].astype(np.int32),
-        prev["score"].to_numpy(np.float32)[rows],
-        (prev["source"].to_numpy() == "popular")[rows],
+        item_of[item_code[rows]].astype(np.int32),
+        prev.column("score").to_numpy().astype(np.float32)[rows],
+        ~personal[source_code[rows]],
         f"lists carried from the publish of {record['dt']} ({parent['model_version']})",
     )
+
+
+DICT_COLUMNS = ["user_id", "item_id", "source"]
+
+
+def _codes(column: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
+    """(int64 codes per row, the dictionary as an object array) of a dictionary-encoded column whose chunks
+    share one dictionary (``Table.unify_dictionaries``)."""
+    chunks = column.chunks
+    if not chunks:
+        return np.empty(0, np.int64), np.empty(0, object)
+    codes = np.concatenate([c.indices.to_numpy(zero_copy_only=False).astype(np.int64) for c in chunks])
+    return codes, chunks[0].dictionary.to_numpy(zero_copy_only=False).astype(object)
 
 
 def carried_block(
