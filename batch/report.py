@@ -337,6 +337,8 @@ def build_html(pipeline_cfg, env_cfg, dt: date) -> str:
             )
         if doc.get("stats"):
             parts.append(_kv(sorted(doc["stats"].items())))
+    if summary.get("incremental"):
+        parts.append(incremental_section(summary))
     parts += tables
     parts.append(
         "<h2>Where the time went</h2><p class='muted'>per step process: start-up (interpreter and imports), the "
@@ -371,6 +373,57 @@ def build_html(pipeline_cfg, env_cfg, dt: date) -> str:
     return (
         f"<!doctype html><html><head><meta charset='utf-8'><title>{_e(name)} {dt} run report</title>"
         f"<style>{CSS}</style></head><body>{''.join(parts)}</body></html>"
+    )
+
+
+def incremental_section(summary: dict) -> str:
+    """The day's fit in its incremental chain (docs/incremental.md): kind and why, the parent, the links since
+    the last full fit, the drift guard, what the aggregate read and how users' lists were made."""
+    inc = summary["incremental"]
+    parent = inc.get("parent") or {}
+    guard = inc.get("drift_guard") or {}
+    metric = guard.get("metric") or {}
+    overlap = guard.get("overlap") or {}
+    read = summary.get("events_read") or {}
+    counts = (summary.get("steps", {}).get("candidates") or {}).get("counts") or {}
+    facts = [
+        ("fit", f"{inc.get('kind')}: {inc.get('reason')}"),
+        ("parent model", parent and f"{parent.get('model_version')} ({parent.get('dt')})"),
+        ("last full fit", inc.get("last_full_dt")),
+        (
+            "drift guard",
+            guard
+            and (
+                ("refit fully: " + "; ".join(guard.get("reasons") or []))
+                if guard.get("triggered")
+                else f"passed: {metric.get('metric', 'metric')} {_fmt(metric.get('value'))} vs the parent's "
+                f"{_fmt(metric.get('parent'))} on the same split; overlap@{overlap.get('k')} "
+                f"{_fmt(overlap.get('mean'))} (floor {_fmt(overlap.get('floor'))})"
+            ),
+        ),
+        (
+            "events read",
+            read.get("mode") == "partials"
+            and f"{read.get('days_reused', 0)} days from stored partials, "
+            f"{len(read.get('days_computed') or {})} computed ({', '.join(read.get('days_restated') or []) or 'none'} "
+            f"restated)",
+        ),
+        (
+            "users' lists",
+            counts
+            and f"{counts.get('users_recomputed', 0):,} scored against every item, "
+            f"{counts.get('users_refreshed', 0):,} refreshed, {counts.get('users_carried', 0):,} carried",
+        ),
+        ("warnings", "; ".join(inc.get("warnings") or [])),
+    ]
+    chain = [
+        {"date": link.get("dt"), "model": link.get("model_version"), "kind": link.get("kind")}
+        for link in inc.get("chain") or []
+    ]
+    return (
+        "<h2>Incremental chain</h2>"
+        + _facts([(k, v) for k, v in facts if v])
+        + _table(chain[::-1], ["date", "model", "kind"])
     )
 
 

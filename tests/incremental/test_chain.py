@@ -13,6 +13,7 @@ from batch.context import StepContext
 from batch.data import SyntheticSpec, generate, write_source
 from batch.execute import run_step
 from batch.graph import GRAPH
+from batch.report import build_html
 from batch.storage import new_run_id
 from batch.summary import build_summary
 from batch.warehouse import open_warehouse
@@ -108,6 +109,15 @@ def test_a_full_day_then_an_incremental_day(two_days, make_ctx):
     summary = build_summary(ctx.store, "demo", D, ctx.pipeline.candidates.shard_count)
     assert summary["incremental"]["kind"] == "incremental" and len(summary["incremental"]["chain"]) == 2
     assert ctx.store.promoted_model("demo")["dt"] == D.isoformat()
+    # and the run report shows it: kind and reason, the parent, the links newest first, how lists were made
+    html = build_html(ctx.pipeline, ctx.env, D)
+    section = html[html.index("<h2>Incremental chain</h2>") :]
+    section = section[: section.index("<h2>", 4)]
+    assert "incremental: warm start from" in section
+    assert day2["parent"]["model_version"] in section
+    table = section[section.index("<table") :]
+    assert table.index(_model_meta(ctx, D)["model_version"]) < table.index(day2["parent"]["model_version"])
+    assert "scored against every item" in section and "passed:" in section
     # candidates: the full day recomputed everyone; the incremental day only users with new events
     full_counts = build_summary(ctx.store, "demo", D - timedelta(days=1), 2)["steps"]["candidates"]["counts"]
     assert full_counts["users_carried"] == 0 and full_counts["users_recomputed"] == full_counts["users"]
