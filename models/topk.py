@@ -310,6 +310,19 @@ def topk_among(
     shared_items = shared_items[~banned[shared_items]]
     shared_pos = np.full(n_items, -1, dtype=np.int64)
     shared_pos[shared_items] = np.arange(len(shared_items))
+    # single-threaded BLAS: the products are small, and an OpenBLAS pool left spinning after them takes the cores
+    # from the next topk_scores call's workers (measured: 1.5x slower scoring of the other users in a block)
+    with threadpool_limits(1, "blas"):
+        return _topk_among_batches(
+            user_vecs, item_factors, N, own_items, shared_items, shared_pos, banned, exclude, batch_size
+        )
+
+
+def _topk_among_batches(
+    user_vecs, item_factors, N, own_items, shared_items, shared_pos, banned, exclude, batch_size
+):
+    """topk_among's work, ``batch_size`` queries at a time (arguments checked and prepared by it)."""
+    n_queries, n_items = user_vecs.shape[0], item_factors.shape[0]
     shared_t = item_factors[shared_items].T
     ids_out = np.full((n_queries, N), -1, dtype=np.int32)
     scores_out = np.full((n_queries, N), -np.inf, dtype=np.float32)

@@ -27,6 +27,7 @@ from datetime import date
 
 import fsspec
 import numpy as np
+import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import scipy.sparse as sp
@@ -107,8 +108,9 @@ def _metric_check(cand: Candidate, ref: dict | None, cfg) -> CheckResult:
     )
 
 
-def previous_top_k(store: ArtifactStore, publish: dict, k: int):
-    """(user_id -> item ids ranked, user_id -> scores) of a publish's personal top-k."""
+def previous_top_k(store: ArtifactStore, publish: dict, k: int) -> pa.Table:
+    """The personal top-k rows (user_id, item_id, rank, score) of a publish, for the users it had a full
+    personal list for; kept in Arrow (millions of rows: only the sampled users' lists become Python lists)."""
     path = (publish.get("files") or {}).get("recommendations.parquet")
     # records hold paths relative to the artifact root (older ones absolute paths or URLs)
     fs, p = fsspec.core.url_to_fs(store.display(path))
@@ -117,10 +119,9 @@ def previous_top_k(store: ArtifactStore, publish: dict, k: int):
             f, columns=["user_id", "item_id", "rank", "score", "source"], filters=[("rank", "<=", k)]
         )
     t = t.filter(pc.equal(t["source"], "personal"))
-    df = t.to_pandas().sort_values(["user_id", "rank"])
-    items = df.groupby("user_id")["item_id"].agg(list)
-    scores = df.groupby("user_id")["score"].agg(list)
-    return items, scores
+    counts = pc.value_counts(t["user_id"])
+    full = counts.field("values").filter(pc.greater_equal(counts.field("counts"), k))
+    return t.filter(pc.is_in(t["user_id"], value_set=full)).select(["user_id", "item_id", "rank", "score"])
 
 
 def _shift_checks(
@@ -138,14 +139,19 @@ def _shift_checks(
                 )
         return out, {}
     k = oc.k
-    prev_items, prev_scores = previous_top_k(store, publish, k)
-    prev_items = prev_items[prev_items.map(len) >= k]  # users the previous model had a full personal list for
+    prev = previous_top_k(store, publish, k)
     index = {u: i for i, u in enumerate(cand.user_ids)}
     has_history = np.diff(cand.seen.indptr) > 0
-    returning = [u for u in prev_items.index if u in index and has_history[index[u]]]
+    returning = [
+        u for u in sorted(pc.unique(prev["user_id"]).to_pylist()) if u in index and has_history[index[u]]
+    ]
     rng = np.random.default_rng(seed)
     if len(returning) > oc.sample_users:
         returning = list(rng.choice(np.array(returning, dtype=object), oc.sample_users, replace=False))
+    sampled = prev.filter(pc.is_in(prev["user_id"], value_set=pa.array(returning, pa.string())))
+    sampled = sampled.to_pandas().sort_values(["user_id", "rank"])
+    prev_items = sampled.groupby("user_id")["item_id"].agg(list)
+    prev_scores = sampled.groupby("user_id")["score"].agg(list)
     details = {"returning_users_sampled": len(returning), "compared_with": publish["dt"], "k": k}
     if len(returning) < oc.min_users:
         for c, name in ((oc, "overlap"), (sc, "score_shift")):

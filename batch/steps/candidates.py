@@ -34,6 +34,7 @@ from datetime import date, timedelta
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import scipy.sparse as sp
 
@@ -246,14 +247,18 @@ def parent_lists(
     gone_u = np.zeros(len(user_dict), bool)
     gone_u[user_code[~ok & personal[source_code]]] = True
     # users whose every row went (all unavailable fallback rows) are carried as empty lists, refilled later
-    keep_u = mine_u & ~gone_u & ~pd.Index(user_dict).isin(changed)
+    is_changed = pc.is_in(pa.array(user_dict, pa.string()), value_set=pa.array(changed, pa.string()))
+    keep_u = mine_u & ~gone_u & ~is_changed.to_numpy(zero_copy_only=False)
     keep_u[np.setdiff1d(np.arange(len(user_dict)), user_code)] = False  # dictionary entries without rows
     position = np.cumsum(keep_u) - 1  # dictionary code -> position among the carried users
     rows = np.flatnonzero(keep_u[user_code] & ok)
     code = position[user_code[rows]]
     rank = prev.column("rank").to_numpy()[rows]
-    order = np.lexsort((rank, code))
-    rows, code = rows[order], code[order]
+    # the export lists each user's rows together in rank order: sort only when that does not hold
+    in_order = (code[1:] > code[:-1]) | ((code[1:] == code[:-1]) & (rank[1:] > rank[:-1]))
+    if not in_order.all():
+        order = np.lexsort((rank, code))
+        rows, code = rows[order], code[order]
     users = pd.Index(user_dict[keep_u], dtype=object)
     offsets = np.zeros(len(users) + 1, np.int64)
     np.cumsum(np.bincount(code, minlength=len(users)), out=offsets[1:])

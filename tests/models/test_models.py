@@ -239,6 +239,36 @@ def test_topk_scores_exact_with_ties(n_items, N):
         np.testing.assert_array_equal(scores, exp_scores)
 
 
+def test_popularity_ranks_exactly_whatever_a_user_excludes():
+    rng = np.random.default_rng(4)
+    n_users, n_items, N = 40, 3000, 20
+    X = sp.csr_matrix(
+        (
+            rng.integers(1, 4, 6000).astype(np.float32),
+            (rng.integers(0, 300, 6000), rng.integers(0, n_items, 6000)),
+        ),
+        shape=(300, n_items),
+    )
+    model = create_model("popularity").fit(X)  # integer counts: many tied scores
+    # rows exclude 0 .. 600 items, the widest mostly among the most popular
+    order = np.lexsort((np.arange(n_items), -model._scores))
+    rows, cols = [], []
+    for u in range(n_users):
+        width = int(rng.integers(0, 600)) if u % 3 else 0
+        picked = order[: width * 2][rng.permutation(width * 2)[:width]] if width else []
+        rows += [u] * len(picked)
+        cols += list(picked)
+    seen = sp.csr_matrix((np.ones(len(rows), np.float32), (rows, cols)), shape=(n_users, n_items))
+    filt = order[[0, 5, 50, 700]]
+    full = np.tile(model._scores, (n_users, 1))
+    full[seen.toarray() != 0] = -np.inf
+    full[:, filt] = -np.inf
+    exp_ids, exp_scores = reference_topk(full, N)
+    ids, scores = model.recommend(np.arange(n_users), seen, N, filter_items=filt)
+    np.testing.assert_array_equal(ids, exp_ids)
+    np.testing.assert_array_equal(scores, exp_scores)
+
+
 def test_topk_among_ranks_own_and_shared_candidates_only():
     rng = np.random.default_rng(7)
     n_users, n_items, f, N = 300, 2000, 8, 10
