@@ -132,7 +132,10 @@ def build_interactions(
     u_codes, all_users = sorted_codes(pairs["user_id"])
     i_codes, all_items = sorted_codes(pairs["item_id"])
     n_all_items = max(len(all_items), 1)
-    pair_key = np.sort(u_codes.astype(np.int64) * n_all_items + i_codes)
+    row_key = u_codes * n_all_items + i_codes
+    # one stable sort by (user, item) serves the distinct pairs and the output order (ties in input order)
+    by_key = np.argsort(row_key, kind="stable")
+    pair_key = row_key[by_key]
     # distinct (user, item); not np.unique, whose hash path (numpy >= 2.3) is ~100x slower on millions of int64
     pair_key = pair_key[np.concatenate(([True], pair_key[1:] != pair_key[:-1]))]
     pair_item = pair_key % n_all_items
@@ -143,17 +146,15 @@ def build_interactions(
     present = np.zeros(len(all_items), dtype=bool)
     present[i_codes[mask]] = True  # items left with at least one kept row
     item_ids = all_items[present]
-    item_remap = np.cumsum(present, dtype=np.int64) - 1
-    user_idx = u_codes[mask].astype(np.int32)
-    item_idx = item_remap[i_codes[mask]].astype(np.int32)
-    order = np.lexsort((item_idx, user_idx))  # stable: (user, item), ties in input order
+    item_remap = np.cumsum(present, dtype=np.int64) - 1  # keeps the order: sorted by key is sorted by index
+    rows = by_key[mask[by_key]]  # the kept rows by (user, item)
     inter = pd.DataFrame(
         {
-            "user_idx": user_idx[order],
-            "item_idx": item_idx[order],
-            "weight": _column(pairs, "weight", np.float32)[mask][order],
-            "weight_train": _column(pairs, "weight_train", np.float32)[mask][order],
-            "holdout_events": _column(pairs, "holdout_events", np.int32)[mask][order],
+            "user_idx": u_codes[rows].astype(np.int32),
+            "item_idx": item_remap[i_codes[rows]].astype(np.int32),
+            "weight": _column(pairs, "weight", np.float32)[rows],
+            "weight_train": _column(pairs, "weight_train", np.float32)[rows],
+            "holdout_events": _column(pairs, "holdout_events", np.int32)[rows],
         }
     )
     users = pd.DataFrame({"user_idx": np.arange(len(all_users), dtype=np.int32), "user_id": all_users})
