@@ -277,7 +277,7 @@ def run(ctx: StepContext) -> dict:
         }
     )
     # events the interaction queries read: a full scan reads the window twice (stats, interactions); the
-    # partials read the census (ts only) and the recomputed days
+    # partials read the census (ts only, or partition metadata: no rows) and the recomputed days once
     events_read = (
         {"mode": "partials", **partial_window.info}
         if partial_window is not None

@@ -224,7 +224,8 @@ def test_failing_query_raises_with_the_server_message(wh, bq_server):
         wh.query("SELECT usr_id FROM {t}", tables={"t": "demo_events"})
 
 
-def test_real_aggregate_sql_reaches_bigquery_as_valid_standard_sql(wh, bq_server, make_ctx):
+@pytest.mark.parametrize("sql_file", ["aggregate_interactions", "aggregate_daily_partials"])
+def test_real_aggregate_sql_reaches_bigquery_as_valid_standard_sql(wh, bq_server, make_ctx, sql_file):
     import sqlglot
 
     from batch.steps.aggregate import query_params
@@ -243,17 +244,13 @@ def test_real_aggregate_sql_reaches_bigquery_as_valid_standard_sql(wh, bq_server
         ],
         [("u1", "i1", 5.0, 1.0, 1, 2, datetime(2026, 11, 21, 3, tzinfo=UTC))],
     )
-    out = wh.query_file(
-        "aggregate_interactions", params, tables={"events_table": ctx.pipeline.source.events_table}
-    )
+    out = wh.query_file(sql_file, params, tables={"events_table": ctx.pipeline.source.events_table})
     assert out.to_pylist()[0]["weight"] == 5.0
 
     (job,) = bq_server.inserted_jobs()
     cfg = job["configuration"]["query"]
     sql = cfg["query"]
-    assert sql == wh.render(
-        load_sql("aggregate_interactions"), {"events_table": ctx.pipeline.source.events_table}
-    )
+    assert sql == wh.render(load_sql(sql_file), {"events_table": ctx.pipeline.source.events_table})
     assert "--@include" not in sql and "{" not in sql
     assert f"`{PROJECT}.{DATASET}.{ctx.pipeline.source.events_table}`" in sql
     assert "$" not in sql  # named @parameters, never DuckDB-style $parameters
