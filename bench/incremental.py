@@ -7,7 +7,7 @@ run in both, in alternating order (load from other processes hits both alike). P
 - events read by aggregate: rows (its ``events_read``) and bytes as BigQuery would bill them (logical bytes of
   the columns each query reads: 2 + length per STRING, 8 per TIMESTAMP; per-day figures from the generated
   table). A full scan reads the window twice (stats and interactions queries); an incremental day reads the
-  census (``ts`` of the window) plus the recomputed days twice;
+  census (``ts`` of the window; nothing when it comes from partition metadata) plus the recomputed days once;
 - fit time (train's evaluate + fit), users rescored against every item (candidates' ``users_recomputed``) and
   refreshed (``users_refreshed``: their parent list and the day's hot items, incremental.quiet_users);
 - whole-run wall time and peak memory (``reco run`` as one child process, bench/measure.py), and each step's
@@ -88,9 +88,11 @@ def bytes_read(read: dict, window_days: list[str], per_day: dict[str, dict]) -> 
     """(billed bytes of aggregate's event queries, of which the census) (module docstring); undated rows are
     left out (a few)."""
     if read.get("mode") == "partials":
-        census = sum(per_day.get(d, {}).get("ts_bytes", 0) for d in window_days)
+        # a census from partition metadata (BigQuery INFORMATION_SCHEMA.PARTITIONS) reads no event bytes
+        scanned = read.get("census", "ts scan") == "ts scan"
+        census = sum(per_day.get(d, {}).get("ts_bytes", 0) for d in window_days) if scanned else 0
         computed = sum(per_day.get(d, {}).get("bytes", 0) for d in read.get("days_computed") or {})
-        return census + 2 * computed, census
+        return census + computed, census
     return 2 * sum(per_day.get(d, {}).get("bytes", 0) for d in window_days), 0
 
 

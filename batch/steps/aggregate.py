@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from batch import partials
 from batch.config import SourceConfig, read_source_sql, sql_dir
@@ -91,18 +92,35 @@ def summarize_stats(rows: pd.DataFrame) -> dict:
 PAIR_COLUMNS = ["user_id", "item_id", "weight", "weight_train", "holdout_events"]
 
 
-def pairs_frame(table: pa.Table) -> pd.DataFrame:
-    """The columns build_interactions uses, as pandas. COUNTIF arrives from DuckDB as DECIMAL(38, 0): cast it
-    in Arrow, not as millions of Python Decimal objects in pandas."""
+def pairs_table(table: pa.Table) -> pa.Table:
+    """The columns build_interactions uses. COUNTIF arrives from DuckDB as DECIMAL(38, 0): cast it in Arrow,
+    not as millions of Python Decimal objects."""
     table = table.select(PAIR_COLUMNS)
     i = table.schema.get_field_index("holdout_events")
     if not pa.types.is_integer(table.schema.field(i).type):
         table = table.set_column(i, "holdout_events", table.column(i).cast(pa.int64()))
-    return table.to_pandas()
+    return table
+
+
+def sorted_codes(ids: pa.ChunkedArray | pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """(code of each id, the distinct ids sorted): pandas.factorize(sort=True) in Arrow, without making a
+    Python string of every row (Arrow sorts UTF-8 by bytes, which is the order of Python's str comparison)."""
+    if isinstance(ids, pa.ChunkedArray):  # one dictionary for all rows (large_string: no 2 GiB offset limit)
+        ids = ids.cast(pa.large_string()).combine_chunks()
+    encoded = pc.dictionary_encode(ids.cast(pa.large_string()))
+    order = pc.sort_indices(encoded.dictionary).to_numpy()
+    rank = np.empty(len(order), dtype=np.int64)
+    rank[order] = np.arange(len(order), dtype=np.int64)
+    codes = rank[encoded.indices.to_numpy(zero_copy_only=False)]
+    return codes, np.asarray(encoded.dictionary.take(order).to_pylist(), dtype=object)
+
+
+def _column(table: pa.Table, name: str, dtype) -> np.ndarray:
+    return table[name].to_numpy().astype(dtype, copy=False)
 
 
 def build_interactions(
-    pairs: pd.DataFrame, availability: pd.DataFrame | None, *, min_user_events: int, min_item_users: int
+    pairs: pa.Table, availability: pd.DataFrame | None, *, min_user_events: int, min_item_users: int
 ) -> Aggregated:
     """Aggregated (user_id, item_id) rows -> integer-indexed interactions and id maps.
 
@@ -110,14 +128,14 @@ def build_interactions(
     items keep their id (they still get recommendations, from the popularity fallback) but no rows.
     Indices follow sorted ids, so the same input always gives the same indices.
     """
-    pairs = pairs[PAIR_COLUMNS]
     # Integer codes once (sorted, so indices follow sorted ids); the filters then run on integers, not strings.
-    u_codes, all_users = pd.factorize(pairs["user_id"].astype(str), sort=True)
-    i_codes, all_items = pd.factorize(pairs["item_id"].astype(str), sort=True)
-    all_users = np.asarray(all_users, dtype=object)
-    all_items = np.asarray(all_items, dtype=object)
+    u_codes, all_users = sorted_codes(pairs["user_id"])
+    i_codes, all_items = sorted_codes(pairs["item_id"])
     n_all_items = max(len(all_items), 1)
-    pair_key = np.sort(u_codes.astype(np.int64) * n_all_items + i_codes)
+    row_key = u_codes * n_all_items + i_codes
+    # one stable sort by (user, item) serves the distinct pairs and the output order (ties in input order)
+    by_key = np.argsort(row_key, kind="stable")
+    pair_key = row_key[by_key]
     # distinct (user, item); not np.unique, whose hash path (numpy >= 2.3) is ~100x slower on millions of int64
     pair_key = pair_key[np.concatenate(([True], pair_key[1:] != pair_key[:-1]))]
     pair_item = pair_key % n_all_items
@@ -128,17 +146,15 @@ def build_interactions(
     present = np.zeros(len(all_items), dtype=bool)
     present[i_codes[mask]] = True  # items left with at least one kept row
     item_ids = all_items[present]
-    item_remap = np.cumsum(present, dtype=np.int64) - 1
-    user_idx = u_codes[mask].astype(np.int32)
-    item_idx = item_remap[i_codes[mask]].astype(np.int32)
-    order = np.lexsort((item_idx, user_idx))  # stable: (user, item), ties in input order
+    item_remap = np.cumsum(present, dtype=np.int64) - 1  # keeps the order: sorted by key is sorted by index
+    rows = by_key[mask[by_key]]  # the kept rows by (user, item)
     inter = pd.DataFrame(
         {
-            "user_idx": user_idx[order],
-            "item_idx": item_idx[order],
-            "weight": pairs["weight"].to_numpy(np.float32)[mask][order],
-            "weight_train": pairs["weight_train"].to_numpy(np.float32)[mask][order],
-            "holdout_events": pairs["holdout_events"].to_numpy(np.int32)[mask][order],
+            "user_idx": u_codes[rows].astype(np.int32),
+            "item_idx": item_remap[i_codes[rows]].astype(np.int32),
+            "weight": _column(pairs, "weight", np.float32)[rows],
+            "weight_train": _column(pairs, "weight_train", np.float32)[rows],
+            "holdout_events": _column(pairs, "holdout_events", np.int32)[rows],
         }
     )
     users = pd.DataFrame({"user_idx": np.arange(len(all_users), dtype=np.int32), "user_id": all_users})
@@ -224,7 +240,7 @@ def run(ctx: StepContext) -> dict:
         if partial_window is not None:
             pairs = partial_window.pairs
         else:
-            pairs = pairs_frame(wh.query_file("aggregate_interactions", params, tables=tables))
+            pairs = pairs_table(wh.query_file("aggregate_interactions", params, tables=tables))
         availability = None
         if "items_table" in relations:
             availability = wh.query_file(
@@ -261,7 +277,7 @@ def run(ctx: StepContext) -> dict:
         }
     )
     # events the interaction queries read: a full scan reads the window twice (stats, interactions); the
-    # partials read the census (ts only) and the recomputed days
+    # partials read the census (ts only, or partition metadata: no rows) and the recomputed days once
     events_read = (
         {"mode": "partials", **partial_window.info}
         if partial_window is not None

@@ -12,7 +12,7 @@ import re
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
 from importlib import resources
 from typing import Any, Literal
 
@@ -111,6 +111,14 @@ class Warehouse(ABC):
 
     @abstractmethod
     def table_exists(self, table: str) -> bool: ...
+
+    @abstractmethod
+    def partition_census(
+        self, table: str, first_day: date, last_day: date, *, ts_column: str = "ts"
+    ) -> dict[date, tuple[int, datetime]] | None:
+        """Per UTC day partition of ``table`` from ``first_day`` to ``last_day``: (rows, last modification), from
+        the warehouse's metadata, no rows read; days without a partition are absent. None when the table has no
+        usable day partitions on ``ts_column`` (the caller then counts the rows itself)."""
 
     @abstractmethod
     def point_view(self, view: str, table: str, partition: date, partition_column: str = "dt") -> None:

@@ -109,6 +109,40 @@ class BigQueryWarehouse(Warehouse):
         except NotFound:
             return False
 
+    def partition_census(
+        self, table: str, first_day: date, last_day: date, *, ts_column: str = "ts"
+    ) -> dict[date, tuple[int, datetime]] | None:
+        """Rows and last modification per day partition from ``INFORMATION_SCHEMA.PARTITIONS``: metadata, no
+        event bytes read. None unless the table is partitioned by DAY on ``ts_column`` itself: under
+        ingestion-time partitioning (or another column) a late event lands in the partition of the day it
+        arrived, not of its timestamp, so a restated past day would look unchanged. None too while rows wait in
+        ``__UNPARTITIONED__`` (the streaming buffer): they belong to no day yet."""
+        qualified = self._qualified(table)
+        tp = self.client.get_table(qualified).time_partitioning
+        if tp is None or tp.type_ != "DAY" or tp.field != ts_column:
+            return None
+        project, dataset, name = qualified.split(".")
+        rows = self.query(
+            f"SELECT partition_id, total_rows, last_modified_time "
+            f"FROM `{project}.{dataset}.INFORMATION_SCHEMA.PARTITIONS` "
+            "WHERE table_name = @table_name "
+            "AND (partition_id = '__UNPARTITIONED__' OR partition_id BETWEEN @first_id AND @last_id)",
+            {
+                "table_name": name,
+                "first_id": first_day.strftime("%Y%m%d"),
+                "last_id": last_day.strftime("%Y%m%d"),
+            },
+        ).to_pylist()
+        out: dict[date, tuple[int, datetime]] = {}
+        for r in rows:
+            n = int(r["total_rows"] or 0)
+            if r["partition_id"] == "__UNPARTITIONED__":
+                if n:
+                    return None
+                continue
+            out[datetime.strptime(r["partition_id"], "%Y%m%d").date()] = (n, r["last_modified_time"])
+        return out
+
     def point_view(self, view: str, table: str, partition: date, partition_column: str = "dt") -> None:
         """``CREATE OR REPLACE VIEW`` as one DDL query job: the view's definition changes atomically."""
         job = self.client.query(

@@ -14,7 +14,7 @@ import os
 import random
 import re
 import time
-from datetime import date
+from datetime import date, datetime
 from functools import lru_cache
 from typing import Any
 
@@ -138,6 +138,12 @@ class DuckDBWarehouse(Warehouse):
             "SELECT 1 FROM information_schema.tables WHERE table_schema = 'main' AND table_name = ?", [name]
         ).fetchall()
         return bool(rows)
+
+    def partition_census(
+        self, table: str, first_day: date, last_day: date, *, ts_column: str = "ts"
+    ) -> dict[date, tuple[int, datetime]] | None:
+        """None: a DuckDB table keeps no per-partition row counts or modification times."""
+        return None
 
     def write_table(
         self,

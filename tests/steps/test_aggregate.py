@@ -141,7 +141,7 @@ def test_no_events_in_window_is_a_clear_error_and_writes_nothing(reco_home, ctx)
 
 
 def test_build_interactions_thresholds():
-    pairs = pd.DataFrame(
+    pairs = pa.table(
         {
             "user_id": ["u1", "u1", "u2", "u3"],
             "item_id": ["a", "b", "a", "c"],

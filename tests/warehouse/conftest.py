@@ -8,14 +8,15 @@ It models the documented API (https://cloud.google.com/bigquery/docs/reference/r
 - jobs.get               GET  /bigquery/v2/projects/{p}/jobs/{jobId}?location=
 - jobs.getQueryResults   GET  /bigquery/v2/projects/{p}/queries/{jobId}      (maxResults, pageToken, startIndex)
 - tabledata.list         GET  /bigquery/v2/projects/{p}/datasets/{d}/tables/{t}/data
-- tables.get             GET  /bigquery/v2/projects/{p}/datasets/{d}/tables/{t}   (404 notFound when absent)
+- tables.get             GET  /bigquery/v2/projects/{p}/datasets/{d}/tables/{t}   (404 notFound when absent;
+                         ``timePartitioning`` {type, field} for a partitioned table)
 
 Errors use the documented envelope ``{"error": {"code", "message", "errors": [{"reason", ...}], "status"}}``.
 Jobs are looked up by (project, location, jobId): a jobs.get in the wrong location is a 404, as on BigQuery.
 Query results are served in the REST row format (``{"f": [{"v": ...}]}``, every scalar a string; TIMESTAMP as
 float seconds, or int64 microseconds under ``formatOptions.useInt64Timestamp``).
 
-What a test sets up: ``tables`` (existing tables), ``answer_query`` (schema and rows the next query job
+What a test sets up: ``tables`` (existing tables), ``time_partitioning`` (their partitioning), ``answer_query`` (schema and rows the next query job
 produces), ``gcs`` (objects a load job can read), ``next_job_error`` (the next job ends DONE with this
 ``status.errorResult``), ``polls_before_done`` (jobs.get answers RUNNING that many times first), ``page_rows`` (a
 server-side cap on rows per page) and ``inject(method, path_part, status, reason)`` (answer the next matching
@@ -183,6 +184,9 @@ class FakeBigQuery:
     jobs: dict[tuple[str, str, str], dict] = field(default_factory=dict)
     results: dict[str, QueryResult] = field(default_factory=dict)  # "p.d.t" of the anonymous destination
     tables: set[str] = field(default_factory=set)  # "project.dataset.table"
+    # "project.dataset.table" -> the Table resource's timePartitioning ({type, field?, expirationMs?}); a table
+    # without an entry is not partitioned (tables.get answers without timePartitioning)
+    time_partitioning: dict[str, dict] = field(default_factory=dict)
     next_query_result: QueryResult | None = None
     next_job_error: dict | None = None
     polls_before_done: int = 0
@@ -281,7 +285,10 @@ class FakeBigQuery:
                     "type": "TABLE",
                     "schema": {"fields": self.results[ref].fields if ref in self.results else []},
                     "numRows": str(len(self.results[ref].rows)) if ref in self.results else "0",
-                },
+                }
+                | (
+                    {"timePartitioning": self.time_partitioning[ref]} if ref in self.time_partitioning else {}
+                ),
             )
         raise ApiError(404, f"Not found: URL {method} {path}", "notFound")
 

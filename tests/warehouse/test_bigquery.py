@@ -224,7 +224,8 @@ def test_failing_query_raises_with_the_server_message(wh, bq_server):
         wh.query("SELECT usr_id FROM {t}", tables={"t": "demo_events"})
 
 
-def test_real_aggregate_sql_reaches_bigquery_as_valid_standard_sql(wh, bq_server, make_ctx):
+@pytest.mark.parametrize("sql_file", ["aggregate_interactions", "aggregate_daily_partials"])
+def test_real_aggregate_sql_reaches_bigquery_as_valid_standard_sql(wh, bq_server, make_ctx, sql_file):
     import sqlglot
 
     from batch.steps.aggregate import query_params
@@ -243,17 +244,13 @@ def test_real_aggregate_sql_reaches_bigquery_as_valid_standard_sql(wh, bq_server
         ],
         [("u1", "i1", 5.0, 1.0, 1, 2, datetime(2026, 11, 21, 3, tzinfo=UTC))],
     )
-    out = wh.query_file(
-        "aggregate_interactions", params, tables={"events_table": ctx.pipeline.source.events_table}
-    )
+    out = wh.query_file(sql_file, params, tables={"events_table": ctx.pipeline.source.events_table})
     assert out.to_pylist()[0]["weight"] == 5.0
 
     (job,) = bq_server.inserted_jobs()
     cfg = job["configuration"]["query"]
     sql = cfg["query"]
-    assert sql == wh.render(
-        load_sql("aggregate_interactions"), {"events_table": ctx.pipeline.source.events_table}
-    )
+    assert sql == wh.render(load_sql(sql_file), {"events_table": ctx.pipeline.source.events_table})
     assert "--@include" not in sql and "{" not in sql
     assert f"`{PROJECT}.{DATASET}.{ctx.pipeline.source.events_table}`" in sql
     assert "$" not in sql  # named @parameters, never DuckDB-style $parameters
@@ -452,3 +449,100 @@ def test_jobs_still_running_are_polled_until_done(wh, bq_server):
     bq_server.polls_before_done = 2
     assert wh.load_parquet("t", url, mode="append") == 3
     assert len(bq_server.received("GET", r"/jobs/[^/]+$")) == 3
+
+
+# --- partition census -----------------------------------------------------------------------------------------
+
+EVENTS_REF = f"{PROJECT}.{DATASET}.events"
+PARTITIONS_FIELDS = [
+    {"name": "partition_id", "type": "STRING", "mode": "NULLABLE"},
+    {"name": "total_rows", "type": "INTEGER", "mode": "NULLABLE"},
+    {"name": "last_modified_time", "type": "TIMESTAMP", "mode": "NULLABLE"},
+]
+MODIFIED = datetime(2026, 11, 22, 1, 2, 3, tzinfo=UTC)
+
+
+def test_partition_census_reads_information_schema_of_a_table_partitioned_by_day_on_ts(wh, bq_server):
+    bq_server.tables.add(EVENTS_REF)
+    bq_server.time_partitioning[EVENTS_REF] = {"type": "DAY", "field": "ts"}
+    bq_server.answer_query(
+        PARTITIONS_FIELDS,
+        [
+            ("20261120", 7, MODIFIED),
+            ("20261121", 12, datetime(2026, 11, 23, 4, tzinfo=UTC)),
+            ("__UNPARTITIONED__", 0, None),
+        ],
+    )
+    census = wh.partition_census("events", date(2026, 11, 20), date(2026, 11, 22))
+    assert census == {
+        date(2026, 11, 20): (7, MODIFIED),
+        date(2026, 11, 21): (12, datetime(2026, 11, 23, 4, tzinfo=UTC)),
+    }
+    assert bq_server.received("GET", rf"/datasets/{DATASET}/tables/events$")
+    (job,) = bq_server.inserted_jobs()
+    cfg = job["configuration"]["query"]
+    assert f"`{PROJECT}.{DATASET}.INFORMATION_SCHEMA.PARTITIONS`" in cfg["query"]
+    assert "`" + EVENTS_REF + "`" not in cfg["query"]  # metadata only: no event row is read
+    assert cfg["useLegacySql"] is False
+    values = {p["name"]: p["parameterValue"]["value"] for p in cfg["queryParameters"]}
+    assert values == {"table_name": "events", "first_id": "20261120", "last_id": "20261122"}
+    assert sqlglot_parses(cfg["query"])
+
+
+def sqlglot_parses(sql: str) -> bool:
+    import sqlglot
+
+    parsed = sqlglot.parse(sql, read="bigquery")
+    return len(parsed) == 1 and parsed[0] is not None
+
+
+@pytest.mark.parametrize(
+    "partitioning",
+    [
+        None,  # not partitioned
+        {"type": "DAY"},  # ingestion time: a late event is in the partition of the day it arrived
+        {"type": "DAY", "field": "dt"},  # another column
+        {"type": "HOUR", "field": "ts"},
+        {"type": "MONTH", "field": "ts"},
+    ],
+)
+def test_partition_census_is_none_unless_partitioned_by_day_on_ts(wh, bq_server, partitioning):
+    bq_server.tables.add(EVENTS_REF)
+    if partitioning is not None:
+        bq_server.time_partitioning[EVENTS_REF] = partitioning
+    assert wh.partition_census("events", date(2026, 11, 20), date(2026, 11, 22)) is None
+    assert bq_server.inserted_jobs() == []  # no query at all
+
+
+def test_partition_census_is_none_while_the_streaming_buffer_holds_rows(wh, bq_server):
+    bq_server.tables.add(EVENTS_REF)
+    bq_server.time_partitioning[EVENTS_REF] = {"type": "DAY", "field": "ts"}
+    bq_server.answer_query(PARTITIONS_FIELDS, [("20261120", 7, MODIFIED), ("__UNPARTITIONED__", 3, None)])
+    assert wh.partition_census("events", date(2026, 11, 20), date(2026, 11, 22)) is None
+
+
+def test_partition_census_of_a_missing_table_raises_not_found(wh, bq_server):
+    with pytest.raises(api_exceptions.NotFound, match="events"):
+        wh.partition_census("events", date(2026, 11, 20), date(2026, 11, 22))
+
+
+def test_partition_census_retries_a_transient_tables_get_error(wh, bq_server):
+    bq_server.tables.add(EVENTS_REF)
+    bq_server.time_partitioning[EVENTS_REF] = {"type": "DAY", "field": "ts"}
+    bq_server.inject("GET", "/tables/events", 503, "backendError")
+    bq_server.answer_query(PARTITIONS_FIELDS, [("20261121", 5, MODIFIED)])
+    assert wh.partition_census("events", date(2026, 11, 21), date(2026, 11, 21)) == {
+        date(2026, 11, 21): (5, MODIFIED)
+    }
+    assert len(bq_server.received("GET", r"/tables/events$")) == 2
+
+
+def test_partition_census_query_error_raises_with_the_server_message(wh, bq_server):
+    bq_server.tables.add(EVENTS_REF)
+    bq_server.time_partitioning[EVENTS_REF] = {"type": "DAY", "field": "ts"}
+    bq_server.next_job_error = {
+        "reason": "accessDenied",
+        "message": "Access Denied: Table reco-proj:reco_ds.INFORMATION_SCHEMA.PARTITIONS",
+    }
+    with pytest.raises(api_exceptions.GoogleAPICallError, match="INFORMATION_SCHEMA.PARTITIONS"):
+        wh.partition_census("events", date(2026, 11, 20), date(2026, 11, 22))
