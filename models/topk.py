@@ -321,14 +321,15 @@ def topk_among(
 def _topk_among_batches(
     user_vecs, item_factors, N, own_items, shared_items, shared_pos, banned, exclude, batch_size
 ):
-    """topk_among's work, ``batch_size`` queries at a time (arguments checked and prepared by it)."""
+    """topk_among's work, ``batch_size`` queries at a time over the available cores (arguments checked and
+    prepared by it; BLAS is single-threaded there: each worker runs its own batches)."""
     n_queries, n_items = user_vecs.shape[0], item_factors.shape[0]
     shared_t = item_factors[shared_items].T
     ids_out = np.full((n_queries, N), -1, dtype=np.int32)
     scores_out = np.full((n_queries, N), -np.inf, dtype=np.float32)
     n_own = own_items.shape[1]
-    for start in range(0, n_queries, max(1, batch_size)):
-        stop = min(start + max(1, batch_size), n_queries)
+
+    def work(start: int, stop: int) -> None:
         own = own_items[start:stop]
         has = own >= 0
         safe = np.where(has, own, 0)
@@ -363,6 +364,17 @@ def _topk_among_batches(
         ids = np.take_along_axis(cand, np.maximum(idx, 0), axis=1)
         ids_out[start:stop, :k] = np.where(idx >= 0, ids, -1)
         scores_out[start:stop, :k] = vals
+
+    step = max(1, batch_size)
+    spans = [(start, min(start + step, n_queries)) for start in range(0, n_queries, step)]
+    threads = min(available_cores(), len(spans))
+    if threads <= 1:
+        for start, stop in spans:
+            work(start, stop)
+    else:
+        with ThreadPoolExecutor(threads) as pool:
+            for fut in [pool.submit(work, a, b) for a, b in spans]:
+                fut.result()
     return ids_out, scores_out
 
 

@@ -42,6 +42,7 @@ import models
 from batch import datasets
 from batch.context import StepContext
 from batch.datasets import CANDIDATES, INDEX, INTERACTIONS, MODEL
+from batch.errors import ArtifactError
 from batch.graph import Export, step
 from batch.progress import progress
 from models.ann import AnnIndex
@@ -227,9 +228,9 @@ def parent_lists(
     if "user_changes.parquet" not in inter.src.marker.get("files", {}) or not path:
         return Carried.none("every user recomputed: no record of which users changed")
     parent_run = posixpath.basename(model_ref["run_dir"].rstrip("/")).removeprefix("run=")
-    # the parent's lists of every shard (N rows a user): ids stay dictionary-encoded, so per-id work (the shard
-    # hash, id lookups) runs once per distinct user or item instead of once per row
-    with ctx.store.fs.open(ctx.store.resolve(path), "rb") as f:
+    # ids stay dictionary-encoded, so per-id work (the shard hash, id lookups) runs once per distinct user or
+    # item instead of once per row
+    with _parent_rows(ctx, record, path) as f:
         prev = pq.read_table(
             f, columns=["user_id", "item_id", "rank", "score", "source"], read_dictionary=DICT_COLUMNS
         ).unify_dictionaries()
@@ -273,6 +274,21 @@ def parent_lists(
 
 
 DICT_COLUMNS = ["user_id", "item_id", "source"]
+
+
+def _parent_rows(ctx: StepContext, record: dict, publish_path: str):
+    """The parent's lists as a file: this shard's candidates partition of the parent date when it is the one
+    the publish exported (same model, same sharding: half the rows of the publish at 2 shards), else the
+    publish's recommendations.parquet (every shard's users)."""
+    try:
+        shard = ctx.store.committed(
+            ctx.name, CANDIDATES, date.fromisoformat(record["dt"]), step="candidates", shard=ctx.shard
+        )
+        if shard.metadata.get("model_version") == record.get("model_version"):
+            return shard.open("part.parquet")
+    except ArtifactError:
+        pass
+    return ctx.store.fs.open(ctx.store.resolve(publish_path), "rb")
 
 
 def _codes(column: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:

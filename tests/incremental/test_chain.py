@@ -5,6 +5,7 @@ import shutil
 from datetime import date, timedelta
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from batch import datasets, incremental
@@ -357,3 +358,17 @@ def test_refreshed_users_get_todays_ranking_of_their_parent_list_and_the_hot_ite
         )
         checked += 1
     assert checked >= 10
+
+
+def test_parent_lists_come_from_the_parent_shard_or_else_the_publish(two_days, make_ctx):
+    ctx = make_ctx(D, INC)
+    from_shard = run_step(GRAPH.step("candidates"), ctx)["counts"]
+    lists = _shard_lists(ctx).reset_index(drop=True)
+    # without the parent date's candidates partitions the same lists come from the publish's file
+    parent_shards = ctx.store.committed(
+        "demo", "candidates", D - timedelta(days=1), step="candidates", shard=ctx.shard
+    )
+    shutil.rmtree(os.path.dirname(parent_shards.run_dir.rstrip("/")))
+    from_publish = run_step(GRAPH.step("candidates"), make_ctx(D, INC))["counts"]
+    assert from_publish == from_shard and from_shard["users_carried"] > 0
+    pd.testing.assert_frame_equal(_shard_lists(ctx).reset_index(drop=True), lists)
