@@ -36,6 +36,7 @@ from batch.context import StepContext
 from batch.datasets import INTERACTIONS_DAILY
 from batch.storage import Committed
 from batch.warehouse.base import Warehouse, load_sql
+from batch.warehouse.duckdb import to_arrow
 
 log = logging.getLogger(__name__)
 
@@ -150,9 +151,7 @@ def _census(wh: Warehouse, ctx: StepContext, days: list[date], tables: dict) -> 
 
             # the kind is part of the dict: a census of the other kind never compares equal (reuse_verdict)
             out = {d: {"kind": CENSUS_METADATA, "partitions": [entry(u) for u in per_utc[d]]} for d in days}
-            rows = sum(
-                int(meta.get(u, (0, None))[0]) for u in sorted({u for v in per_utc.values() for u in v})
-            )
+            rows = sum(int(meta.get(u, (0, None))[0]) for u in {u for v in per_utc.values() for u in v})
             return Census(CENSUS_METADATA, out, rows)
     w = ctx.window
     scanned = wh.query_file(
@@ -254,8 +253,8 @@ def sum_partials(parts: list[tuple[pa.Table, bool, str]]) -> tuple[pa.Table, pd.
     con = duckdb.connect()
     try:
         con.register("window_partials", window_partials)
-        pairs = _arrow(con.sql(WINDOW_SUM_SQL))
-        latest = _arrow(con.sql(USER_CHANGES_SQL))
+        pairs = to_arrow(con.sql(WINDOW_SUM_SQL))
+        latest = to_arrow(con.sql(USER_CHANGES_SQL))
     finally:
         con.close()
     changes = pd.DataFrame(
@@ -265,11 +264,6 @@ def sum_partials(parts: list[tuple[pa.Table, bool, str]]) -> tuple[pa.Table, pd.
         }
     )
     return pairs, changes
-
-
-def _arrow(relation) -> pa.Table:
-    # duckdb 2 renamed fetch_arrow_table() to to_arrow_table()
-    return (getattr(relation, "to_arrow_table", None) or relation.fetch_arrow_table)()
 
 
 def build_window(ctx: StepContext, wh: Warehouse, base_params: dict, tables: dict) -> Window:

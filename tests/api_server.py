@@ -3,6 +3,9 @@ fakes): the transport only; what the API answers is each fake's ``handle``."""
 
 from __future__ import annotations
 
+import email.parser
+import email.policy
+import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Protocol
@@ -10,6 +13,43 @@ from typing import Any, Protocol
 # An answer of ``handle``: close the connection without a reply (the request was done; its answer got lost).
 DROP = object()
 JSON = "application/json; charset=UTF-8"
+
+
+class BadUpload(ValueError):
+    """A request body that breaks Google's upload protocol; each fake answers it in its API's error format."""
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+def json_object(body: bytes) -> dict:
+    """A request's JSON resource (an object), or BadUpload(parseError)."""
+    try:
+        out = json.loads(body)
+    except ValueError as e:
+        raise BadUpload(f"Invalid JSON payload received: {e}", "parseError") from None
+    if not isinstance(out, dict):
+        raise BadUpload("Invalid JSON payload received", "parseError")
+    return out
+
+
+def split_multipart(content_type: str, body: bytes) -> tuple[dict, bytes, str]:
+    """A multipart/related upload (the same protocol for BigQuery load jobs and Cloud Storage objects): the
+    resource (a JSON object), then the media and its own Content-Type."""
+    if not content_type.startswith("multipart/related"):
+        raise BadUpload("A multipart upload needs Content-Type multipart/related", "invalid")
+    msg = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
+        b"Content-Type: " + content_type.encode() + b"\r\n\r\n" + body
+    )
+    parts = list(msg.iter_parts())
+    if len(parts) != 2:
+        raise BadUpload("A multipart upload has exactly two parts: metadata and media", "invalid")
+    return (
+        json_object(parts[0].get_payload(decode=True)),
+        parts[1].get_payload(decode=True),
+        parts[1].get_content_type(),
+    )
 
 
 class Fake(Protocol):

@@ -106,8 +106,7 @@ def run(ctx: StepContext) -> dict:
     item_ids = items.column("item_id").to_numpy(zero_copy_only=False)
     drift: dict | None = None
     if plan.incremental:
-        metrics, model, fit_mode, warm = fit_warm(ctx, plan, inter, user_ids, item_ids, timings)
-        same_split = warm.pop("same_split")
+        metrics, model, fit_mode, warm, same_split = fit_warm(ctx, plan, inter, user_ids, item_ids, timings)
         drift = drift_guard(ctx, plan, same_split, model, inter, user_ids, item_ids, items)
         drift["warm_start"] = warm
         if drift["triggered"]:
@@ -228,9 +227,10 @@ def fit_warm(
     item_ids: np.ndarray,
     timings: dict,
 ):
-    """(metrics, served model, fit mode, warm-start counts) of an incremental run: the parent's factors matched
-    by id, ``incremental.iterations`` passes over the window minus the holdout (evaluated, as a full run is), then
-    ``incremental.refit_iterations`` over the whole window (served)."""
+    """(metrics, served model, fit mode, warm-start counts, the warm model and its parent on the same split) of
+    an incremental run: the parent's factors matched by id, ``incremental.iterations`` passes over the window
+    minus the holdout (evaluated, as a full run is), then ``incremental.refit_iterations`` over the whole window
+    (served)."""
     cfg = ctx.pipeline
     iterations, refit = cfg.incremental.iterations, cfg.incremental.refit_iterations
     n_users, n_items = len(user_ids), len(item_ids)
@@ -273,7 +273,8 @@ def fit_warm(
         model,
         f"warm start from parent {plan.parent.version} by id, "
         + (f"{iterations} + {refit} iterations" if cfg.evaluation.enabled else f"{refit} iterations"),
-        {**warm, "same_split": same_split},
+        warm,
+        same_split,
     )
 
 

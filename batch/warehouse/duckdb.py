@@ -91,6 +91,11 @@ def transpile(sql: str) -> str:
     return statements[0]
 
 
+def to_arrow(relation: duckdb.DuckDBPyRelation) -> pa.Table:
+    """A DuckDB relation's rows as an Arrow table (duckdb 2 renamed fetch_arrow_table() to to_arrow_table())."""
+    return (getattr(relation, "to_arrow_table", None) or relation.fetch_arrow_table)()
+
+
 class DuckDBWarehouse(Warehouse):
     name = "duckdb"
 
@@ -125,8 +130,7 @@ class DuckDBWarehouse(Warehouse):
             raise MissingTableError(m.group(1), where=f"the warehouse {self.path}") from None
         if relation is None:  # a statement without a result
             return pa.table({})
-        # duckdb 2 renamed fetch_arrow_table() to to_arrow_table()
-        return (getattr(relation, "to_arrow_table", None) or relation.fetch_arrow_table)()
+        return to_arrow(relation)
 
     def execute(self, sql: str, params: list | dict | None = None) -> None:
         """Native DuckDB statements (DDL for local tables)."""

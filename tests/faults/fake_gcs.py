@@ -32,8 +32,6 @@ request is handled, while that request's client waits). ``object(bucket, name)``
 from __future__ import annotations
 
 import base64
-import email.parser
-import email.policy
 import hashlib
 import itertools
 import json
@@ -47,7 +45,7 @@ from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 import google_crc32c
 
-from tests.api_server import DROP, ApiServer
+from tests.api_server import DROP, ApiServer, BadUpload, split_multipart
 
 MAX_BODY = 16 * 1024 * 1024
 OBJECT = re.compile(r"^/(?:download/)?storage/v1/b/([^/]+)/o/([^/]+)$")
@@ -205,6 +203,8 @@ class FakeGCS:
                 status, extra, payload = self._route(method, parts.path, query, headers, body)
         except ApiError as e:
             answer = self._error(e)
+        except BadUpload as e:
+            answer = self._error(ApiError(400, str(e), e.reason))
         else:
             if isinstance(payload, dict):  # JSON, the server's default Content-Type
                 payload = json.dumps(payload).encode()
@@ -283,7 +283,7 @@ class FakeGCS:
         if kind == "media":
             meta, data = {"name": query.get("name", [""])[0]}, body
         elif kind == "multipart":
-            meta, data, content_type = _split_multipart(content_type, body)
+            meta, data, content_type = split_multipart(content_type, body)
         else:
             raise ApiError(400, f"Upload type {kind!r} is not supported here", "invalidParameter")
         name = meta.get("name") or query.get("name", [""])[0]
@@ -378,22 +378,3 @@ class FakeGCS:
         if obj.metadata:
             out["metadata"] = obj.metadata
         return out
-
-
-def _split_multipart(content_type: str, body: bytes) -> tuple[dict, bytes, str]:
-    """A multipart/related upload: the object resource (JSON), then the media with its own Content-Type."""
-    if not content_type.startswith("multipart/related"):
-        raise ApiError(400, "A multipart upload needs Content-Type multipart/related", "invalid")
-    msg = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
-        b"Content-Type: " + content_type.encode() + b"\r\n\r\n" + body
-    )
-    parts = list(msg.iter_parts())
-    if len(parts) != 2:
-        raise ApiError(400, "A multipart upload has exactly two parts: metadata and media", "invalid")
-    try:
-        meta = json.loads(parts[0].get_payload(decode=True))
-    except ValueError as e:
-        raise ApiError(400, f"Invalid JSON payload received: {e}", "parseError") from None
-    if not isinstance(meta, dict):
-        raise ApiError(400, "Invalid JSON payload received", "parseError")
-    return meta, parts[1].get_payload(decode=True), parts[1].get_content_type()

@@ -31,6 +31,19 @@ def _recs(ctx, dt):
     return df.groupby("user_id")["item_id"].agg(list).to_dict()
 
 
+def _changed_users(ctx, dt):
+    """Users with events the parent run of ``dt`` did not see (a day of theirs computed after it)."""
+    changes = ctx.store.committed("demo", "interactions", dt, step="aggregate").read_parquet(
+        "user_changes.parquet"
+    )
+    parent_run = os.path.basename(ctx.store.reference_model("demo", dt)["run_dir"]).removeprefix("run=")
+    return {
+        u
+        for u, r in zip(changes["user_id"].to_pylist(), changes["changed_run"].to_pylist(), strict=True)
+        if r > parent_run
+    }
+
+
 def _model_meta(ctx, dt):
     return ctx.store.committed("demo", "model", dt, step="train").metadata
 
@@ -236,15 +249,7 @@ def test_carried_lists_lose_unavailable_items_and_are_refilled(two_days, make_ct
     before, after = _recs(ctx, D), _recs(ctx, nxt)
     assert not {gone_popular, gone_personal} & {i for items in after.values() for i in items}
     # users with events the parent run did not see
-    changes = ctx.store.committed("demo", "interactions", nxt, step="aggregate").read_parquet(
-        "user_changes.parquet"
-    )
-    parent_run = os.path.basename(ctx.store.reference_model("demo", nxt)["run_dir"]).removeprefix("run=")
-    changed = {
-        u
-        for u, r in zip(changes["user_id"].to_pylist(), changes["changed_run"].to_pylist(), strict=True)
-        if r > parent_run
-    }
+    changed = _changed_users(ctx, nxt)
     assert changed
     items = ctx.store.committed("demo", "model", nxt, step="train").read_parquet("items.parquet").to_pandas()
     on_sale = set(items.loc[items["available"], "item_id"])
@@ -319,15 +324,7 @@ def test_refreshed_users_get_todays_ranking_of_their_parent_list_and_the_hot_ite
     before = _recs(ctx, D - timedelta(days=1))
     after = _shard_lists(ctx)
     # the quiet users: no events the parent run did not see, no personal item of theirs gone from sale
-    changes = ctx.store.committed("demo", "interactions", D, step="aggregate").read_parquet(
-        "user_changes.parquet"
-    )
-    parent_run = os.path.basename(ctx.store.reference_model("demo", D)["run_dir"]).removeprefix("run=")
-    changed = {
-        u
-        for u, r in zip(changes["user_id"].to_pylist(), changes["changed_run"].to_pylist(), strict=True)
-        if r > parent_run
-    }
+    changed = _changed_users(ctx, D)
     parent_rows = ctx.store.committed("demo", "export", D - timedelta(days=1), step="export")
     parent_rows = parent_rows.read_parquet("recommendations.parquet").to_pandas()
     personal = parent_rows[parent_rows["source"] == "personal"]

@@ -26,8 +26,6 @@ and ``uploads`` (the media bytes of each upload job).
 
 from __future__ import annotations
 
-import email.parser
-import email.policy
 import itertools
 import json
 import re
@@ -41,7 +39,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from tests.api_server import ApiServer
+from tests.api_server import ApiServer, BadUpload, json_object, split_multipart
 
 MAX_BODY = 64 * 1024 * 1024
 STATUS_NAMES = {
@@ -219,7 +217,7 @@ class FakeBigQuery:
         ]
         for r in self.received("POST", r"^/upload/bigquery/v2/projects/[^/]+/jobs$"):
             if r.query.get("uploadType") == ["multipart"]:
-                meta, _ = _split_multipart(r.headers.get("content-type", ""), r.body)
+                meta = split_multipart(r.headers.get("content-type", ""), r.body)[0]
                 out.append(meta)
         return out
 
@@ -238,21 +236,24 @@ class FakeBigQuery:
                 status, extra, payload = self._route(method, parts.path, query, headers, body)
             except ApiError as e:
                 return e.code, {}, json.dumps(e.body()).encode()
+            except BadUpload as e:
+                err = ApiError(400, str(e), e.reason)
+                return err.code, {}, json.dumps(err.body()).encode()
         return status, extra, payload if isinstance(payload, bytes) else json.dumps(payload).encode()
 
     def _route(self, method, path, query, headers, body):
         m = re.fullmatch(r"/bigquery/v2/projects/([^/]+)/jobs", path)
         if m and method == "POST":
-            job = _json_body(body)
+            job = json_object(body)
             return 200, {}, self._insert(m[1], job, media=None)
         m = re.fullmatch(r"/upload/bigquery/v2/projects/([^/]+)/jobs", path)
         if m and method == "POST":
             kind = query.get("uploadType", [""])[0]
             if kind == "multipart":
-                meta, media = _split_multipart(headers.get("content-type", ""), body)
+                meta, media, _ = split_multipart(headers.get("content-type", ""), body)
                 return 200, {}, self._insert(m[1], meta, media=media)
             if kind == "resumable":
-                job = _json_body(body)
+                job = json_object(body)
                 check_load_config(job.get("configuration", {}).get("load") or {}, media=True)
                 sid = uuid.uuid4().hex
                 self._sessions[sid] = {"project": m[1], "job": job, "data": b""}
@@ -461,28 +462,6 @@ class FakeBigQuery:
 
 def _public(job: dict) -> dict:
     return {k: v for k, v in job.items() if not k.startswith("_")}
-
-
-def _json_body(body: bytes) -> dict:
-    try:
-        out = json.loads(body)
-    except ValueError as e:
-        raise ApiError(400, f"Invalid JSON payload received: {e}", "parseError") from None
-    if not isinstance(out, dict):
-        raise ApiError(400, "Invalid JSON payload received", "parseError")
-    return out
-
-
-def _split_multipart(content_type: str, body: bytes) -> tuple[dict, bytes]:
-    if not content_type.startswith("multipart/related"):
-        raise ApiError(400, "A multipart upload needs Content-Type multipart/related", "invalid")
-    msg = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
-        b"Content-Type: " + content_type.encode() + b"\r\n\r\n" + body
-    )
-    parts = list(msg.iter_parts())
-    if len(parts) != 2:
-        raise ApiError(400, "A multipart upload has exactly two parts: metadata and media", "invalid")
-    return _json_body(parts[0].get_payload(decode=True)), parts[1].get_payload(decode=True)
 
 
 def _parquet_rows(data: bytes | None) -> int | None:
