@@ -7,12 +7,27 @@ import email.parser
 import email.policy
 import json
 import threading
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Protocol
 
 # An answer of ``handle``: close the connection without a reply (the request was done; its answer got lost).
 DROP = object()
 JSON = "application/json; charset=UTF-8"
+
+
+@dataclass
+class Received:
+    """One request a fake saw, for tests to assert on (path without the query; query parsed)."""
+
+    method: str
+    path: str
+    query: dict[str, list[str]]
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body)
 
 
 class BadUpload(ValueError):

@@ -45,7 +45,7 @@ from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 import google_crc32c
 
-from tests.api_server import DROP, ApiServer, BadUpload, split_multipart
+from tests.api_server import DROP, ApiServer, BadUpload, Received, split_multipart
 
 MAX_BODY = 16 * 1024 * 1024
 OBJECT = re.compile(r"^/(?:download/)?storage/v1/b/([^/]+)/o/([^/]+)$")
@@ -96,15 +96,6 @@ class StoredObject:
     @property
     def md5(self) -> str:
         return base64.b64encode(hashlib.md5(self.data).digest()).decode()
-
-
-@dataclass
-class Received:
-    method: str
-    path: str
-    query: dict[str, list[str]]
-    headers: dict[str, str]
-    body: bytes
 
 
 @dataclass

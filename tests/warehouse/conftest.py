@@ -39,7 +39,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from tests.api_server import ApiServer, BadUpload, json_object, split_multipart
+from tests.api_server import ApiServer, BadUpload, Received, json_object, split_multipart
 
 MAX_BODY = 64 * 1024 * 1024
 STATUS_NAMES = {
@@ -154,18 +154,6 @@ def check_load_config(cfg: dict, *, media: bool) -> None:
         decorator = dest["tableId"].split("$", 1)[1]
         if not re.fullmatch(r"\d{4}|\d{6}|\d{8}|\d{10}|__UNPARTITIONED__", decorator):
             raise ApiError(400, f"Invalid partition decorator {decorator}", "invalid")
-
-
-@dataclass
-class Received:
-    method: str
-    path: str
-    query: dict[str, list[str]]
-    headers: dict[str, str]
-    body: bytes
-
-    def json(self) -> Any:
-        return json.loads(self.body)
 
 
 @dataclass
