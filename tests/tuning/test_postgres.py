@@ -58,7 +58,9 @@ def test_a_killed_worker_trial_is_failed_and_retried_once(aggregated, postgres_u
     )  # fmt: skip
     study = _study(postgres_url, name)
     deadline = time.time() + 60
-    while not study.get_trials(states=(TrialState.RUNNING,)):
+    # running with its point drawn: a trial is RUNNING from ask(), a moment before its suggest_* calls store the
+    # parameters; killed in between, it has none to hand to its retry (which then draws afresh)
+    while not any(t.params for t in study.get_trials(states=(TrialState.RUNNING,))):
         assert worker.poll() is None and time.time() < deadline, "the worker never started a trial"
         time.sleep(0.2)
     worker.send_signal(signal.SIGKILL)  # at once: on an idle machine the trial takes only a few seconds
