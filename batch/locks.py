@@ -105,18 +105,29 @@ class _LocalBackend:
             return None, None
 
     def replace(self, data: bytes, token):
-        """Rewrite our own lock in place (same inode: a concurrent O_EXCL still sees it)."""
+        """Renew our own lock: write a new file beside it and rename it over the lock. Readers see the old or the
+        new content, never a half-written file (a rewrite in place showed an empty lock to a reader between truncate
+        and write), and the path never stops existing, so a concurrent O_EXCL create still fails. Each renewal is a
+        new inode: a breaker that judged the lock stale before the renewal sees the inode changed and puts it back
+        (see delete)."""
         try:
             if self._token()[0] != token[0]:
                 return None
-            with open(self.path, "r+b") as f:
-                f.truncate(0)
+        except FileNotFoundError:
+            return None
+        fresh = f"{self.path}.renew-{uuid.uuid4().hex[:8]}"
+        try:
+            with open(fresh, "wb") as f:
                 f.write(data)
                 f.flush()
                 os.fsync(f.fileno())
-            return self._token()
-        except FileNotFoundError:
-            return None
+                st = os.fstat(f.fileno())
+            os.replace(fresh, self.path)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(fresh)
+            raise
+        return (st.st_ino, st.st_mtime_ns, st.st_size)
 
     def delete(self, token) -> bool:
         aside = f"{self.path}.gone-{uuid.uuid4().hex[:8]}"

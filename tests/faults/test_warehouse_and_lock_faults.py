@@ -128,6 +128,25 @@ def test_live_lock_elsewhere_is_respected_and_heartbeat_extends_it(tmp_path):
     assert not os.path.exists(url)
 
 
+def test_a_reader_never_sees_a_half_written_lock_while_it_is_renewed(tmp_path):
+    """Renewals replace the file whole: another process reading the lock mid-renewal sees a complete holder."""
+    url = run_lock_url(str(tmp_path), "demo", D)
+    lock = RunLock(url, ttl_s=0.006).acquire()  # a renewal every 2 ms
+    reads, unreadable, deadline = 0, 0, time.monotonic() + 1.0
+    try:
+        while time.monotonic() < deadline:
+            with open(url) as f:
+                text = f.read()
+            reads += 1
+            try:
+                assert json.loads(text)["owner"] == lock.owner
+            except ValueError:
+                unreadable += 1
+    finally:
+        lock.release()
+    assert reads > 100 and unreadable == 0, f"{unreadable} of {reads} reads found a half-written lock"
+
+
 def test_reco_run_of_a_running_date_exits_75(reco_home, capsys):
     url = run_lock_url(str(reco_home / "artifacts"), "demo", D)
     held = RunLock(url).acquire()
