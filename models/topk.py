@@ -276,17 +276,22 @@ def topk_batched(
     chunk = max(64, batch_size // threads) if threads > 1 else batch_size
     spans = [(s, min(s + chunk, n_queries)) for s in range(0, n_queries, chunk)]
     threads = min(threads, len(spans))
-    if threads <= 1:
-        # an explicit num_threads=1 means one core, BLAS included
-        with _blas_threads(1 if num_threads == 1 else None):
-            for start, stop in spans:
-                work(start, stop)
-        return ids_out, scores_out
-    # each worker runs single-threaded BLAS on its own slice: no over-subscription, all cores busy
-    with _blas_threads(1), ThreadPoolExecutor(threads) as pool:
-        for fut in [pool.submit(work, s, e) for s, e in spans]:
-            fut.result()
+    # several workers run single-threaded BLAS each (no over-subscription, all cores busy); one worker keeps
+    # BLAS as it is, except that an explicit num_threads=1 means one core, BLAS included
+    with _blas_threads(None if threads <= 1 and num_threads != 1 else 1):
+        _run_spans(work, spans, threads)
     return ids_out, scores_out
+
+
+def _run_spans(work: Callable[[int, int], None], spans: list[tuple[int, int]], threads: int) -> None:
+    """``work(start, stop)`` for every span, on ``threads`` worker threads (in this thread when 1)."""
+    if threads <= 1:
+        for start, stop in spans:
+            work(start, stop)
+        return
+    with ThreadPoolExecutor(threads) as pool:
+        for fut in [pool.submit(work, start, stop) for start, stop in spans]:
+            fut.result()
 
 
 def topk_among(
@@ -314,9 +319,8 @@ def topk_among(
     n_queries, n_items = user_vecs.shape[0], item_factors.shape[0]
     own_items = np.asarray(own_items, dtype=np.int64).reshape(n_queries, -1)
     shared_items = np.unique(np.asarray(shared_items, dtype=np.int64))
-    for name, arr in (("own_items", own_items[own_items >= 0]), ("shared_items", shared_items)):
-        if len(arr) and (arr.min() < 0 or arr.max() >= n_items):
-            raise IndexError(f"{name} out of range [0, {n_items})")
+    _check_item_range(own_items[own_items >= 0], n_items, "own_items")
+    _check_item_range(shared_items, n_items, "shared_items")
     exclude = _check_exclude(exclude_csr_rows, n_queries, n_items)
     banned = np.zeros(n_items, dtype=bool)
     if filter_items is not None and len(filter_items):
@@ -381,19 +385,12 @@ def _topk_among_batches(
 
     step = max(1, batch_size)
     spans = [(start, min(start + step, n_queries)) for start in range(0, n_queries, step)]
-    threads = min(available_cores(), len(spans))
-    if threads <= 1:
-        for start, stop in spans:
-            work(start, stop)
-    else:
-        with ThreadPoolExecutor(threads) as pool:
-            for fut in [pool.submit(work, a, b) for a, b in spans]:
-                fut.result()
+    _run_spans(work, spans, min(available_cores(), len(spans)))
     return ids_out, scores_out
 
 
-def _check_item_range(items: np.ndarray, n_items: int) -> np.ndarray:
+def _check_item_range(items: np.ndarray, n_items: int, name: str = "filter_items") -> np.ndarray:
     items = np.asarray(items, dtype=np.int64)
     if len(items) and (items.min() < 0 or items.max() >= n_items):
-        raise IndexError(f"filter_items out of range [0, {n_items})")
+        raise IndexError(f"{name} out of range [0, {n_items})")
     return items

@@ -105,9 +105,10 @@ def pairs_table(table: pa.Table) -> pa.Table:
 def sorted_codes(ids: pa.ChunkedArray | pa.Array) -> tuple[np.ndarray, np.ndarray]:
     """(code of each id, the distinct ids sorted): pandas.factorize(sort=True) in Arrow, without making a
     Python string of every row (Arrow sorts UTF-8 by bytes, which is the order of Python's str comparison)."""
-    if isinstance(ids, pa.ChunkedArray):  # one dictionary for all rows (large_string: no 2 GiB offset limit)
-        ids = ids.cast(pa.large_string()).combine_chunks()
-    encoded = pc.dictionary_encode(ids.cast(pa.large_string()))
+    ids = ids.cast(pa.large_string())  # large_string: no 2 GiB offset limit on the combined column
+    if isinstance(ids, pa.ChunkedArray):  # one dictionary for all rows
+        ids = ids.combine_chunks()
+    encoded = pc.dictionary_encode(ids)
     order = pc.sort_indices(encoded.dictionary).to_numpy()
     rank = np.empty(len(order), dtype=np.int64)
     rank[order] = np.arange(len(order), dtype=np.int64)

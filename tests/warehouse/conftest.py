@@ -16,12 +16,12 @@ Jobs are looked up by (project, location, jobId): a jobs.get in the wrong locati
 Query results are served in the REST row format (``{"f": [{"v": ...}]}``, every scalar a string; TIMESTAMP as
 float seconds, or int64 microseconds under ``formatOptions.useInt64Timestamp``).
 
-What a test sets up: ``tables`` (existing tables), ``time_partitioning`` (their partitioning), ``answer_query`` (schema and rows the next query job
-produces), ``gcs`` (objects a load job can read), ``next_job_error`` (the next job ends DONE with this
-``status.errorResult``), ``polls_before_done`` (jobs.get answers RUNNING that many times first), ``page_rows`` (a
-server-side cap on rows per page) and ``inject(method, path_part, status, reason)`` (answer the next matching
-request with that error). Everything received is in ``requests`` (method, path, query, lower-cased headers, body)
-and ``uploads`` (the media bytes of each upload job).
+What a test sets up: ``tables`` (existing tables), ``time_partitioning`` (their partitioning), ``answer_query``
+(schema and rows the next query job produces), ``gcs`` (objects a load job can read), ``next_job_error`` (the next
+job ends DONE with this ``status.errorResult``), ``polls_before_done`` (jobs.get answers RUNNING that many times
+first), ``page_rows`` (a server-side cap on rows per page) and ``inject(method, path_part, status, reason)``
+(answer the next matching request with that error). Everything received is in ``requests`` (method, path, query,
+lower-cased headers, body) and ``uploads`` (the media bytes of each upload job).
 """
 
 from __future__ import annotations

@@ -224,10 +224,15 @@ def test_failing_query_raises_with_the_server_message(wh, bq_server):
         wh.query("SELECT usr_id FROM {t}", tables={"t": "demo_events"})
 
 
-@pytest.mark.parametrize("sql_file", ["aggregate_interactions", "aggregate_daily_partials"])
-def test_real_aggregate_sql_reaches_bigquery_as_valid_standard_sql(wh, bq_server, make_ctx, sql_file):
+def sqlglot_parses(sql: str) -> bool:
     import sqlglot
 
+    parsed = sqlglot.parse(sql, read="bigquery")
+    return len(parsed) == 1 and parsed[0] is not None
+
+
+@pytest.mark.parametrize("sql_file", ["aggregate_interactions", "aggregate_daily_partials"])
+def test_real_aggregate_sql_reaches_bigquery_as_valid_standard_sql(wh, bq_server, make_ctx, sql_file):
     from batch.steps.aggregate import query_params
 
     ctx = make_ctx()
@@ -255,8 +260,7 @@ def test_real_aggregate_sql_reaches_bigquery_as_valid_standard_sql(wh, bq_server
     assert f"`{PROJECT}.{DATASET}.{ctx.pipeline.source.events_table}`" in sql
     assert "$" not in sql  # named @parameters, never DuckDB-style $parameters
     assert "@event_weights" in sql
-    parsed = sqlglot.parse(sql, read="bigquery")
-    assert len(parsed) == 1 and parsed[0] is not None
+    assert sqlglot_parses(sql)
     # Every @parameter in the SQL was sent, with the type BigQuery needs for it.
     used = set(re.findall(r"@(\w+)", sql))
     types = {p["name"]: p["parameterType"] for p in cfg["queryParameters"]}
@@ -487,13 +491,6 @@ def test_partition_census_reads_information_schema_of_a_table_partitioned_by_day
     values = {p["name"]: p["parameterValue"]["value"] for p in cfg["queryParameters"]}
     assert values == {"table_name": "events", "first_id": "20261120", "last_id": "20261122"}
     assert sqlglot_parses(cfg["query"])
-
-
-def sqlglot_parses(sql: str) -> bool:
-    import sqlglot
-
-    parsed = sqlglot.parse(sql, read="bigquery")
-    return len(parsed) == 1 and parsed[0] is not None
 
 
 @pytest.mark.parametrize(
